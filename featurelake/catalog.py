@@ -1,0 +1,313 @@
+"""The catalogue: Delta tables under <storage.root>/_catalog/ recording every definition version,
+run, export, training set and use. Plain Delta, so any Spark SQL reads it."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
+
+from featurelake.errors import JobError, NotFoundError, did_you_mean
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from featurelake.definitions import FeatureGroup
+    from featurelake.repo import Repository
+
+T = TypeVar("T")
+
+SCHEMAS = {
+    "entities": "name string, join_keys array<string>, description string, owner string, "
+                "tags map<string,string>, registered_at timestamp",
+    "groups": "name string, version int, fingerprint string, entity string, keys array<string>, "
+              "timestamp_column string, source_kind string, source string, ttl string, online boolean, "
+              "owner string, tags map<string,string>, description string, definition string, changes string, "
+              "registered_at timestamp, registered_by string",
+    "features": "group string, version int, name string, dtype string, description string, "
+                "tags map<string,string>, kind string",
+    "runs": "run_id string, group string, group_version int, kind string, status string, "
+            "started_at timestamp, ended_at timestamp, duration_s double, window string, "
+            "rows_read bigint, rows_written bigint, rows_quarantined bigint, delta_version bigint, "
+            "validation string, params string, error string, user string",
+    "exports": "export_id string, group string, group_version int, from_version bigint, to_version bigint, "
+               "as_of timestamp, rows bigint, items_written bigint, bytes_written bigint, duration_s double, "
+               "status string, error string, table_name string, started_at timestamp, user string",
+    "training_sets": "id string, created_at timestamp, user string, spine_fingerprint string, spine_rows bigint, "
+                     "timestamp_column string, features array<string>, group_versions string, "
+                     "table_versions string, options string, spine_path string",
+    "usage": "ts timestamp, user string, action string, object string, detail string",
+    "statistics": "scope string, scope_id string, group string, feature string, computed_at timestamp, "
+                  "stats string",
+}
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def current_user() -> str:
+    """Who did it: FEATURELAKE_USER, else the OS user."""
+    try:
+        return os.environ.get("FEATURELAKE_USER") or getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def with_retry(action: Callable[[], T], what: str, attempts: int = 8) -> T:
+    """Delta's optimistic concurrency: a commit that lost a race is retried from the start."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:  # delta.exceptions.* arrive as Py4J/Spark errors too
+            name = type(exc).__name__ + str(exc)[:400]
+            if "Concurrent" not in name and "ProtocolChanged" not in name and "MetadataChanged" not in name:
+                raise
+            if attempt == attempts - 1:
+                raise JobError(f"{what}: another writer kept winning the Delta commit after {attempts} "
+                               f"attempts; try again") from exc
+            time.sleep(0.2 * (2 ** attempt) * (0.5 + uuid.uuid4().int % 100 / 100))
+    raise AssertionError("unreachable")
+
+
+class Catalog:
+    """Reads and writes the catalogue tables."""
+
+    def __init__(self, spark: "SparkSession", root: str):
+        self.spark, self.root = spark, root.rstrip("/")
+
+    def path(self, table: str) -> str:
+        return f"{self.root}/_catalog/{table}"
+
+    def exists(self, table: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.path(table))
+
+    def read(self, table: str, version: Optional[int] = None) -> "DataFrame":
+        """The table as a DataFrame (empty with the right schema when nothing was written yet)."""
+        if not self.exists(table):
+            return self.spark.createDataFrame([], SCHEMAS[table])
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.path(table))
+
+    def rows(self, table: str, where: Optional[str] = None) -> list[dict]:
+        df = self.read(table)
+        if where:
+            df = df.where(where)
+        return [r.asDict(recursive=True) for r in df.collect()]
+
+    def _frame(self, table: str, rows: Iterable[dict]) -> "DataFrame":
+        from pyspark.sql.types import _parse_datatype_string
+
+        schema = _parse_datatype_string(SCHEMAS[table])
+        names = schema.fieldNames()
+        return self.spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], schema)
+
+    def append(self, table: str, rows: list[dict]) -> None:
+        """Blind appends never conflict with other writers."""
+        if rows:
+            self._frame(table, rows).write.format("delta").mode("append").save(self.path(table))
+
+    def merge(self, table: str, rows: list[dict], on: list[str], update: bool = False) -> None:
+        """Inserts rows whose `on` columns are new (and updates the others when asked), atomically."""
+        from delta.tables import DeltaTable
+
+        if not rows:
+            return
+        source = self._frame(table, rows)
+        if not self.exists(table):
+            try:
+                source.limit(0).write.format("delta").mode("append").save(self.path(table))
+            except Exception as exc:  # a concurrent first writer created it: fine
+                if "Concurrent" not in type(exc).__name__ + str(exc) and "already exists" not in str(exc):
+                    raise
+        cond = " AND ".join(f"t.`{c}` = s.`{c}`" for c in on)
+        m = DeltaTable.forPath(self.spark, self.path(table)).alias("t").merge(source.alias("s"), cond)
+        if update:
+            m = m.whenMatchedUpdateAll()
+        m.whenNotMatchedInsertAll().execute()
+
+    def record(self, table: str, **row: Any) -> None:
+        """One row into an append-only table (runs, exports, training_sets, usage, statistics)."""
+        for key, value in row.items():
+            if isinstance(value, (dict, list)) and not SCHEMAS[table].split(f"{key} ", 1)[-1].startswith("array"):
+                row[key] = json.dumps(value, default=str, sort_keys=True)
+        with_retry(lambda: self.append(table, [row]), f"catalogue table {table}")
+
+    def audit(self, action: str, obj: str, detail: Any = None) -> None:
+        self.record("usage", ts=now(), user=current_user(), action=action, object=obj,
+                    detail=json.dumps(detail, default=str, sort_keys=True) if detail is not None else None)
+
+    # ---- definitions -------------------------------------------------------------------------
+
+    def apply(self, repo: "Repository") -> list[str]:
+        """Registers the repository; returns one line per change (empty when nothing changed)."""
+        return with_retry(lambda: self._apply_once(repo), "featurelake apply")
+
+    def _apply_once(self, repo: "Repository") -> list[str]:
+        registered = self.rows("groups")
+        by_name: dict[str, list[dict]] = {}
+        for row in registered:
+            by_name.setdefault(row["name"], []).append(row)
+        stamp, user = now(), current_user()
+        new_groups, new_features, changes = [], [], []
+        for group in repo.ordered():
+            versions = sorted(by_name.get(group.name, []), key=lambda r: r["version"])
+            if any(v["fingerprint"] == group.fingerprint for v in versions):
+                match = next(v for v in versions if v["fingerprint"] == group.fingerprint)
+                if match["version"] != versions[-1]["version"]:
+                    changes.append(f"{group.name}: matches registered version {match['version']} "
+                                   f"(latest is {versions[-1]['version']})")
+                continue
+            version = versions[-1]["version"] + 1 if versions else 1
+            what = describe_changes(json.loads(versions[-1]["definition"]), group.to_dict()) if versions else "new group"
+            changes.append(f"{group.name}: version {version} ({what})")
+            new_groups.append(group_row(group, version, what, stamp, user))
+            new_features += feature_rows(group, version)
+        old_entities = {r["name"]: r for r in self.rows("entities")}
+        new_entities = []
+        for entity in repo.entities.values():
+            row = {**entity.to_dict(), "registered_at": stamp}
+            old = old_entities.get(entity.name)
+            if old is None or {k: old[k] for k in ("join_keys", "description", "owner", "tags")} != \
+                    {k: row[k] for k in ("join_keys", "description", "owner", "tags")}:
+                new_entities.append(row)
+                changes.append(f"entity {entity.name}: {'new' if old is None else 'updated'}")
+        self.merge("groups", new_groups, on=["name", "fingerprint"])
+        self.merge("features", new_features, on=["group", "version", "name"])
+        self.merge("entities", new_entities, on=["name"], update=True)
+        return changes
+
+    def group_versions(self, name: str) -> list[dict]:
+        rows = sorted(self.rows("groups", f"name = '{_quote(name)}'"), key=lambda r: r["version"])
+        if not rows:
+            known = [r["name"] for r in self.read("groups").select("name").distinct().collect()]
+            raise NotFoundError(f"feature group {name!r} is not in the catalogue at {self.path('groups')}"
+                                f"{did_you_mean(name, known)}: run `featurelake apply` first")
+        return rows
+
+    def version_of(self, group: "FeatureGroup") -> int:
+        """The registered version whose fingerprint matches the group's current code."""
+        rows = self.rows("groups", f"name = '{_quote(group.name)}' AND fingerprint = '{group.fingerprint}'")
+        if not rows:
+            from featurelake.errors import UsageError
+
+            raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` "
+                             f"(or was never applied): run `featurelake apply` first")
+        return int(rows[0]["version"])
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def group_row(group: "FeatureGroup", version: int, changes: str, stamp: datetime, user: str) -> dict:
+    return {"name": group.name, "version": version, "fingerprint": group.fingerprint,
+            "entity": group.entity.name, "keys": group.keys, "timestamp_column": group.timestamp_column,
+            "source_kind": group.source.kind, "source": json.dumps(group.source.to_dict(), sort_keys=True),
+            "ttl": group.ttl_text, "online": group.online, "owner": group.owner,
+            "tags": {k: str(v) for k, v in group.tags.items()}, "description": group.description,
+            "definition": json.dumps(group.to_dict(), sort_keys=True, default=str), "changes": changes,
+            "registered_at": stamp, "registered_by": user}
+
+
+def feature_rows(group: "FeatureGroup", version: int) -> list[dict]:
+    rows = [{"group": group.name, "version": version, "name": f.name, "dtype": f.dtype,
+             "description": f.description, "tags": {k: str(v) for k, v in f.tags.items()}, "kind": "feature"}
+            for f in group.features]
+    for agg in group.aggregations:
+        base = group.feature(agg.column)
+        for name, fn, window, _ in agg.outputs():
+            dtype = "bigint" if fn in ("count", "approx_count_distinct") else \
+                base.dtype if fn in ("min", "max", "last") else "double"
+            rows.append({"group": group.name, "version": version, "name": name, "dtype": dtype,
+                         "description": f"{fn} of {agg.column} over the last {window}",
+                         "tags": {k: str(v) for k, v in base.tags.items()}, "kind": "aggregation"})
+    return rows
+
+
+def describe_changes(old: dict, new: dict) -> str:
+    """A short, human account of what differs between two group definitions."""
+    parts = []
+    old_f = {f["name"]: f for f in old.get("features", [])}
+    new_f = {f["name"]: f for f in new.get("features", [])}
+    if set(new_f) - set(old_f):
+        parts.append("added " + ", ".join(sorted(set(new_f) - set(old_f))))
+    if set(old_f) - set(new_f):
+        parts.append("removed " + ", ".join(sorted(set(old_f) - set(new_f))))
+    retyped = [n for n in set(old_f) & set(new_f) if old_f[n]["dtype"] != new_f[n]["dtype"]]
+    if retyped:
+        parts.append("changed type of " + ", ".join(sorted(retyped)))
+    for key in sorted(set(old) | set(new)):
+        if key != "features" and old.get(key) != new.get(key):
+            parts.append(f"{key} changed")
+    return "; ".join(parts) or "definition changed"
+
+
+# ---- discovery: what `featurelake catalog ...` shows ------------------------------------------
+
+def latest_groups(catalog: Catalog) -> list[dict]:
+    """The newest registered version of every group, with its features."""
+    latest: dict[str, dict] = {}
+    for row in catalog.rows("groups"):
+        if row["name"] not in latest or row["version"] > latest[row["name"]]["version"]:
+            latest[row["name"]] = row
+    features: dict[tuple, list] = {}
+    for f in catalog.rows("features"):
+        features.setdefault((f["group"], f["version"]), []).append(f)
+    out = []
+    for name in sorted(latest):
+        row = latest[name]
+        out.append(describe_group(row, features.get((name, row["version"]), [])))
+    return out
+
+
+def describe_group(row: dict, features: list[dict]) -> dict:
+    definition = json.loads(row["definition"])
+    order = {n: i for i, n in enumerate(f["name"] for f in definition["features"])}
+    return {"name": row["name"], "version": row["version"], "entity": row["entity"], "keys": row["keys"],
+            "timestamp_column": row["timestamp_column"], "source": json.loads(row["source"]),
+            "ttl": row["ttl"], "online": row["online"], "owner": row["owner"], "tags": row["tags"],
+            "description": row["description"], "registered_at": row["registered_at"],
+            "registered_by": row["registered_by"], "changes": row["changes"],
+            "features": [{k: f[k] for k in ("name", "dtype", "description", "tags", "kind")}
+                         for f in sorted(features, key=lambda f: (f["kind"] != "feature",
+                                                                   order.get(f["name"], 0), f["name"]))]}
+
+
+def show_group(catalog: Catalog, name: str, version: Optional[int] = None) -> dict:
+    rows = catalog.group_versions(name)
+    row = rows[-1] if version is None else next((r for r in rows if r["version"] == version), None)
+    if row is None:
+        raise NotFoundError(f"feature group {name!r} has no version {version}: versions are "
+                            f"{[r['version'] for r in rows]}")
+    feats = catalog.rows("features", f"`group` = '{_quote(name)}' AND version = {row['version']}")
+    out = describe_group(row, feats)
+    out["versions"] = [{"version": r["version"], "registered_at": r["registered_at"], "changes": r["changes"],
+                        "registered_by": r["registered_by"]} for r in rows]
+    return out
+
+
+def search(catalog: Catalog, text: str) -> list[dict]:
+    """Groups and features whose name, description, owner or tags contain the text."""
+    needle = text.lower()
+    hits = []
+    for g in latest_groups(catalog):
+        hay = " ".join([g["name"], g["description"] or "", g["owner"] or "", json.dumps(g["tags"])]).lower()
+        if needle in hay:
+            hits.append({"kind": "group", "name": g["name"], "description": g["description"]})
+        for f in g["features"]:
+            if needle in " ".join([f["name"], f["description"] or "", json.dumps(f["tags"])]).lower():
+                hits.append({"kind": "feature", "name": f"{g['name']}:{f['name']}", "dtype": f["dtype"],
+                             "description": f["description"]})
+    return hits

@@ -1,0 +1,242 @@
+"""conf/*.yaml -> a typed Config.
+
+Every value may use ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``); a missing variable is an error
+naming it. Unknown keys are rejected with the nearest valid key, and every error names the
+file, the line and the key path. Relative paths are resolved against the project directory:
+the folder holding ``conf/`` (or the config file's own folder when it is not in ``conf/``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from featurelake.errors import ConfigError, did_you_mean
+
+DEFAULT_CONF = "conf/local.yaml"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class StorageConfig:
+    root: str = ".featurelake/lake"
+    """Where offline tables, quarantine and the catalogue live: a path, s3a://... or dbfs:/..."""
+    database: Optional[str] = None
+    """When set, offline tables are metastore tables <database>.<group> (Unity Catalog, Glue)."""
+
+
+@dataclass
+class SparkConfig:
+    master: str = "local[2]"
+    """Ignored when a SparkSession already exists (Databricks, a notebook, spark-submit)."""
+    app_name: str = "featurelake"
+    conf: dict = field(default_factory=dict)
+    """Extra Spark settings, applied when featurelake builds the session."""
+    packages: list = field(default_factory=list)
+    """Extra Maven coordinates added to spark.jars.packages."""
+
+
+@dataclass
+class ConnectionConfig:
+    url: str = ""
+    """JDBC URL: jdbc:postgresql://host:port/db or jdbc:sqlite:path."""
+    user: Optional[str] = None
+    password: Optional[str] = None
+    """Only from the environment: password: ${PAYMENTS_PASSWORD}."""
+    driver: Optional[str] = None
+    """JDBC driver class; inferred from the URL for PostgreSQL and SQLite."""
+    properties: dict = field(default_factory=dict)
+    retries: int = 3
+    """Attempts before a connection failure becomes an error."""
+
+
+@dataclass
+class S3Config:
+    endpoint_url: Optional[str] = None
+    """Absent for AWS itself; http://127.0.0.1:9000 for the local moto server."""
+    path_style: bool = False
+    region: Optional[str] = None
+
+
+@dataclass
+class DynamoDBConfig:
+    region: str = "us-east-1"
+    endpoint_url: Optional[str] = None
+    """Absent for AWS itself; http://127.0.0.1:8000 for the local dynalite."""
+    table_prefix: str = "featurelake_"
+
+
+@dataclass
+class OnlineConfig:
+    dynamodb: DynamoDBConfig = field(default_factory=DynamoDBConfig)
+
+
+@dataclass
+class ValidationConfig:
+    on_failure: str = "quarantine"
+    """fail | quarantine | warn; a group may override it with FeatureGroup(validation=...)."""
+
+
+@dataclass
+class MonitoringConfig:
+    psi_threshold: float = 0.2
+    ks_threshold: float = 0.1
+    js_threshold: float = 0.1
+    features: dict = field(default_factory=dict)
+    """Per-feature overrides: {"customer_txn:amount": {"psi_threshold": 0.3}}."""
+    skew_sample: int = 1000
+
+
+@dataclass
+class TrainingConfig:
+    max_pandas_rows: int = 1_000_000
+    """to_pandas() refuses larger training sets: use to_spark() or write() instead."""
+
+
+@dataclass
+class Config:
+    project: str = "featurelake"
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    connections: dict = field(default_factory=dict)
+    """name -> ConnectionConfig."""
+    s3: S3Config = field(default_factory=S3Config)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    path: Optional[str] = None
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> str:
+        """A relative local path made absolute against the project directory."""
+        if re.match(r"^[a-z][a-z0-9+.-]*:", path) or os.path.isabs(path):
+            return path
+        return str(Path(self.base_dir, path).resolve())
+
+    @property
+    def root(self) -> str:
+        return self.resolve(self.storage.root)
+
+    def connection(self, name: str) -> ConnectionConfig:
+        if name not in self.connections:
+            raise ConfigError(f"unknown connection {name!r} in {self.path}{did_you_mean(name, self.connections)}: "
+                              f"add it under 'connections:'")
+        return self.connections[name]
+
+
+def load_config(path: Union[str, Path, None] = None, env: Optional[dict] = None) -> Config:
+    """Read, interpolate and check a config file."""
+    path = Path(path or os.environ.get("FEATURELAKE_CONF") or DEFAULT_CONF)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found: pass --conf PATH or set FEATURELAKE_CONF")
+    env = os.environ if env is None else env
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    loader = _Loader(str(path), env)
+    raw = loader.value(node, "") if node is not None else {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}:1: the top level must be a mapping of sections (project, storage, ...)")
+    config = loader.build(Config, raw, node, "")
+    config.path = str(path)
+    parent = path.resolve().parent
+    config.base_dir = str(parent.parent if parent.name == "conf" else parent)
+    config.connections = {name: _absolute_sqlite(config, c) for name, c in config.connections.items()}
+    if config.validation.on_failure not in ("fail", "quarantine", "warn"):
+        raise ConfigError(f"{path}: validation.on_failure must be fail, quarantine or warn, "
+                          f"not {config.validation.on_failure!r}")
+    return config
+
+
+def _absolute_sqlite(config: Config, conn: ConnectionConfig) -> ConnectionConfig:
+    if conn.url.startswith("jdbc:sqlite:"):
+        conn.url = "jdbc:sqlite:" + config.resolve(conn.url[len("jdbc:sqlite:"):])
+    return conn
+
+
+class _Loader:
+    """Turns a YAML node tree into dataclasses, remembering lines for messages."""
+
+    def __init__(self, path: str, env: Any):
+        self.path, self.env = path, env
+
+    def where(self, node: yaml.Node, key: str) -> str:
+        return f"{self.path}:{node.start_mark.line + 1}: {key}"
+
+    def value(self, node: yaml.Node, key: str) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return {k.value: self.value(v, f"{key}.{k.value}".lstrip(".")) for k, v in node.value}
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(v, key) for v in node.value]
+        if isinstance(node, yaml.ScalarNode) and isinstance(node.value, str) and "${" in node.value:
+            return self.interpolate(node, key)
+        return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+
+    def interpolate(self, node: yaml.ScalarNode, key: str) -> Any:
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{self.where(node, key)}: environment variable {name} is not set: "
+                              f"export {name}=... or give a default with ${{{name}:-value}}")
+        text = _ENV_REF.sub(sub, node.value)
+        return yaml.safe_load(text) if node.style is None and text != "" else text
+
+    def child(self, node: Optional[yaml.Node], name: str) -> Optional[yaml.Node]:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == name:
+                    return v
+        return None
+
+    def build(self, cls: type, raw: dict, node: yaml.Node, prefix: str) -> Any:
+        hints = get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("path", "base_dir")}
+        kwargs = {}
+        for name, value in raw.items():
+            key = f"{prefix}.{name}".lstrip(".")
+            sub = self.child(node, name) or node
+            if name not in fields:
+                raise ConfigError(f"{self.where(sub, key)}: unknown key{did_you_mean(name, fields)}")
+            kwargs[name] = self.convert(hints[name], value, sub, key)
+        if cls is ConnectionConfig:
+            pw = self.child(node, "password")
+            if pw is not None and "${" not in str(pw.value):
+                raise ConfigError(f"{self.where(pw, prefix + '.password')}: passwords come only from the "
+                                  f"environment: write password: ${{SOME_ENV_VAR}}")
+            if not kwargs.get("url"):
+                raise ConfigError(f"{self.where(node, prefix)}: a connection needs a url (jdbc:...)")
+        return cls(**kwargs)
+
+    def convert(self, hint: Any, value: Any, node: yaml.Node, key: str) -> Any:
+        if get_origin(hint) is Union:
+            if value is None:
+                return None
+            hint = next(a for a in get_args(hint) if a is not type(None))
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{self.where(node, key)}: expected a mapping, found {value!r}")
+            return self.build(hint, value, node, key)
+        if key == "connections":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{self.where(node, key)}: expected a mapping of connection names")
+            return {n: self.build(ConnectionConfig, v or {}, self.child(node, n) or node, f"{key}.{n}")
+                    for n, v in value.items()}
+        expected = {dict: dict, list: list, bool: bool, int: int, float: (int, float), str: (str, int, float)}
+        want = expected.get(hint if isinstance(hint, type) else get_origin(hint) or object, object)
+        if value is not None and not isinstance(value, want) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.where(node, key)}: expected {getattr(hint, '__name__', hint)}, "
+                              f"found {value!r}")
+        return str(value) if hint is str and value is not None else value

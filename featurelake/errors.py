@@ -1,0 +1,64 @@
+"""One small hierarchy of errors; the CLI maps each to an exit code and a one-line message."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class FeaturelakeError(Exception):
+    """Base of every error featurelake raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(FeaturelakeError):
+    """A configuration file is malformed, incomplete or names something unknown."""
+
+    exit_code = 2
+
+
+class DefinitionError(FeaturelakeError):
+    """A feature definition is invalid; raised when the feature repository loads."""
+
+    exit_code = 2
+
+
+class NotFoundError(FeaturelakeError):
+    """A named object (group, feature, run, training set) does not exist."""
+
+    exit_code = 2
+
+
+class UsageError(FeaturelakeError):
+    """A call or command line asks for something inconsistent."""
+
+    exit_code = 2
+
+
+class JobError(FeaturelakeError):
+    """A job failed while running: a source is down, a write was refused."""
+
+    exit_code = 1
+
+
+class ValidationFailed(FeaturelakeError):
+    """A batch failed its expectation suite; carries the failed expectations."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, failures: list[dict] | None = None, run_id: str | None = None):
+        super().__init__(message)
+        self.failures = failures or []
+        self.run_id = run_id
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the nearest candidate, or a list of what exists."""
+    candidates = sorted(set(candidates))
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    if close:
+        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    if candidates:
+        shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
+        return f" (known: {shown})"
+    return ""

@@ -1,0 +1,83 @@
+"""Builds the SparkSession from the config, with Delta and the jars featurelake needs, or reuses
+the session that already exists (Databricks, a notebook, spark-submit) as it is."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from featurelake.config import Config
+
+PACKAGES = [
+    "io.delta:delta-spark_2.13:4.0.0",
+    "org.apache.hadoop:hadoop-aws:3.4.1",
+    "org.postgresql:postgresql:42.7.7",
+    "org.xerial:sqlite-jdbc:3.50.3.0",
+]
+IVY_CACHE = os.environ.get("FEATURELAKE_IVY", str(Path.home() / ".cache" / "featurelake" / "ivy"))
+
+
+def get_spark(config: Optional["Config"] = None) -> "SparkSession":
+    """The active session if there is one (only its time zone is set, to UTC), else a new one."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.conf.set("spark.sql.session.timeZone", "UTC")
+        return active
+    from featurelake.config import Config
+
+    config = config or Config()
+    builder = SparkSession.builder.master(config.spark.master).appName(config.spark.app_name)
+    settings = {
+        "spark.jars.packages": ",".join(PACKAGES + list(config.spark.packages)),
+        "spark.jars.ivy": IVY_CACHE,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -Divy.message.logger.level=1",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.attempts.maximum": "3",
+        "spark.hadoop.fs.s3a.retry.limit": "3",
+    }
+    s3 = config.s3
+    if s3.endpoint_url:
+        settings["spark.hadoop.fs.s3a.endpoint"] = s3.endpoint_url
+        settings["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(s3.endpoint_url.startswith("https")).lower()
+    if s3.path_style:
+        settings["spark.hadoop.fs.s3a.path.style.access"] = "true"
+    region = s3.region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        settings["spark.hadoop.fs.s3a.endpoint.region"] = region
+    settings.update({k: str(v) for k, v in config.spark.conf.items()})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def main(argv: Optional[list] = None) -> int:
+    """`python -m featurelake.spark --prefetch`: resolve the jars into the cache once."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv != ["--prefetch"]:
+        print("usage: python -m featurelake.spark --prefetch", file=sys.stderr)
+        return 2
+    spark = get_spark()
+    print(f"Spark {spark.version} with Delta ready; jars cached in {IVY_CACHE}")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""FeatureStore: the one object notebooks and jobs hold. It owns the config, the repository, the
+SparkSession and the catalogue, and hands each verb to the module of its concept."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from featurelake.catalog import Catalog
+from featurelake.config import Config, load_config
+from featurelake.repo import Repository, load_repository
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from featurelake.definitions import FeatureGroup
+    from featurelake.offline import OfflineTable
+
+
+class FeatureStore:
+    def __init__(self, config: Config, repo: Union[Repository, str, Path, None] = "features",
+                 spark: Optional["SparkSession"] = None):
+        self.config = config
+        self._repo_arg = repo
+        self._repo: Optional[Repository] = repo if isinstance(repo, Repository) else None
+        self._spark = spark
+        self._catalog: Optional[Catalog] = None
+
+    @classmethod
+    def from_config(cls, path: Union[str, Path, None] = None, repo: Union[str, Path, None] = "features",
+                    spark: Optional["SparkSession"] = None) -> "FeatureStore":
+        """The config file (default conf/local.yaml or $FEATURELAKE_CONF) and the feature repository.
+        A relative repo path is taken from the current directory, then from the project directory."""
+        config = load_config(path)
+        if repo is not None and not Path(repo).is_dir() and Path(config.base_dir, repo).is_dir():
+            repo = Path(config.base_dir, repo)
+        return cls(config, repo, spark)
+
+    @property
+    def repo(self) -> Repository:
+        if self._repo is None:
+            self._repo = load_repository(self._repo_arg or "features")
+        return self._repo
+
+    @property
+    def spark(self) -> "SparkSession":
+        """The session in use: an active one is reused, else one is built from the config."""
+        if self._spark is None:
+            from featurelake.spark import get_spark
+
+            self._spark = get_spark(self.config)
+        return self._spark
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(self.spark, self.config.root)
+        return self._catalog
+
+    def group(self, name: str) -> "FeatureGroup":
+        return self.repo.group(name)
+
+    def offline(self, name: str) -> "OfflineTable":
+        from featurelake.offline import OfflineTable
+
+        return OfflineTable(self.spark, self.config, self.group(name))
+
+    # ---- verbs -------------------------------------------------------------------------------
+
+    def apply(self) -> list[str]:
+        """Registers the repository's definitions; returns what changed (empty: nothing)."""
+        return self.catalog.apply(self.repo)
+
+    def ingest(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None,
+               from_quarantine: Optional[str] = None) -> Any:
+        """source -> transform -> validate -> offline table, for new data only."""
+        from featurelake.ingest import ingest
+
+        return ingest(self, group, start=start, end=end, from_quarantine=from_quarantine)
+
+    def validate(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None) -> Any:
+        """Runs the group's suite on its pending source window, writing nothing."""
+        from featurelake.ingest import validate_only
+
+        return validate_only(self, group, start=start, end=end)
+
+    def export(self, group: str, *, full: bool = False) -> Any:
+        """offline -> DynamoDB, only keys that changed since the last export unless full."""
+        from featurelake.online.export import export
+
+        return export(self, group, full=full)
+
+    def training_set(self, spine: Any, features: Sequence[str], timestamp_column: str = "event_ts",
+                     full_names: bool = False) -> Any:
+        """A point-in-time correct training set for the spine's rows."""
+        from featurelake.training import build_training_set
+
+        return build_training_set(self, spine, list(features), timestamp_column=timestamp_column,
+                                  full_names=full_names)
+
+    def load_training_set(self, training_set_id: str) -> Any:
+        """The same rows as when the training set was built, by time travel."""
+        from featurelake.training import load_training_set
+
+        return load_training_set(self, training_set_id)
+
+    def read_offline(self, group: str, version: Optional[int] = None,
+                     timestamp: Union[str, datetime, None] = None) -> "DataFrame":
+        return self.offline(group).read(version=version, timestamp=timestamp)

@@ -1,0 +1,34 @@
+"""Each service fixture answers real requests through the client the library uses."""
+import subprocess
+import uuid
+
+import boto3
+
+
+def test_dynamodb_endpoint_stores_items(dynamodb_endpoint):
+    ddb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+    ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+    ddb.put_item(TableName=table, Item={"k": {"S": "a"}, "v": {"N": "1.5"}})
+    item = ddb.get_item(TableName=table, Key={"k": {"S": "a"}}, ConsistentRead=True)["Item"]
+    assert item["v"] == {"N": "1.5"}
+
+
+def test_s3_endpoint_stores_objects(s3_endpoint):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="featurelake-test")
+    s3.put_object(Bucket="featurelake-test", Key="a/b.txt", Body=b"hello")
+    assert s3.get_object(Bucket="featurelake-test", Key="a/b.txt")["Body"].read() == b"hello"
+
+
+def test_postgres_service_accepts_sql_over_tcp(postgres_service):
+    pg = postgres_service
+    sql = "create table t(x int); insert into t values (41); select x + 1 from t;"
+    out = subprocess.run(
+        [f"{pg.bin_dir}/psql", "-X", "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql, pg.dsn],
+        capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "42"
+    assert pg.jdbc_url == f"jdbc:postgresql://127.0.0.1:{pg.port}/featurelake"
