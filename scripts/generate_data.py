@@ -8,7 +8,8 @@
 
 The first run covers the last --days days but stops a day short of now: `--append`, the second
 demo run, adds that newer day (new ids, later timestamps). `--bad-batch` adds one events file
-that breaks the customer_sessions suite. The same seed and --now give the same data.
+that breaks the customer_sessions suite (over existing data and without --append, only that
+file). The same seed and --now give the same data.
 
     python scripts/generate_data.py [--size small|medium|large] [--seed 42] [--customers N]
         [--merchants N] [--days N] [--txns N] [--events N] [--now ISO]
@@ -76,7 +77,9 @@ def iso(t: datetime) -> str:
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=timezone.utc)
+    """ISO text to an aware UTC datetime; text without an offset is UTC already."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 def _pick(rng: random.Random, weights: dict) -> Any:
@@ -89,17 +92,18 @@ def population(seed: int, customers: int, merchants: int, start: datetime) -> tu
     people = []
     for cid in range(1, customers + 1):
         domain = _pick(rng, DOMAINS)
+        signup = start - timedelta(days=min(rng.expovariate(1 / 400), 1800), seconds=rng.randrange(86400))
         people.append(dict(
             customer_id=cid, country=_pick(rng, CUSTOMER_COUNTRIES), domain=domain,
             email=f"{rng.choice(NAMES)}.{rng.choice(NAMES)}{cid}@{domain}",
-            birth=start - timedelta(days=365.25 * rng.uniform(18.5, 75)),
-            signup=start - timedelta(days=min(rng.expovariate(1 / 400), 1800), seconds=rng.randrange(86400)),
+            signup=signup, birth=signup - timedelta(days=365.25 * rng.uniform(18.1, 75)),
             segment=rng.choices(["basic", "gold", "platinum"], [70, 24, 6])[0],
             activity=rng.lognormvariate(0, 1.0),
             risk=rng.lognormvariate(0, 0.5) * (4 if domain == "mailinator.com" else 1)))
     shops = []
     for mid in range(1, merchants + 1):
-        category, country = rng.choice(list(CATEGORIES)), _pick(rng, {k: v[1] for k, v in MERCHANT_COUNTRIES.items()})
+        category = rng.choice(list(CATEGORIES))
+        country = _pick(rng, {k: share for k, (_, share) in MERCHANT_COUNTRIES.items()})
         shops.append(dict(
             merchant_id=mid, name=f"{category.replace('_', ' ').title()} {mid}", category=category,
             country=country, currency=MERCHANT_COUNTRIES[country][0], popularity=1 / mid ** 0.8,
@@ -132,14 +136,15 @@ def _transactions(rng: random.Random, n: int, first_id: int, people: list, shops
     return rows
 
 
-def _file_chargebacks(db: sqlite3.Connection, seed: int, end: datetime) -> int:
+def _file_chargebacks(db: sqlite3.Connection, seed: int, start: datetime, end: datetime) -> int:
     """Most frauds and a few honest payments come back as chargebacks 2 to 60 days later; each
     run files the ones due by its end. The draw depends on the txn id only, so it never changes."""
     due = []
-    cutoff = db_ts(end - timedelta(days=61))
+    cutoff = db_ts(start - timedelta(days=61))  # older payments were settled by earlier runs
     for txn_id, merchant_id, customer_id, amount, created, fraud in db.execute(
             "SELECT txn_id, merchant_id, customer_id, amount, created_at, is_fraud FROM transactions t "
-            "WHERE created_at >= ? AND NOT EXISTS (SELECT 1 FROM chargebacks c WHERE c.txn_id = t.txn_id)", (cutoff,)):
+            "WHERE created_at >= ? AND NOT EXISTS (SELECT 1 FROM chargebacks c WHERE c.txn_id = t.txn_id)",
+            (cutoff,)):
         rng = random.Random(f"{seed}:chargeback:{txn_id}")
         if rng.random() >= (0.8 if fraud else 0.002):
             continue
@@ -160,7 +165,8 @@ def _issue_reports(db: sqlite3.Connection, start: datetime, end: datetime) -> in
     count = 0
     while day + timedelta(days=1, hours=2) <= end:
         hi, issued = day + timedelta(days=1), db_ts(day + timedelta(days=1, hours=2))
-        params = {"day": day.date().isoformat(), "lo": db_ts(hi - timedelta(days=30)), "hi": db_ts(hi), "ts": issued}
+        params = {"day": day.date().isoformat(), "lo": db_ts(hi - timedelta(days=30)), "hi": db_ts(hi),
+                  "ts": issued}
         count += db.execute("""
             INSERT INTO chargeback_reports SELECT m.merchant_id, :day, coalesce(t.n, 0), coalesce(t.amount, 0),
                    coalesce(c.n, 0), coalesce(c.amount, 0), :ts, :ts
@@ -183,13 +189,14 @@ def _session(rng: random.Random, event_id: str, c: dict, kind: str, ended: datet
     """One app session as the apps send it: nested objects, ISO timestamps."""
     seconds = min(rng.lognormvariate(math.log(150 if kind == "payment" else 240), 0.9), 7200)
     device = rng.choices(["mobile", "tablet", "desktop"], [62, 5, 33])[0]
+    systems = ["android", "ios"] if device != "desktop" else ["windows", "macos"]
     foreign = rng.random() < (0.6 if takeover else 0.03)
     return {"event_id": event_id,
             "customer": {"id": c["customer_id"], "country": c["country"]},
             "event": {"type": kind, "ts": iso(ended), "started_at": iso(ended - timedelta(seconds=seconds)),
                       "page_views": max(1, int(seconds / 25 * rng.uniform(0.5, 1.5))),
                       "failed_logins": rng.randint(1, 4) if takeover else rng.choices([0, 1, 2], [93, 5, 2])[0]},
-            "device": {"type": device, "os": rng.choice(["android", "ios"] if device != "desktop" else ["windows", "macos"]),
+            "device": {"type": device, "os": rng.choice(systems),
                        "app_version": f"5.{rng.randint(0, 4)}.{rng.randint(0, 9)}"},
             "geo": {"ip_country": rng.choice(["US", "RU", "NG", "CN", "PT"]) if foreign else c["country"]}}
 
@@ -287,7 +294,8 @@ def _csv(rows: list[dict]) -> str:
 def sqlite_path(config: Config) -> Path:
     url = config.connection("payments").url
     if not url.startswith("jdbc:sqlite:"):
-        raise UsageError(f"the demo generator writes SQLite, but connection 'payments' in {config.path} is {url!r}")
+        raise UsageError(f"the demo generator writes SQLite, but connection 'payments' in {config.path} "
+                         f"is {url!r}")
     return Path(url[len("jdbc:sqlite:"):])
 
 
@@ -297,8 +305,9 @@ def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchant
              bucket: str = BUCKET) -> dict:
     """Writes one batch (the first, or with append=True the next) and returns what it wrote.
 
-    bad_batch alone writes only the bad events file; with append, both. txns and events default
-    to 20,000 and twice the payments for a first run, and to the same daily rate for an append."""
+    bad_batch adds the bad events file; over existing data without append, it writes only that.
+    txns defaults to 20,000 for a first run and to the previous daily rate for an append; events
+    to twice the payments. An append keeps the first run's seed and population."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     s3 = Storage(config, bucket)
     s3.ensure_bucket()
@@ -314,41 +323,105 @@ def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchant
         db.executescript(SCHEMA)
         last = db.execute("SELECT seed, customers, merchants, window_start, window_end, txns, events "
                           "FROM generator_runs ORDER BY window_end DESC LIMIT 1").fetchone()
+        first = db.execute("SELECT min(window_start) FROM generator_runs").fetchone()[0]
         if last and not append and not bad_batch:
             raise UsageError(f"{path} already holds demo data: pass --append for a newer batch, or --reset")
         if append and not last:
             raise UsageError(f"nothing to append to in {path}: run once without --append first")
-        counts = {"run_id": now.strftime("%Y%m%dT%H%M%S"), "transactions": 0, "fraud": 0, "chargebacks": 0,
-                  "reports": 0, "profiles": 0, "events": 0, "bad_events": 0}
         if last:
-            seed, customers, merchants = last[0], last[1], last[2]
-            first = _parse(last[3])
-        else:
-            first = now - timedelta(days=days)
-        people, shops = population(seed, customers, merchants, first)
-        with db:
-            if append or not last:
-                counts.update(_batch(db, s3, counts["run_id"], seed, people, shops, last, now, txns, events))
+            seed, customers, merchants = last[:3]
+            if now <= _parse(last[4]):
+                raise UsageError(f"--now {iso(now)} is not after the last batch's end {last[4]}")
+        history_start = _parse(first) if first else now - timedelta(days=days)
+        people, shops = population(seed, customers, merchants, history_start)
+        runs = db.execute("SELECT count(*) FROM generator_runs").fetchone()[0]
+        run_id = f"r{runs + 1:03d}-{now:%Y%m%dT%H%M%S}"  # file names: a rerun never overwrites a batch
+        counts = {"run_id": run_id, "customers": customers, "merchants": merchants, "transactions": 0,
+                  "fraud": 0, "chargebacks": 0, "reports": 0, "profiles": 0, "events": 0, "bad_events": 0}
+        with db:  # one transaction: a failed upload leaves the database as it was
+            if append:
+                start, end = _parse(last[4]), now
+                scale = (end - start) / (_parse(last[4]) - _parse(last[3]))
+                txns = round(last[5] * scale) if txns is None else txns
+                events = round(last[6] / max(last[5], 1) * txns) if events is None else events
+                counts.update(_batch(db, s3, run_id, seed, people, shops, start, end, txns, events, first=False))
+            elif not last:
+                db.executemany("INSERT INTO merchants VALUES (:merchant_id, :name, :category, :country, "
+                               ":currency, :created_at)",
+                               [{**m, "created_at": db_ts(history_start - timedelta(days=400))} for m in shops])
+                txns = 20_000 if txns is None else txns
+                events = 2 * txns if events is None else events
+                counts.update(_batch(db, s3, run_id, seed, people, shops, history_start, now - timedelta(days=1),
+                                     txns, events, first=True))
             if bad_batch:
-                rng = random.Random(f"{seed}:bad:{counts['run_id']}")
-                bad = _bad_events(rng, counts["run_id"], people, now)
-                s3.put(f"{EVENTS}events-bad-{counts['run_id']}.json", "\n".join(json.dumps(e) for e in bad) + "\n")
+                rng = random.Random(f"{seed}:bad:{run_id}")
+                bad = _bad_events(rng, run_id, people, now)
+                s3.put(f"{EVENTS}events-bad-{run_id}.json", "\n".join(json.dumps(e) for e in bad) + "\n")
                 counts["bad_events"] = len(bad)
-        return {**counts, "customers": customers, "merchants": merchants, "database": str(path),
-                "bucket": bucket}
+        return {**counts, "database": str(path), "bucket": bucket}
     finally:
         db.close()
 
 
 def _batch(db: sqlite3.Connection, s3: Storage, run_id: str, seed: int, people: list, shops: list,
-           last: Optional[tuple], now: datetime, txns: Optional[int], events: Optional[int]) -> dict:
-    """One run's window: the first stops a day short of now, an append goes from the last end to now."""
-    if last:
-        start, end = _parse(last[4]), now
-        rate = last[5] / max((_parse(last[4]) - _parse(last[3])).total_seconds(), 1)
-        txns = round(rate * (end - start).total_seconds()) if txns is None else txns
-        events = round(last[6] / max(last[5], 1) * txns) if events is None else events
+           start: datetime, end: datetime, txns: int, events: int, first: bool) -> dict:
+    """One run's window [start, end): payments, chargebacks and reports into SQLite, profiles and
+    sessions to S3. A first run writes every profile; later ones the ~5% that changed."""
+    rng = random.Random(f"{seed}:batch:{db_ts(start)}")
+    first_id = db.execute("SELECT coalesce(max(txn_id), 0) + 1 FROM transactions").fetchone()[0]
+    rows = _transactions(rng, txns, first_id, people, shops, start, end)
+    db.executemany("INSERT INTO transactions VALUES (:txn_id, :customer_id, :merchant_id, :amount, :currency, "
+                   ":created_at, :updated_at, :is_fraud)", rows)
+    chargebacks = _file_chargebacks(db, seed, start, end)
+    reports = _issue_reports(db, start, end)
+    if first:
+        profiles = [_profile(c, c["signup"]) for c in people]
     else:
-        start, end = _parse(db_ts(people[0]["signup"])) * 0 if False else None, None
-        start, end = now - timedelta(days=(_days := 0)), now  # replaced below
-    raise NotImplementedError
+        changed = [c for c in people if rng.random() < 0.05]
+        for c in changed:
+            c["segment"] = rng.choices(["basic", "gold", "platinum"], [50, 35, 15])[0]
+        profiles = [_profile(c, _instant(rng, start, end)) for c in changed]
+    sessions = _events(rng, run_id, events, rows, people, start, end)
+    db.execute("INSERT INTO generator_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (run_id, seed, len(people), len(shops), db_ts(start), db_ts(end), len(rows),
+                sum(map(len, sessions.values()))))
+    if profiles:
+        s3.put(f"{PROFILES}profiles-{run_id}.csv", _csv(profiles))
+    for day, batch in sessions.items():
+        s3.put(f"{EVENTS}events-{day}-{run_id}.json", "\n".join(json.dumps(e) for e in batch) + "\n")
+    return {"transactions": len(rows), "fraud": sum(r["is_fraud"] for r in rows), "chargebacks": chargebacks,
+            "reports": reports, "profiles": len(profiles), "events": sum(map(len, sessions.values())),
+            "window": [iso(start), iso(end)]}
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conf", default=None, help="config file (default conf/local.yaml or $FEATURELAKE_CONF)")
+    parser.add_argument("--size", choices=SIZES, default="medium", help="preset sizes; the flags below override")
+    parser.add_argument("--seed", type=int, default=42)
+    for name in ("customers", "merchants", "days"):
+        parser.add_argument(f"--{name}", type=int, help=f"first run only (medium: {SIZES['medium'][name]})")
+    parser.add_argument("--txns", type=int, help="payments in this batch (append: the previous daily rate)")
+    parser.add_argument("--events", type=int, help="app sessions in this batch (default: twice the payments)")
+    parser.add_argument("--now", type=_parse, help="end of the batch, ISO 8601 (default: now); reproducible runs")
+    parser.add_argument("--append", action="store_true", help="add a newer batch after the last one")
+    parser.add_argument("--bad-batch", action="store_true", help="write one events file that fails its suite")
+    parser.add_argument("--reset", action="store_true", help="delete the demo data first")
+    args = parser.parse_args(argv)
+    size = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in SIZES[args.size].items()}
+    if args.append:  # an append's size follows the previous batch, not the preset
+        size["txns"] = args.txns
+    try:
+        counts = generate(load_config(args.conf), args.seed, customers=size["customers"],
+                          merchants=size["merchants"], days=size["days"], txns=size["txns"], events=args.events,
+                          append=args.append, bad_batch=args.bad_batch, reset=args.reset, now=args.now)
+    except FeaturelakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(counts, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,7 @@ def spark(s3_endpoint):
 
     config = Config(spark=SparkConfig(master="local[2]", conf={
         "spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
-        "spark.driver.memory": "3g", "spark.databricks.delta.snapshotPartitions": "1"}),
+        "spark.driver.memory": "2g", "spark.databricks.delta.snapshotPartitions": "1"}),
         s3=S3Config(endpoint_url=s3_endpoint, path_style=True, region="us-east-1"))
     session = get_spark(config)
     yield session
