@@ -4,6 +4,7 @@ It shows a group built on another group: ingesting customer_txn first, then this
 only the rows customer_txn added since (Delta change data feed). Its 1d and 7d maxima are the
 customer's daily and weekly scores.
 """
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from entities import customer
@@ -12,7 +13,7 @@ from featurelake.definitions import Aggregation, DeltaSource, Feature, FeatureGr
 customer_txn_table = DeltaSource("customer_txn_table", group="customer_txn", timestamp_column="created_at")
 
 
-def risk_score(df):
+def risk_score(df: DataFrame) -> DataFrame:
     """A logistic score from the payment's flags; the weights mirror the fraud rates seen."""
     logit = (F.lit(-4.5) + F.log1p("amount") * 0.3 + F.col("is_large").cast("double") * 1.2
              + F.col("is_international").cast("double") * 1.0 + F.col("is_night").cast("double") * 0.8)
@@ -32,7 +33,7 @@ customer_risk = FeatureGroup(
         Feature("risk_band", "string", "low, medium or high"),
     ],
     aggregations=[Aggregation("risk_score", ["max", "avg"], windows=["1d", "7d"])],
-    ttl="30d", online=True, owner="risk-team", freshness_sla="1d",
+    ttl="30d", online=True, owner="risk-team", freshness_sla="2d",
     tags={"domain": "payments", "pii": "false"},
     description="Rule-based payment risk score and its daily and weekly maxima per customer",
     expectations="expectations/customer_risk.yml")

@@ -3,6 +3,7 @@
 Account takeover shows here before it shows in payments: failed logins, foreign IPs, short
 sessions that go straight to a payment or an account change.
 """
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from entities import customer
@@ -10,14 +11,13 @@ from featurelake.definitions import Aggregation, Feature, FeatureGroup, S3Source
 
 app_events = S3Source(
     "app_events", path="s3a://featurelake-demo/raw/events/", format="json",
-    schema="event_id STRING, "
-           "customer STRUCT<id: BIGINT, country: STRING>, "
-           "event STRUCT<type: STRING, ts: TIMESTAMP, started_at: TIMESTAMP, page_views: INT, failed_logins: INT>, "
-           "device STRUCT<type: STRING, os: STRING, app_version: STRING>, "
-           "geo STRUCT<ip_country: STRING, city: STRING>")
+    schema="event_id STRING, customer STRUCT<id: BIGINT, country: STRING>, "
+           "event STRUCT<type: STRING, ts: TIMESTAMP, started_at: TIMESTAMP, page_views: INT, "
+           "failed_logins: INT>, device STRUCT<type: STRING, os: STRING, app_version: STRING>, "
+           "geo STRUCT<ip_country: STRING>")
 
 
-def session_features(df):
+def session_features(df: DataFrame) -> DataFrame:
     """Flattens the nested event into one row per session, ending at event.ts."""
     ended, started = F.col("event.ts").cast("timestamp"), F.col("event.started_at").cast("timestamp")
     return df.select(
@@ -45,7 +45,7 @@ customer_sessions = FeatureGroup(
     ],
     aggregations=[Aggregation("session_seconds", ["count", "avg"], windows=["1d", "7d"]),
                   Aggregation("failed_logins", ["sum", "max"], windows=["1d", "7d"])],
-    ttl="7d", online=True, owner="growth-team", freshness_sla="1d",
+    ttl="7d", online=True, owner="growth-team", freshness_sla="2d",
     tags={"domain": "app", "pii": "false"},
     description="How a customer uses the app: session length, device, failed logins, foreign IPs",
     expectations="expectations/customer_sessions.yml")

@@ -3,6 +3,7 @@
 The fraud label (is_fraud) stays out on purpose: it is the training target, read from the
 transactions table as the spine, never a feature.
 """
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from entities import customer
@@ -11,7 +12,7 @@ from featurelake.definitions import Aggregation, Feature, FeatureGroup, JdbcSour
 transactions = JdbcSource("transactions", connection="payments", table="transactions",
                           timestamp_column="created_at", watermark_column="updated_at")
 
-def payment_features(df):
+def payment_features(df: DataFrame) -> DataFrame:
     """One row per payment; night is 00:00-05:59 UTC, international is any currency but BRL."""
     created = F.col("created_at").cast("timestamp")
     return df.select(
@@ -36,7 +37,7 @@ customer_txn = FeatureGroup(
         Feature("currency", "string", "ISO 4217 code of the payment"),
     ],
     aggregations=[Aggregation("amount", ["sum", "count", "avg", "max"], windows=["1d", "7d", "30d"])],
-    ttl="30d", online=True, owner="risk-team", freshness_sla="1d",
+    ttl="30d", online=True, owner="risk-team", freshness_sla="2d",
     tags={"domain": "payments", "pii": "false"},
     description="What a customer has been paying: amounts, and how often large, foreign or at night",
     expectations="expectations/customer_txn.yml")

@@ -81,3 +81,19 @@ def test_unknown_connection_suggests(tmp_path):
     config = load_config("conf/local.yaml", env={})
     with pytest.raises(ConfigError, match="did you mean 'payments'"):
         config.connection("payment")
+
+
+def test_every_key_is_documented():
+    import dataclasses
+    from pathlib import Path
+
+    from featurelake import config as c
+
+    doc = Path("docs/configuration.md").read_text()
+    sections = {"storage": c.StorageConfig, "spark": c.SparkConfig, "s3": c.S3Config,
+                "online.dynamodb": c.DynamoDBConfig, "validation": c.ValidationConfig,
+                "monitoring": c.MonitoringConfig, "training": c.TrainingConfig,
+                "connections.<name>": c.ConnectionConfig}
+    keys = [f"{prefix}.{f.name}" for prefix, cls in sections.items() for f in dataclasses.fields(cls)]
+    missing = [k for k in keys + ["project"] if f"`{k}`" not in doc]
+    assert not missing, f"undocumented config keys: {missing}"

@@ -1,0 +1,198 @@
+"""Per-feature statistics of a batch (an ingest run, a training set), stored in the catalogue.
+
+Two Spark jobs whatever the number of features: one aggregation computes every scalar
+statistic of every feature at once (count, nulls, min, max, mean, stddev, quantiles, approximate
+distinct), and one grouped count computes all histograms and top values at once, because its
+numeric bins need the min and max of the first. Only these aggregates reach the driver.
+"""
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from featurelake.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from featurelake.definitions import FeatureGroup
+    from featurelake.store import FeatureStore
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+HISTOGRAM_BINS = 20
+TOP_VALUES = 10
+ACCURACY = 10_000
+MASK = "<masked>"
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+OTHER = "other"
+_NUMERIC_TYPES = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "DoubleType", "DecimalType")
+_TIME_TYPES = ("TimestampType", "TimestampNTZType", "DateType")
+_CATEGORICAL_TYPES = ("StringType", "BooleanType", "VarcharType", "CharType")
+
+
+def kind_of(data_type: Any) -> str:
+    """numeric (numbers, and times as epoch seconds), categorical (strings, booleans) or other
+    (arrays, maps, structs, binary: only counted)."""
+    name = type(data_type).__name__
+    if name in _NUMERIC_TYPES or name in _TIME_TYPES:
+        return NUMERIC
+    if name in _CATEGORICAL_TYPES:
+        return CATEGORICAL
+    return OTHER
+
+
+def numeric_value(name: str, data_type: Any) -> "Column":
+    """The column as a double; times as epoch seconds (a plain cast is refused under ANSI SQL)."""
+    from pyspark.sql import functions as F
+
+    col = F.col(f"`{name}`")
+    kind = type(data_type).__name__
+    if kind == "DateType":
+        return (F.unix_date(col) * F.lit(86400)).cast("double")
+    if kind in ("TimestampType", "TimestampNTZType"):
+        return F.unix_micros(col.cast("timestamp")).cast("double") / F.lit(1e6)
+    return col.cast("double")
+
+
+def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
+                    columns: Optional[Sequence[str]] = None) -> list[tuple[str, str, Any, bool]]:
+    """(name, kind, Spark type, pii) of the columns to describe: the given ones, else the group's
+    declared features present in df, else every column."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    if columns is not None:
+        missing = [c for c in columns if c not in types]
+        if missing:
+            raise NotFoundError(f"statistics: columns {missing} are not in the DataFrame (it has {sorted(types)})")
+        names = list(columns)
+    elif group is not None:
+        names = [f.name for f in group.features if f.name in types]
+    else:
+        names = list(types)
+    pii = {f.name for f in group.features if f.pii} if group is not None else set()
+    return [(n, kind_of(types[n]), types[n], n in pii) for n in names]
+
+
+def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
+                     columns: Optional[Sequence[str]] = None, bins: int = HISTOGRAM_BINS,
+                     top: int = TOP_VALUES) -> dict[str, dict]:
+    """feature -> {kind, dtype, count, non_null, null_fraction, approx_distinct, and for numeric
+    ones min, max, mean, stddev, quantiles, histogram; for categorical ones top_values}.
+
+    Reads df twice (see the module docstring): cache it first when it is expensive to recompute.
+    Top values of PII features (Feature tags {"pii": "true"}) are masked."""
+    from pyspark.sql import functions as F
+
+    cols = feature_columns(df, group, columns)
+    exprs = [F.count(F.lit(1)).alias("rows")]
+    for i, (name, kind, dtype, _) in enumerate(cols):
+        col = F.col(f"`{name}`")
+        exprs += [F.count(col).alias(f"n{i}")]
+        if kind != OTHER:
+            exprs += [F.approx_count_distinct(col).alias(f"d{i}")]
+        if kind == NUMERIC:
+            v = numeric_value(name, dtype)
+            exprs += [F.min(v).alias(f"min{i}"), F.max(v).alias(f"max{i}"), F.avg(v).alias(f"mean{i}"),
+                      F.stddev_samp(v).alias(f"sd{i}"),
+                      F.percentile_approx(v, list(QUANTILES), ACCURACY).alias(f"q{i}")]
+    row = df.agg(*exprs).first().asDict()
+    rows = int(row["rows"])
+    stats: dict[str, dict] = {}
+    for i, (name, kind, dtype, pii) in enumerate(cols):
+        non_null = int(row[f"n{i}"])
+        s: dict[str, Any] = {"kind": kind, "dtype": dtype.simpleString(), "count": rows, "non_null": non_null,
+                             "null_fraction": _ratio(rows - non_null, rows)}
+        if kind != OTHER:
+            s["approx_distinct"] = int(row[f"d{i}"])
+        if kind == NUMERIC:
+            s.update(min=_num(row[f"min{i}"]), max=_num(row[f"max{i}"]), mean=_num(row[f"mean{i}"]),
+                     stddev=_num(row[f"sd{i}"]),
+                     quantiles={_qname(q): _num(v) for q, v in zip(QUANTILES, row[f"q{i}"] or [])})
+            if type(dtype).__name__ in _TIME_TYPES:
+                s["unit"] = "epoch_seconds"
+        if pii:
+            s["pii"] = True
+        stats[name] = s
+    _add_distributions(df, cols, stats, bins, top)
+    return stats
+
+
+def _add_distributions(df: "DataFrame", cols: list, stats: dict, bins: int, top: int) -> None:
+    """The second job: equal-width histograms (numeric) and top values (categorical), together."""
+    from pyspark.sql import Window, functions as F
+
+    parts, numeric_ids = [], []
+    for i, (name, kind, dtype, _) in enumerate(cols):
+        s = stats[name]
+        if kind == NUMERIC and s["non_null"]:
+            lo, hi = s["min"], s["max"]
+            width = (hi - lo) / bins if hi > lo else 1.0
+            v = numeric_value(name, dtype)
+            bucket = F.least(F.floor((v - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)).cast("string")
+            s["histogram"] = {"edges": [lo + width * k for k in range(bins + 1)] if hi > lo else [lo, hi],
+                              "counts": [0] * (bins if hi > lo else 1)}
+            numeric_ids.append(i)
+        elif kind == CATEGORICAL and s["non_null"]:
+            bucket = F.col(f"`{name}`").cast("string")
+        else:
+            continue
+        parts.append(F.struct(F.lit(i).alias("f"), bucket.alias("b")))
+    if not parts:
+        return
+    counts = (df.select(F.explode(F.array(*parts)).alias("s")).select("s.*").where("b IS NOT NULL")
+              .groupBy("f", "b").count())
+    rank = F.row_number().over(Window.partitionBy("f").orderBy(F.col("count").desc(), F.col("b")))
+    keep = (F.col("r") <= top) | F.col("f").isin(numeric_ids) if numeric_ids else F.col("r") <= top
+    for r in counts.withColumn("r", rank).where(keep).collect():
+        name, _, _, pii = cols[r["f"]]
+        s = stats[name]
+        if s["kind"] == NUMERIC:
+            s["histogram"]["counts"][int(r["b"])] += int(r["count"])
+        else:
+            s.setdefault("top_values", []).append({"value": MASK if pii else r["b"], "count": int(r["count"])})
+    for name, kind, _, _ in cols:
+        if "top_values" in stats[name]:
+            stats[name]["top_values"].sort(key=lambda t: -t["count"])
+
+
+def record_statistics(store: "FeatureStore", scope: str, scope_id: str,
+                      group: Union[str, "FeatureGroup", None], stats: dict[str, dict]) -> None:
+    """One row per feature into the catalogue table `statistics`, in one commit.
+    scope is "run" (scope_id a run id) or "training_set" (a training set id)."""
+    from featurelake.catalog import now, with_retry
+
+    name = group if isinstance(group, str) or group is None else group.name
+    stamp = now()
+    rows = [{"scope": scope, "scope_id": scope_id, "group": name, "feature": feature, "computed_at": stamp,
+             "stats": json.dumps(s, sort_keys=True, default=str)} for feature, s in stats.items()]
+    with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
+
+
+def read_statistics(store: "FeatureStore", *, scope: Optional[str] = None, scope_id: Optional[str] = None,
+                    group: Optional[str] = None) -> list[dict]:
+    """Recorded statistics, newest first, each with its stats parsed back into a dict."""
+    from featurelake.catalog import _quote
+
+    where = [f"`{k}` = '{_quote(v)}'" for k, v in (("scope", scope), ("scope_id", scope_id), ("group", group)) if v]
+    rows = store.catalog.rows("statistics", " AND ".join(where) or None)
+    for r in rows:
+        r["stats"] = json.loads(r["stats"])
+    return sorted(rows, key=lambda r: (r["computed_at"], r["feature"]), reverse=True)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def _qname(q: float) -> str:
+    return f"p{round(q * 100):02d}"
+
+
+def _num(value: Any) -> Optional[float]:
+    """JSON-safe number: Decimal to float, NaN and infinities to None."""
+    if value is None:
+        return None
+    value = float(value) if isinstance(value, (Decimal, int, float)) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
