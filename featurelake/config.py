@@ -90,6 +90,8 @@ class MonitoringConfig:
     features: dict = field(default_factory=dict)
     """Per-feature overrides: {"customer_txn:amount": {"psi_threshold": 0.3}}."""
     skew_sample: int = 1000
+    skew_threshold: float = 0.0
+    """Largest share of sampled keys whose online value may differ before `monitor skew` alerts."""
 
 
 @dataclass

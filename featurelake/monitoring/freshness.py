@@ -1,0 +1,169 @@
+"""Freshness: is each group's newest data recent enough for its `freshness_sla`?
+
+The lag is now minus the newest event time in the offline table: what a model reading the
+group sees. The last successful ingest and export come from the catalogue, to tell "the source
+stopped sending" (ingest runs, no new events) from "the job stopped running" (no runs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from featurelake.monitoring.report import MonitorReport, human_duration
+
+if TYPE_CHECKING:
+    from featurelake.store import FeatureStore
+
+SUCCESS = ("ok", "success", "succeeded", "completed", "complete", "done", "no_data", "no_new_data", "nothing_new",
+           "skipped_no_data", "warned", "warn", "passed")
+
+
+def is_success(status: Optional[str]) -> bool:
+    return (status or "").lower() in SUCCESS
+
+
+@dataclass
+class GroupFreshness:
+    group: str
+    sla: Optional[timedelta]
+    sla_text: Optional[str]
+    online: bool
+    newest_event: Optional[datetime] = None
+    lag: Optional[timedelta] = None
+    offline_version: Optional[int] = None
+    last_ingest: Optional[dict] = None
+    last_ingest_attempt: Optional[dict] = None
+    last_export: Optional[dict] = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def late(self) -> bool:
+        return self.sla is not None and (self.lag is None or self.lag > self.sla)
+
+    @property
+    def ok(self) -> bool:
+        return not self.late
+
+    @property
+    def alerts(self) -> list[str]:
+        if not self.late:
+            return []
+        if self.lag is None:
+            return [f"{self.group} has no data (SLA {self.sla_text})"]
+        return [f"{self.group} is late: newest event {human_duration(self.lag.total_seconds())} old "
+                f"> SLA {self.sla_text}"]
+
+    @property
+    def status(self) -> str:
+        return "late" if self.late else "no SLA" if self.sla is None else "fresh"
+
+    def summary(self) -> str:
+        ingest = self.last_ingest or {}
+        export = self.last_export or {}
+        line = (f"{self.group:<24} {self.status.upper():<6} lag {human_duration(_s(self.lag)):>7} "
+                f"/ SLA {self.sla_text or '-':<4} newest event {_t(self.newest_event)}  "
+                f"last ingest {_t(ingest.get('ended_at'))}  "
+                f"last export {_t(export.get('as_of')) if self.online else 'n/a (offline only)'}")
+        return "\n".join([line] + [f"    note: {n}" for n in self.notes])
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "ok": self.ok, "status": self.status, "late": self.late,
+                "sla": self.sla_text, "sla_seconds": _s(self.sla), "lag_seconds": _s(self.lag),
+                "newest_event": self.newest_event, "offline_version": self.offline_version, "online": self.online,
+                "last_ingest": self.last_ingest, "last_ingest_attempt": self.last_ingest_attempt,
+                "last_export": self.last_export, "notes": self.notes}
+
+
+def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
+              now: Optional[datetime] = None) -> MonitorReport:
+    """One result per group (all of the repository's when groups is None); report.ok is False
+    when a group with a freshness_sla is late or has no data."""
+    from featurelake.catalog import now as utcnow
+
+    now = now or utcnow()
+    names = [g.name for g in store.repo.ordered(list(groups) if groups else None)]
+    runs = _latest(store, "runs", names, "coalesce(ended_at, started_at)",
+                   ["run_id", "status", "started_at", "ended_at", "rows_written", "delta_version", "kind"])
+    exports = _latest(store, "exports", names, "coalesce(as_of, started_at)",
+                      ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name"])
+    results = []
+    for name in names:
+        g = store.group(name)
+        r = GroupFreshness(name, g.freshness_sla, g.freshness_sla_text, bool(g.online))
+        table = store.offline(name)
+        r.offline_version = table.version()
+        if r.offline_version is not None:
+            from pyspark.sql import functions as F
+
+            newest = table.read().agg(F.max(g.timestamp_column)).first()[0]
+            r.newest_event = _utc(newest)
+            if r.newest_event is not None:
+                r.lag = now - r.newest_event
+        r.last_ingest = runs.get((name, True))
+        r.last_ingest_attempt = runs.get((name, False)) or r.last_ingest
+        if r.last_ingest and r.last_ingest_attempt and r.last_ingest_attempt["run_id"] != r.last_ingest["run_id"] \
+                and _key(r.last_ingest_attempt) > _key(r.last_ingest):
+            r.notes.append(f"the last ingest attempt {r.last_ingest_attempt['run_id']} "
+                           f"ended {r.last_ingest_attempt['status']}")
+        if r.offline_version is None:
+            r.notes.append(f"no offline table: run `featurelake ingest {name}`")
+        elif r.last_ingest is None:
+            r.notes.append("no successful ingest run recorded in the catalogue")
+        if r.online:
+            r.last_export = exports.get((name, True))
+            if r.last_export is None and r.offline_version is not None:
+                r.notes.append(f"never exported: run `featurelake export {name}`")
+            elif r.last_export and r.last_export.get("to_version") is not None and r.offline_version is not None \
+                    and r.last_export["to_version"] < r.offline_version:
+                r.notes.append(f"online store behind: exported up to version {r.last_export['to_version']}, "
+                               f"offline is at {r.offline_version}")
+        if r.late and r.lag is not None and r.last_ingest and _utc(r.last_ingest.get("ended_at")) and \
+                now - _utc(r.last_ingest["ended_at"]) <= r.sla:
+            r.notes.append("ingest runs on time but brings no newer events: check the source")
+        results.append(r)
+    return MonitorReport("freshness", results, generated_at=now, params={"groups": names})
+
+
+def _latest(store: "FeatureStore", table: str, names: list[str], order: str, cols: list[str]) -> dict:
+    """(group, succeeded) -> newest row, and (group, False) -> newest row of any status, computed
+    in Spark so the driver gets one row per group."""
+    from pyspark.sql import functions as F
+
+    if not names or not store.catalog.exists(table):
+        return {}
+    df = store.catalog.read(table).where(F.col("group").isin(names))
+    ok = F.lower(F.coalesce(F.col("status"), F.lit(""))).isin(list(SUCCESS))
+    row = F.struct(*[F.col(c) for c in cols])
+    rows = (df.groupBy("group")
+            .agg(F.max_by(F.when(ok, row), F.when(ok, F.expr(order))).alias("good"),
+                 F.max_by(row, F.expr(order)).alias("any"))
+            .collect())
+    out = {}
+    for r in rows:
+        if r["good"] is not None:
+            out[(r["group"], True)] = r["good"].asDict()
+        if r["any"] is not None:
+            out[(r["group"], False)] = r["any"].asDict()
+    return out
+
+
+def _key(row: dict) -> datetime:
+    from datetime import timezone
+
+    return _utc(row.get("ended_at") or row.get("started_at")) or datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _utc(value: Optional[datetime]) -> Optional[datetime]:
+    """PySpark's collect() gives naive datetimes in the Python process's local time; astimezone
+    reads a naive value exactly so."""
+    from datetime import timezone
+
+    return None if value is None else value.astimezone(timezone.utc)
+
+
+def _s(value: Optional[timedelta]) -> Optional[float]:
+    return None if value is None else value.total_seconds()
+
+
+def _t(value: Optional[datetime]) -> str:
+    return "-" if value is None else _utc(value).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,210 @@
+"""Governance views over the catalogue: lineage (where a group or feature comes from and what
+uses it) and usage (who did what with it, from the `usage` audit table).
+
+A feature's dependents include its window aggregations (amount -> amount_sum_7d): changing
+amount changes them, so a training set that read only amount_sum_7d is affected too."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Optional
+
+from featurelake.errors import NotFoundError, did_you_mean
+from featurelake.monitoring.refs import table_versions
+from featurelake.monitoring.report import jsonable
+
+if TYPE_CHECKING:
+    from featurelake.store import FeatureStore
+
+MAX_ROWS = 200
+
+
+def split_name(name: str) -> tuple[str, Optional[str]]:
+    """'group' | 'group:feature' | 'group:*' -> (group, feature or None)."""
+    group, _, feature = name.partition(":")
+    return group, (feature if feature and feature != "*" else None)
+
+
+def lineage(store: "FeatureStore", name: str) -> dict:
+    """sources -> group versions -> ingest runs -> exports and training sets, and the reverse:
+    which training sets, exports and downstream groups use the group or feature."""
+    from featurelake.catalog import _quote
+
+    catalog = store.catalog
+    group, feature = split_name(name)
+    versions = catalog.group_versions(group)  # NotFoundError naming the known groups
+    feats = catalog.rows("features", f"`group` = '{_quote(group)}'")
+    by_version: dict[int, set] = {}
+    for f in feats:
+        by_version.setdefault(f["version"], set()).add(f["name"])
+    affected = _dependents(versions, feature, feats) if feature else None
+    latest = versions[-1]
+    source = json.loads(latest["source"])
+    out: dict[str, Any] = {
+        "name": name, "group": group, "feature": feature, "affected_features": sorted(affected or []),
+        "source": source, "upstream_groups": [source["group"]] if source.get("group") else [],
+        "downstream_groups": _downstream(store, group),
+        "versions": [{"version": v["version"], "registered_at": v["registered_at"], "registered_by": v["registered_by"],
+                      "changes": v["changes"], "fingerprint": v["fingerprint"],
+                      "has_feature": None if feature is None else bool(affected & by_version.get(v["version"], set()))}
+                     for v in versions],
+        "runs": _runs(store, group),
+        "exports": _exports(store, group),
+        "training_sets": _training_sets(store, group, affected),
+    }
+    out = jsonable(out)
+    out["text"] = _lineage_text(out)
+    return out
+
+
+def _dependents(versions: list[dict], feature: str, feats: list[dict]) -> set:
+    names = {f["name"] for f in feats}
+    if feature not in names:
+        raise NotFoundError(f"feature {feature!r} is not in any registered version of group "
+                            f"{versions[-1]['name']!r}{did_you_mean(feature, names)}")
+    out = {feature}
+    for v in versions:
+        for agg in json.loads(v["definition"]).get("aggregations", []):
+            if agg["column"] == feature:
+                out.update(f"{feature}_{fn}_{w}" for fn in agg["functions"] for w in agg["windows"])
+    return out
+
+
+def _downstream(store: "FeatureStore", group: str) -> list[str]:
+    from featurelake.catalog import latest_groups
+
+    return sorted(g["name"] for g in latest_groups(store.catalog) if g["source"].get("group") == group)
+
+
+def _runs(store: "FeatureStore", group: str) -> list[dict]:
+    """Per group version: successful runs, the Delta versions they wrote, the last one."""
+    from pyspark.sql import functions as F
+
+    from featurelake.catalog import _quote
+    from featurelake.monitoring.freshness import SUCCESS
+
+    if not store.catalog.exists("runs"):
+        return []
+    df = store.catalog.read("runs").where(f"`group` = '{_quote(group)}'")
+    ok = F.lower(F.coalesce("status", F.lit(""))).isin(list(SUCCESS))
+    rows = (df.groupBy("group_version")
+            .agg(F.count(F.lit(1)).alias("runs"), F.sum(F.when(ok, 1).otherwise(0)).alias("succeeded"),
+                 F.min(F.when(ok, F.col("delta_version"))).alias("first_delta_version"),
+                 F.max(F.when(ok, F.col("delta_version"))).alias("last_delta_version"),
+                 F.max("ended_at").alias("last_ended_at"), F.max_by("run_id", "started_at").alias("last_run_id"))
+            .orderBy("group_version").collect())
+    return [r.asDict() for r in rows]
+
+
+def _exports(store: "FeatureStore", group: str) -> list[dict]:
+    from featurelake.catalog import _quote
+
+    if not store.catalog.exists("exports"):
+        return []
+    cols = ["export_id", "group_version", "from_version", "to_version", "as_of", "items_written", "status",
+            "table_name", "user"]
+    df = store.catalog.read("exports").where(f"`group` = '{_quote(group)}'")
+    return [r.asDict() for r in df.select(*cols).orderBy(df["as_of"].desc_nulls_last()).limit(MAX_ROWS).collect()]
+
+
+def _training_sets(store: "FeatureStore", group: str, affected: Optional[set]) -> list[dict]:
+    """Training sets that read the group (or, for a feature, that or its aggregations): filtered
+    in Spark on the features array, then matched exactly here."""
+    from pyspark.sql import functions as F
+
+    if not store.catalog.exists("training_sets"):
+        return []
+    df = store.catalog.read("training_sets")
+    prefix = f"{group}:"
+    uses = F.exists("features", lambda x: x.startswith(prefix) | (x == F.lit(group)))
+    rows = df.where(uses | F.col("table_versions").contains(f'"{group}"')) \
+        .orderBy(F.col("created_at").desc()).limit(MAX_ROWS).collect()
+    out = []
+    for r in rows:
+        refs = [x for x in r["features"] or [] if x.startswith(prefix) or x == group]
+        used = [x for x in refs if affected is None or x == f"{group}:*" or x[len(prefix):] in affected]
+        if affected is not None and not used:
+            continue
+        versions = table_versions(r.asDict())
+        group_versions = _json(r["group_versions"])
+        out.append({"id": r["id"], "created_at": r["created_at"], "user": r["user"], "features": used or refs,
+                    "group_version": group_versions.get(group) if isinstance(group_versions, dict) else None,
+                    "table_version": versions.get(group)})
+    return out
+
+
+def _json(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) and text else text or {}
+    except ValueError:
+        return {}
+
+
+def _lineage_text(p: dict) -> str:
+    src = p["source"]
+    where = ", ".join(f"{k}={v}" for k, v in src.items()
+                      if k not in ("kind", "name", "options", "schema") and v not in (None, "", {}))
+    lines = [f"lineage of {p['name']}"]
+    if p["feature"] and len(p["affected_features"]) > 1:
+        lines.append(f"  affects: {', '.join(p['affected_features'])}")
+    lines.append(f"  source: {src.get('kind')} {src.get('name')} ({where}) -> {p['group']}")
+    if p["upstream_groups"]:
+        lines.append(f"  upstream groups: {', '.join(p['upstream_groups'])}")
+    lines.append("  group versions:")
+    for v in p["versions"]:
+        mark = "" if v["has_feature"] is None else "  [has it]" if v["has_feature"] else "  [without it]"
+        lines.append(f"    v{v['version']} {v['registered_at']} by {v['registered_by']}: {v['changes']}{mark}")
+    lines.append("  ingest runs:" if p["runs"] else "  ingest runs: none recorded")
+    for r in p["runs"]:
+        lines.append(f"    v{r['group_version']}: {r['succeeded']}/{r['runs']} succeeded, Delta versions "
+                     f"{r['first_delta_version']}..{r['last_delta_version']}, last {r['last_ended_at']}")
+    lines.append(f"  exports ({len(p['exports'])}):" if p["exports"] else "  exports: none")
+    for e in p["exports"]:
+        lines.append(f"    {e['export_id']} {e['status']} group v{e['group_version']} Delta "
+                     f"{e['from_version']}..{e['to_version']} as of {e['as_of']} -> {e['table_name']}")
+    lines.append(f"  training sets ({len(p['training_sets'])}):" if p["training_sets"] else "  training sets: none")
+    for t in p["training_sets"]:
+        lines.append(f"    {t['id']} {t['created_at']} by {t['user']}: {', '.join(t['features'])} "
+                     f"(group v{t['group_version']}, Delta version {t['table_version']})")
+    lines.append(f"  downstream groups: {', '.join(p['downstream_groups']) or 'none'}")
+    return "\n".join(lines)
+
+
+def usage(store: "FeatureStore", name: str) -> dict:
+    """Audit events about a group, feature, training set or export, newest first, with counts
+    by action and by user. Matches the object itself and JSON details that mention it."""
+    from pyspark.sql import functions as F
+
+    catalog = store.catalog
+    group, feature = split_name(name)
+    obj = F.col("object")
+    detail = F.coalesce(F.col("detail"), F.lit(""))
+    if feature:  # the feature itself, or a use of its whole group, or a group event naming it
+        cond = ((obj == name) | detail.contains(f'"{name}"') | (obj == f"{group}:*")
+                | detail.contains(f'"{group}:*"') | ((obj == group) & detail.contains(f'"{feature}"')))
+    else:
+        cond = (obj == name) | obj.startswith(f"{name}:") | detail.contains(f'"{name}"') | detail.contains(f"{name}:")
+    df = catalog.read("usage").where(cond)
+    counts = df.groupBy("action", "user").count().collect()
+    events = [r.asDict() for r in df.orderBy(F.col("ts").desc()).limit(MAX_ROWS).collect()]
+    by_action: dict[str, int] = {}
+    by_user: dict[str, int] = {}
+    for r in counts:
+        by_action[r["action"]] = by_action.get(r["action"], 0) + r["count"]
+        by_user[r["user"]] = by_user.get(r["user"], 0) + r["count"]
+    out = jsonable({"name": name, "events": events, "by_action": by_action, "by_user": by_user,
+                    "total": sum(by_action.values())})
+    lines = [f"usage of {name}: {out['total']} events"
+             + (f" ({', '.join(f'{a} {n}' for a, n in sorted(by_action.items()))})" if by_action else "")]
+    if by_user:
+        lines.append("  by user: " + ", ".join(f"{u} {n}" for u, n in sorted(by_user.items(), key=lambda x: -x[1])))
+    for e in out["events"]:
+        lines.append(f"  {e['ts']}  {e['user']:<12} {e['action']:<18} {e['object']}  {_short(e['detail'])}")
+    if not events:
+        lines.append("  nothing recorded: training sets, exports and online-table creation record their use")
+    out["text"] = "\n".join(lines)
+    return out
+
+
+def _short(detail: Optional[str], width: int = 100) -> str:
+    text = detail or ""
+    return text if len(text) <= width else text[:width - 3] + "..."
