@@ -32,7 +32,8 @@ SCHEMAS = {
     "runs": "run_id string, group string, group_version int, kind string, status string, "
             "started_at timestamp, ended_at timestamp, duration_s double, window string, "
             "rows_read bigint, rows_written bigint, rows_quarantined bigint, delta_version bigint, "
-            "validation string, params string, error string, user string",
+            "validation string, params string, error string, user string, watermark string, "
+            "source_version bigint, parent_run_id string, backfill_id string, files_read bigint",
     "exports": "export_id string, group string, group_version int, from_version bigint, to_version bigint, "
                "as_of timestamp, rows bigint, items_written bigint, bytes_written bigint, duration_s double, "
                "status string, error string, table_name string, started_at timestamp, user string",
@@ -114,9 +115,11 @@ class Catalog:
         return self.spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], schema)
 
     def append(self, table: str, rows: list[dict]) -> None:
-        """Blind appends never conflict with other writers."""
+        """Blind appends never conflict with other writers; columns added to SCHEMAS later are
+        added to an existing table (mergeSchema)."""
         if rows:
-            self._frame(table, rows).write.format("delta").mode("append").save(self.path(table))
+            (self._frame(table, rows).write.format("delta").mode("append").option("mergeSchema", "true")
+             .save(self.path(table)))
 
     def merge(self, table: str, rows: list[dict], on: list[str], update: bool = False) -> None:
         """Inserts rows whose `on` columns are new (and updates the others when asked), atomically."""

@@ -115,13 +115,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if len(args.groups) != 1:
             raise UsageError("--from-quarantine takes exactly one group")
         return _results(args, [store.ingest(args.groups[0], from_quarantine=args.from_quarantine)])
-    results = []
+    results, worst = [], 0
     for name in _groups(args, store):
-        result = store.ingest(name, start=_time(args.start), end=_time(args.end))
+        try:
+            result = store.ingest(name, start=_time(args.start), end=_time(args.end), chunk=args.chunk)
+        except FeaturelakeError as exc:  # recorded as a failed run; --keep-going goes on with the rest
+            if not args.keep_going:
+                raise
+            print(f"featurelake: error: {exc}", file=sys.stderr)
+            worst = max(worst, exc.exit_code)
+            continue
         results.append(result)
         if not result.ok and not args.keep_going:
             break
-    return _results(args, results)
+    return max(worst, _results(args, results))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -211,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="every group, in dependency order")
     sp.add_argument("--start", help="event-time window start (ISO 8601), for backfills")
     sp.add_argument("--end", help="event-time window end (ISO 8601)")
+    sp.add_argument("--chunk", help="backfill chunk size, e.g. 1d or 7d (default 7d)")
     sp.add_argument("--from-quarantine", metavar="RUN_ID", help="re-ingest a quarantined batch")
     sp.add_argument("--keep-going", action="store_true", help="go on with the other groups after a failure")
     sp = verb("export", cmd_export, "offline -> DynamoDB (incremental; --full rewrites)")

@@ -69,6 +69,12 @@ class DynamoDBConfig:
     endpoint_url: Optional[str] = None
     """Absent for AWS itself; http://127.0.0.1:8000 for the local dynalite."""
     table_prefix: str = "featurelake_"
+    write_concurrency: int = 8
+    """BatchWriteItem requests in flight per Spark task during an export."""
+    lease_s: float = 30.0
+    """An export's lease on its group's table, renewed while it runs (exports of a group take turns)."""
+    lock_wait_s: float = 900.0
+    """How long an export waits for another export of the same group before giving up."""
 
 
 @dataclass

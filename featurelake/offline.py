@@ -103,11 +103,14 @@ class OfflineTable:
         try:
             if not self.exists():
                 writer = (batch.write.format("delta").mode("append").partitionBy("_event_date")
-                          .option("delta.enableChangeDataFeed", "true"))
+                          .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
                 (writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path))
                 self._describe()
                 return self.version()
             before = self.version()
+            batch = self._changes(batch, key_cols, value_cols)
+            if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
+                return None
             cond = " AND ".join([f"t.`{c}` <=> s.`{c}`" for c in key_cols] + ["t._event_date = s._event_date"])
             changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in value_cols) or "false"
             (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
@@ -117,6 +120,29 @@ class OfflineTable:
         finally:
             self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
 
+    def _changes(self, batch: "DataFrame", key_cols: list, value_cols: list) -> "DataFrame":
+        """The batch's rows that are new or differ from the table (a column the table lacks yet
+        differs when not null), so that a rerun finds nothing to do."""
+        from functools import reduce
+
+        from pyspark.sql import functions as F
+
+        present = set(self.read().columns)
+        same = [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) for c in [*key_cols, "_event_date"]]
+        same += [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) if c in present else F.col(f"s.`{c}`").isNull()
+                 for c in value_cols]
+        return batch.alias("s").join(self.read().alias("t"), reduce(lambda a, b: a & b, same), "left_anti")
+
+    def rows_written(self, run_id: str, last: int = 50) -> int:
+        """Rows the run's commits (among the last few) inserted or updated, from Delta's metrics."""
+        if not self.exists():
+            return 0
+        total = 0
+        for commit in self._delta().history(last).select("operation", "operationMetrics", "userMetadata").collect():
+            if commit["userMetadata"] == f"run_id={run_id}":
+                total += commit_rows(commit["operation"], commit["operationMetrics"] or {})
+        return total
+
     def _describe(self) -> None:
         g = self.group
         props = {"delta.enableChangeDataFeed": "true", "featurelake.group": g.name,
@@ -124,6 +150,13 @@ class OfflineTable:
         target = self.table_name or f"delta.`{self.path}`"
         sets = ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in props.items())
         self.spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({sets})")
+
+
+def commit_rows(operation: str, metrics: dict) -> int:
+    """Rows a Delta commit wrote: inserted plus updated for a MERGE, output rows for a write."""
+    if operation == "MERGE":
+        return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    return int(metrics.get("numOutputRows", 0)) if operation in ("WRITE", "CREATE TABLE AS SELECT") else 0
 
 
 def as_of(df: "DataFrame", group: "FeatureGroup", at: Union[datetime, str], columns: Optional[list] = None) -> "DataFrame":

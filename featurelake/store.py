@@ -72,11 +72,12 @@ class FeatureStore:
         return self.catalog.apply(self.repo)
 
     def ingest(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None,
-               from_quarantine: Optional[str] = None) -> Any:
-        """source -> transform -> validate -> offline table, for new data only."""
+               from_quarantine: Optional[str] = None, chunk: Optional[str] = None) -> Any:
+        """source -> transform -> validate -> offline table, for new data only (or the event-time
+        window [start, end), in chunks of `chunk`, default 7d)."""
         from featurelake.ingest import ingest
 
-        return ingest(self, group, start=start, end=end, from_quarantine=from_quarantine)
+        return ingest(self, group, start=start, end=end, from_quarantine=from_quarantine, chunk=chunk)
 
     def validate(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None) -> Any:
         """Runs the group's suite on its pending source window, writing nothing."""

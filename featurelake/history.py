@@ -1,0 +1,30 @@
+"""`featurelake catalog history GROUP`: the Delta versions of a group's offline table, newest
+first, each with the run that wrote it (OfflineTable.merge tags every commit `run_id=...`)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from featurelake.offline import commit_rows
+from featurelake.runs import RunLog
+
+if TYPE_CHECKING:
+    from featurelake.store import FeatureStore
+
+
+def offline_history(store: "FeatureStore", group: str) -> list[dict]:
+    """[{version, timestamp, operation, run_id, rows_written, kind, status, window, group_version}]."""
+    table = store.offline(group)
+    commits = table.history()
+    if not commits:
+        return []
+    runs = RunLog(store.catalog, group).by_id() if store.catalog.exists("runs") else {}
+    out = []
+    for c in sorted(commits, key=lambda c: c["version"], reverse=True):
+        meta = c.get("userMetadata") or ""
+        run_id = meta[len("run_id="):] if meta.startswith("run_id=") else None
+        run = runs.get(run_id, {}) if run_id else {}
+        out.append({"version": c["version"], "timestamp": c["timestamp"], "operation": c["operation"],
+                    "run_id": run_id, "rows_written": commit_rows(c["operation"], c.get("operationMetrics") or {}),
+                    "kind": run.get("kind"), "status": run.get("status"), "window": run.get("window"),
+                    "group_version": run.get("group_version")})
+    return out

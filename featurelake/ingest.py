@@ -1,0 +1,351 @@
+"""source -> transform -> contract -> validate -> offline table, as one recorded run.
+
+Every batch is persisted once after the transform, so the rows validated are the rows written.
+A batch that fails its suite is handled by the policy (config validation.on_failure, or the
+group's validation=): `fail` writes nothing and raises ValidationFailed; `quarantine` (the
+default) appends the whole batch to <root>/quarantine/<group> and returns a result that is not
+ok; `warn` writes it anyway. The incremental state (see sources.py) moves on after a batch that
+was written or quarantined, never after a failure, so the next run reads a failed batch again.
+
+Every attempt is a row in the catalogue's `runs` table, failures included. Errors are raised
+after they are recorded; a quarantined batch is a result, not an exception.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from featurelake import quarantine
+from featurelake.catalog import new_id, now
+from featurelake.contract import conform
+from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
+from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed
+from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
+from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
+                                 read_delta, read_files, read_jdbc, root_message, scratch_path, stream_files, utc)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from featurelake.definitions import FeatureGroup
+    from featurelake.offline import OfflineTable
+    from featurelake.store import FeatureStore
+
+log = logging.getLogger("featurelake.ingest")
+DEFAULT_CHUNK = "7d"
+"""A backfill over a longer range runs one chunk of this many days at a time."""
+
+
+@dataclass
+class _Context:
+    store: "FeatureStore"
+    group: "FeatureGroup"
+    table: "OfflineTable"
+    policy: str
+    suite: Optional[Path]
+    version: Optional[int]
+
+
+def _context(store: "FeatureStore", name: str, registered: bool = True) -> _Context:
+    group = store.group(name)
+    version = store.catalog.version_of(group) if registered else None
+    return _Context(store, group, store.offline(name), group.validation or store.config.validation.on_failure,
+                    store.repo.expectations_path(group), version)
+
+
+def ingest(store: "FeatureStore", group_name: str, *, start: Optional[datetime] = None,
+           end: Optional[datetime] = None, from_quarantine: Optional[str] = None,
+           chunk: Optional[str] = None) -> IngestResult:
+    """New source data (or the window [start, end), in chunks) into the group's offline table."""
+    ctx = _context(store, group_name)
+    if from_quarantine:
+        if start or end:
+            raise UsageError("--from-quarantine re-ingests one quarantined batch: do not give --start/--end")
+        return _from_quarantine(ctx, from_quarantine)
+    if start is not None or end is not None:
+        return _backfill(ctx, Window(start, end), chunk or DEFAULT_CHUNK)
+    return _incremental(ctx)
+
+
+def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[datetime] = None,
+                  end: Optional[datetime] = None) -> IngestResult:
+    """Runs the suite on what the next ingest would read (or on the window), writing nothing."""
+    ctx = _context(store, group_name, registered=False)
+    clock = RunClock(ctx.group.name, "validate", new_id("validate"))
+    window, spark, src = Window(start, end), store.spark, ctx.group.source
+    if isinstance(src, S3Source) and not window:
+        scratch = scratch_path(store.config.root, ctx.group.name)
+        try:
+            copy_checkpoint(spark, _checkpoint(ctx), scratch)
+            stream_files(spark, store.config.resolve(src.path), src, scratch,
+                         lambda df, batch_id, _: _process(ctx, clock, df, dry=True))
+        finally:
+            delete_path(spark, scratch)
+        clock.result.window = "files not ingested yet"
+    else:
+        batch = _read(ctx, window)
+        clock.result.window = batch.window
+        if batch.df is not None:
+            _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True)
+    clock.result.status = "invalid" if clock.result.failures else "valid"
+    return clock.finish()
+
+
+# ---- the three ways in ------------------------------------------------------------------------
+
+def _incremental(ctx: _Context) -> IngestResult:
+    clock = RunClock(ctx.group.name, "ingest")
+    src = ctx.group.source
+
+    def body() -> None:
+        if isinstance(src, S3Source):
+            clock.result.window = "files not ingested yet"
+            stream_files(ctx.store.spark, ctx.store.config.resolve(src.path), src, _checkpoint(ctx),
+                         lambda df, batch_id, query_id: _process(
+                             ctx, clock, df, txn=(f"featurelake-{ctx.group.name}-{query_id}", batch_id)))
+            return
+        batch = _read(ctx, Window(), *RunLog(ctx.store.catalog, ctx.group.name).last_state())
+        r = clock.result
+        r.window, r.watermark, r.source_version = batch.window, batch.watermark, batch.source_version
+        if batch.df is not None:
+            _process(ctx, clock, batch.df, guard=batch.guard)
+
+    return _run(ctx, clock, body)
+
+
+def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
+    """[start, end) in chunks, each its own run. A rerun of the same backfill resumes: chunks it
+    finished are skipped; once every chunk is done, the same backfill runs afresh."""
+    if window.start is None:
+        raise UsageError("--end needs --start: a backfill reads the event-time window [start, end)")
+    start, end = utc(window.start), utc(window.end or now())
+    if end <= start:
+        raise UsageError(f"the window is empty: --start {start.isoformat()} is not before --end {end.isoformat()}")
+    step = parse_duration(chunk, "--chunk")
+    windows, s = [], start
+    while s < end:
+        windows.append(Window(s, min(s + step, end)))
+        s = windows[-1].end  # type: ignore[assignment]
+    key = hashlib.sha1(f"{ctx.version}|{start}|{end}|{step}".encode()).hexdigest()[:10]
+    prefix = f"backfill-{ctx.group.name}-{key}-"
+    finished = RunLog(ctx.store.catalog, ctx.group.name).finished_windows(prefix)
+    attempt = max((int(b.rsplit("-", 1)[1]) for b in finished), default=1)
+    done = finished.get(f"{prefix}{attempt}", set())
+    if done >= {w.text() for w in windows}:
+        attempt, done = attempt + 1, set()
+    total = IngestResult(group=ctx.group.name, run_id=f"{prefix}{attempt}", kind="backfill",
+                         window=Window(start, end).text(), backfill_id=f"{prefix}{attempt}")
+    for w in windows:
+        if w.text() in done:
+            total.chunks.append({"window": w.text(), "status": "skipped", "note": "done by an earlier attempt"})
+            continue
+        clock = RunClock(ctx.group.name, "backfill")
+        clock.result.window, clock.result.backfill_id = w.text(), total.backfill_id
+        try:
+            part = _run(ctx, clock, lambda w=w, clock=clock: _window_body(ctx, clock, w))
+        except FeaturelakeError:
+            log.error("%s: backfill stopped at chunk %s; run the same command again to resume", ctx.group.name,
+                      w.text())
+            raise
+        total.chunks.append({"window": w.text(), "run_id": part.run_id, "status": part.status,
+                             "rows_read": part.rows_read, "rows_written": part.rows_written})
+        for name in ("rows_read", "rows_written", "rows_quarantined"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.delta_version = part.delta_version if part.delta_version is not None else total.delta_version
+        total.duration_s += part.duration_s
+        if not part.ok:
+            total.status, total.run_id, total.failures = part.status, part.run_id, part.failures
+            break
+        total.worsen(part.status)
+    return total
+
+
+def _window_body(ctx: _Context, clock: RunClock, window: Window) -> None:
+    batch = _read(ctx, window)
+    if batch.df is not None:
+        _process(ctx, clock, batch.df, window=window, guard=batch.guard)
+
+
+def _from_quarantine(ctx: _Context, run_id: str) -> IngestResult:
+    """A quarantined batch, validated again and merged: merging is idempotent, so re-ingesting
+    the same batch twice writes it once."""
+    clock = RunClock(ctx.group.name, "from_quarantine")
+    clock.result.parent_run_id, clock.result.window = run_id, f"quarantined by {run_id}"
+    path = quarantine.quarantine_path(ctx.store.config, ctx.group.name)
+    rows = quarantine.take(ctx.store.spark, path, ctx.group.name, run_id)
+    return _run(ctx, clock, lambda: _process(ctx, clock, rows, transformed=True))
+
+
+# ---- one run, one batch -----------------------------------------------------------------------
+
+def _run(ctx: _Context, clock: RunClock, body: Callable[[], None]) -> IngestResult:
+    """Runs the body and records the run, whatever happens; errors are recorded, then raised."""
+    r = clock.result
+    log.info("%s: %s run %s started (%s)", r.group, r.kind, r.run_id, ctx.group.source.kind)
+    error: Optional[BaseException] = None
+    try:
+        body()
+    except FeaturelakeError as exc:
+        error = exc
+    except Exception as exc:  # Spark or Python errors from the read or the write
+        error = JobError(f"feature group {r.group!r}: {r.kind} failed: {root_message(exc)}")
+        error.__cause__ = exc
+    if error is not None:
+        r.status, r.error = "failed", str(error)
+        if isinstance(error, ValidationFailed):
+            error.run_id = r.run_id
+    if r.delta_version is not None:
+        r.rows_written = ctx.table.rows_written(r.run_id)
+    clock.finish()
+    ctx.store.catalog.record("runs", **clock.row(ctx.version))
+    log.info("%s: run %s %s: %d read, %d written, %d quarantined, %.1fs", r.group, r.run_id, r.status,
+             r.rows_read, r.rows_written, r.rows_quarantined, r.duration_s)
+    if error is not None:
+        raise error
+    return r
+
+
+def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Optional[Window] = None,
+             guard: Callable[[Callable[[], Any]], Any] = lambda action: action(),
+             txn: Optional[tuple[str, int]] = None, dry: bool = False, transformed: bool = False) -> None:
+    """One batch through transform, contract, suite and policy into the table or the quarantine."""
+    from pyspark import StorageLevel
+
+    r, g = clock.result, ctx.group
+    cached = raw.persist(StorageLevel.MEMORY_AND_DISK)
+    batch = None
+    try:
+        n, files = guard(lambda: _count(cached))
+        r.rows_read += n
+        if files is not None:
+            r.files_read = (r.files_read or 0) + files
+        log.info("%s: read %d rows%s (%.1fs)", g.name, n, f" from {files} files" if files else "", clock.elapsed())
+        if n == 0:
+            return
+        source = cached.drop(FILE_COLUMN) if FILE_COLUMN in cached.columns else cached
+        out = conform(g, source if transformed else _transform(g, source))
+        if window:
+            out = in_window(out, g.timestamp_column, window)
+        batch = out.persist(StorageLevel.MEMORY_AND_DISK)
+        rows = batch.count()
+        log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
+        if rows == 0:
+            return
+        passed = _validate(ctx, clock, batch, rows)
+        if dry:
+            return
+        if not passed and _handle_failure(ctx, clock, batch, rows, txn):
+            return
+        version = ctx.table.merge(batch, r.run_id)
+        if version is not None:
+            r.delta_version = version
+        log.info("%s: merged into %s: %s (%.1fs)", g.name, ctx.table.table_name or ctx.table.path,
+                 f"version {version}" if version is not None else "nothing new", clock.elapsed())
+    finally:
+        cached.unpersist()
+        if batch is not None:
+            batch.unpersist()
+
+
+def _count(df: "DataFrame") -> tuple[int, Optional[int]]:
+    """Rows, and files when the source says which file each row came from, in one job."""
+    from pyspark.sql import functions as F
+
+    if FILE_COLUMN not in df.columns:
+        return df.count(), None
+    row = df.agg(F.count(F.lit(1)).alias("n"), F.countDistinct(FILE_COLUMN).alias("files")).first()
+    return int(row["n"]), int(row["files"])
+
+
+def _transform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":
+    """The group's function, or its SQL over a temporary view named after the source."""
+    from pyspark.sql import DataFrame
+
+    t = group.transform
+    if t is None:
+        return df
+    where = f"feature group {group.name!r}"
+    try:
+        if isinstance(t, str):
+            view = group.source.name
+            df.createOrReplaceTempView(view)
+            try:
+                out = df.sparkSession.sql(t)
+            finally:
+                df.sparkSession.catalog.dropTempView(view)
+        else:
+            out = t(df)
+    except FeaturelakeError:
+        raise
+    except Exception as exc:
+        kind = "SQL transform" if isinstance(t, str) else f"transform {getattr(t, '__name__', t)!r}"
+        raise JobError(f"{where}: its {kind} failed on the source's columns ({', '.join(df.columns)}): "
+                       f"{root_message(exc)}") from None
+    if not isinstance(out, DataFrame):
+        raise JobError(f"{where}: the transform must return a DataFrame, it returned {type(out).__name__}")
+    return out
+
+
+def _validate(ctx: _Context, clock: RunClock, batch: "DataFrame", rows: int) -> bool:
+    """The group's suite on the batch; without a suite (or, for now, without the validation
+    module) the batch passes."""
+    if ctx.suite is None:
+        return True
+    try:
+        from featurelake.validation import validate_batch
+    except ModuleNotFoundError as exc:
+        if exc.name != "featurelake.validation":
+            raise
+        log.warning("%s: featurelake.validation is not installed: the batch passes unchecked", ctx.group.name)
+        return True
+    result = validate_batch(batch, str(ctx.suite), ctx.group)
+    clock.validation.append(result.to_dict())
+    failures = list(result.failures)
+    clock.result.failures += failures
+    log.info("%s: validated %d rows against %s: %s (%.1fs)", ctx.group.name, rows, ctx.suite.name,
+             "passed" if result.success else f"{len(failures)} expectation(s) failed", clock.elapsed())
+    return bool(result.success)
+
+
+def _handle_failure(ctx: _Context, clock: RunClock, batch: "DataFrame", rows: int,
+                    txn: Optional[tuple[str, int]]) -> bool:
+    """Applies the policy to a failed batch; True when the batch must not be written."""
+    r, g = clock.result, ctx.group
+    lines = "; ".join(describe_failure(f) for f in r.failures)
+    if ctx.policy == "warn":
+        log.warning("%s: writing a batch that failed its suite (validation: warn): %s", g.name, lines)
+        r.worsen("warned")
+        return False
+    if r.kind == "from_quarantine":
+        r.status, r.error = "failed", (f"the quarantined batch still fails {ctx.suite}: {lines}; it stays in "
+                                       f"quarantine, nothing was written")
+        return True
+    if ctx.policy == "fail":
+        raise ValidationFailed(f"feature group {g.name!r}: the batch of {rows} rows failed its suite {ctx.suite}; "
+                               f"nothing was written (validation: fail)", r.failures, r.run_id)
+    quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), batch, r.run_id,
+                   f"failed {ctx.suite}: {lines}", txn)
+    r.rows_quarantined += rows
+    r.worsen("quarantined")
+    log.warning("%s: %d rows quarantined by run %s: %s", g.name, rows, r.run_id, lines)
+    return True
+
+
+def _read(ctx: _Context, window: Window, watermark: Optional[str] = None,
+          version: Optional[int] = None) -> SourceBatch:
+    spark, src = ctx.store.spark, ctx.group.source
+    if isinstance(src, S3Source):
+        return read_files(spark, ctx.store.config.resolve(src.path), src, window)
+    if isinstance(src, JdbcSource):
+        return read_jdbc(spark, ctx.store, src, watermark, window)
+    if isinstance(src, DeltaSource):
+        return read_delta(spark, ctx.store, src, version, window)
+    raise UsageError(f"feature group {ctx.group.name!r}: unknown source kind {type(src).__name__}")
+
+
+def _checkpoint(ctx: _Context) -> str:
+    return f"{ctx.store.config.root.rstrip('/')}/_checkpoints/{ctx.group.name}"

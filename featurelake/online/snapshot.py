@@ -1,0 +1,176 @@
+"""What an export writes, computed by Spark: per entity key, the offline as-of row at the export's end
+(featurelake.offline.as_of, the one rule), with window features as of that end; for an
+incremental export, only the keys whose online row may differ from what the last export wrote.
+
+A key's online row can change between the last export (Delta version v, end t0) and this one
+(version v', end t1) only if
+  - a commit after v touched one of its rows (the change data feed from v+1 to v'), or
+  - one of its events became current: event time in (t0, t1] (late-arriving or future-dated rows
+    that were already in the table), or
+  - an event left an aggregation window w: event time in (t0 - w, t1 - w].
+A row that aged past the ttl needs no write: the client hides it (exact to the microsecond).
+Each event-time range is its own scan, pruned to its `_event_date` partitions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import reduce
+from typing import TYPE_CHECKING, Optional
+
+from featurelake.online import codec
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from featurelake.definitions import FeatureGroup
+    from featurelake.offline import OfflineTable
+
+
+@dataclass
+class Since:
+    """The last export this one continues from."""
+    version: int
+    as_of: datetime
+
+
+@dataclass
+class OnlineFeature:
+    name: str
+    dtype: str
+    kind: str  # feature | aggregation
+
+
+def online_features(group: "FeatureGroup") -> tuple[list[OnlineFeature], list[str]]:
+    """The group's features that go online, and the PII ones held back (tags pii=true on the feature,
+    on the group, or on an aggregation's column) unless the group sets allow_online_pii."""
+    from featurelake.catalog import feature_rows
+
+    group_pii = str(group.tags.get("pii", "false")).lower() in ("true", "1", "yes")
+    keep, held = [], []
+    for row in feature_rows(group, 0):
+        pii = group_pii or str(row["tags"].get("pii", "false")).lower() in ("true", "1", "yes")
+        if pii and not group.allow_online_pii:
+            held.append(row["name"])
+        else:
+            keep.append(OnlineFeature(row["name"], row["dtype"], row["kind"]))
+    return keep, held
+
+
+def _ts_lit(value: datetime) -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.lit(value).cast("timestamp")
+
+
+def _day(value: datetime):
+    return value.astimezone(timezone.utc).date()
+
+
+def _window(df: "DataFrame", ts: str, lo: Optional[datetime], hi: datetime) -> "DataFrame":
+    """Rows with lo < ts <= hi, scanning only the partitions of those days."""
+    from pyspark.sql import functions as F
+
+    df = df.where((F.col("_event_date") <= F.lit(_day(hi))) & (F.col(ts) <= _ts_lit(hi)))
+    if lo is not None:
+        df = df.where((F.col("_event_date") >= F.lit(_day(lo))) & (F.col(ts) > _ts_lit(lo)))
+    return df
+
+
+def changed_keys(offline: "OfflineTable", group: "FeatureGroup", table: "DataFrame", *, since: Since,
+                 version: int, end: datetime) -> "DataFrame":
+    """The keys whose online row may have changed since `since` (see the module's docstring)."""
+    keys, ts = group.keys, group.timestamp_column
+    parts = []
+    if version > since.version:
+        reader = (offline.spark.read.format("delta").option("readChangeFeed", "true")
+                  .option("startingVersion", since.version + 1).option("endingVersion", version))
+        cdf = reader.table(offline.table_name) if offline.table_name else reader.load(offline.path)
+        parts.append(cdf.select(*keys))
+    ranges = [(since.as_of, end)]
+    for agg in group.aggregations:
+        ranges += [(since.as_of - w, end - w) for w in agg.windows.values()]
+    for lo, hi in dict.fromkeys(ranges):
+        if hi > lo:
+            parts.append(_window(table, ts, lo, hi).select(*keys))
+    if not parts:
+        return offline.spark.createDataFrame([], table.select(*keys).schema)
+    return reduce(lambda a, b: a.unionByName(b), parts).distinct()
+
+
+def _aggregates(group: "FeatureGroup", table: "DataFrame", end: datetime, wanted: dict) -> "DataFrame":
+    """Window features per key as of `end`: events in (end - w, end]; count is 0 over no events."""
+    from pyspark.sql import functions as F
+
+    ts = group.timestamp_column
+    widest = max(w for agg in group.aggregations for w in agg.windows.values())
+    rows = _window(table, ts, end - widest, end)
+    exprs = []
+    for agg in group.aggregations:
+        for name, fn, _, width in agg.outputs():
+            if name not in wanted:
+                continue
+            inside = F.col(ts) > _ts_lit(end - width)
+            value = F.when(inside, F.col(agg.column))
+            if fn == "last":
+                newest = F.max(F.when(inside, F.struct(F.col(ts).alias("t"), F.col("_ingested_at").alias("i"),
+                                                       F.col(agg.column).alias("v"))))
+                out = newest.getField("v")
+            elif fn == "stddev":
+                out = F.stddev_samp(value)
+            else:
+                out = getattr(F, fn)(value)
+            exprs.append(out.cast(wanted[name]).alias(name))
+    return rows.groupBy(*group.keys).agg(*exprs)
+
+
+def export_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[OnlineFeature], *,
+                 version: int, end: datetime, since: Optional[Since]) -> "DataFrame":
+    """Columns, in this order (the writer reads them by position): the keys, `_event_us`, `_ing_us`,
+    then the features prepared by codec.export_sql."""
+    from pyspark.sql import functions as F
+
+    from featurelake.offline import as_of
+
+    keys, ts = group.keys, group.timestamp_column
+    table = offline.read(version=version).where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys]))
+    candidates = _window(table, ts, None, end)
+    if group.ttl is not None:  # as_of applies the ttl too; this only prunes partitions early
+        candidates = candidates.where((F.col("_event_date") >= F.lit(_day(end - group.ttl)))
+                                      & (F.col(ts) >= _ts_lit(end - group.ttl)))
+    agg_source = table
+    if since is not None:
+        changed = changed_keys(offline, group, table, since=since, version=version, end=end)
+        candidates = candidates.join(changed, keys, "left_semi")
+        agg_source = table.join(changed, keys, "left_semi")
+    current = as_of(candidates, group, end)
+    aggregated = {f.name: f.dtype for f in features if f.kind == "aggregation"}
+    if aggregated:
+        current = current.join(_aggregates(group, agg_source, end, aggregated), keys, "left")
+        counts = [n for a in group.aggregations for n, fn, _, _ in a.outputs()
+                  if n in aggregated and fn in ("count", "approx_count_distinct")]
+        current = current.select(*[F.coalesce(F.col(c), F.lit(0)).cast(aggregated[c]).alias(c) if c in counts
+                                   else F.col(c) for c in current.columns])
+    present = set(current.columns)
+    cols = [F.col(k) for k in keys]
+    cols += [F.expr(f"unix_micros(`{ts}`)").alias("_event_us"), F.expr("unix_micros(`_ingested_at`)").alias("_ing_us")]
+    for f in features:
+        if f.name in present:
+            dtype = current.schema[f.name].dataType.simpleString()
+            cols.append(F.expr(codec.export_sql(f.name, dtype)).alias(f.name))
+        else:  # declared, not yet in the offline table: null until an ingest fills it
+            cols.append(F.lit(None).cast(f.dtype).alias(f.name))
+    return current.select(*cols)
+
+
+def column_dtypes(offline_frame: "DataFrame", group: "FeatureGroup", features: list[OnlineFeature]) -> tuple[list, list]:
+    """(keys, features) as [{"name", "dtype"}] from the offline table's schema (the truth), falling
+    back to the declared dtype for a feature the table does not have yet."""
+    schema = {f.name: f.dataType.simpleString() for f in offline_frame.schema.fields}
+    keys = [{"name": k, "dtype": schema[k]} for k in group.keys]
+    out = []
+    for f in features:
+        dtype = f.dtype if f.kind == "aggregation" else schema.get(f.name, f.dtype)
+        out.append({"name": f.name, "dtype": dtype, "kind": f.kind})
+    return keys, out
+

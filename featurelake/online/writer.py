@@ -1,0 +1,211 @@
+"""The executor side of the export: rows -> items -> BatchWriteItem, 25 items a request, several
+requests in flight per Spark task, UnprocessedItems resent with exponential backoff and jitter,
+bounded. boto3 and the standard library only (it runs in Spark's Python workers).
+
+Each task also checks, every few seconds, that its export still holds the group's export lease
+(see featurelake.online.table): a task of an export that lost its lease stops before its next
+request instead of overwriting a newer export's items.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterable, Optional
+
+from featurelake.errors import JobError
+from featurelake.online import codec
+from featurelake.online.transport import backoff
+
+BATCH_WRITE_MAX = 25
+MAX_MESSAGES = 20
+
+
+def make_client(region: str, endpoint_url: Optional[str], *, pool: int = 10, connect_timeout: float = 2.0,
+                read_timeout: float = 10.0, max_attempts: int = 3) -> Any:
+    """One low-level boto3 client: parameter validation off (we build well-formed requests, and it
+    costs CPU per item), standard retries (throttling, 5xx) bounded, keep-alive connections."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=Config(
+        parameter_validation=False, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        max_pool_connections=pool, tcp_keepalive=True, retries={"max_attempts": max_attempts, "mode": "standard"}))
+
+
+class StatsParam:
+    """Spark AccumulatorParam for the export's counters, merged from every task; keeps at most
+    MAX_MESSAGES error messages (nothing large reaches the driver)."""
+
+    def zero(self, value: dict) -> dict:
+        return {"rows": 0, "items": 0, "bytes": 0, "too_large": 0, "messages": []}
+
+    def addInPlace(self, a: dict, b: dict) -> dict:
+        for k in ("rows", "items", "bytes", "too_large"):
+            a[k] += b[k]
+        a["messages"] = (a["messages"] + b["messages"])[:MAX_MESSAGES]
+        return a
+
+
+class ItemEncoder:
+    """Row (positional: keys, _event_us, _ing_us, features) -> (item, size, largest feature)."""
+
+    def __init__(self, spec: dict):
+        self.group = spec["group"]
+        self.key_names = [k["name"] for k in spec["keys"]]
+        self.renderers = [codec.key_renderer(k["dtype"]) for k in spec["keys"]]
+        nk = len(self.key_names)
+        self.event_idx, self.ing_idx = nk, nk + 1
+        self.features = [(nk + 2 + i, f["name"], codec.encoder(f["dtype"])) for i, f in enumerate(spec["features"])]
+        self.as_of = {"N": spec["as_of_ms"]} if spec.get("as_of_ms") else None
+        self.ttl_us = int(spec["ttl_s"]) * 1_000_000 if spec.get("ttl_s") else None
+        self.base_size = len("pk") + len(codec.EVENT_TS) + len(codec.INGESTED_TS)
+
+    def describe_key(self, row: Any) -> str:
+        return ", ".join(f"{k}={row[i]!r}" for i, k in enumerate(self.key_names))
+
+    def __call__(self, row: Any) -> tuple[dict, int, str, int]:
+        pk = codec.encode_pk([render(row[i]) for i, render in enumerate(self.renderers)])
+        event_us = row[self.event_idx]
+        item = {"pk": {"S": pk}, codec.EVENT_TS: {"N": codec.micros_to_ms_text(event_us)},
+                codec.INGESTED_TS: {"N": codec.micros_to_ms_text(row[self.ing_idx] or 0)}}
+        if self.as_of is not None:
+            item[codec.AS_OF] = self.as_of
+        if self.ttl_us is not None:
+            item[codec.EXPIRES_AT] = {"N": str(-(-(event_us + self.ttl_us) // 1_000_000))}
+        size = self.base_size + sum(codec.attribute_size(v) for v in item.values()) + (
+            len(codec.AS_OF) if self.as_of else 0) + (len(codec.EXPIRES_AT) if self.ttl_us else 0)
+        largest, largest_size = "", 0
+        for idx, name, enc in self.features:
+            value = row[idx]
+            if value is None:
+                continue
+            av = enc(value)
+            item[name] = av
+            s = len(name) + codec.attribute_size(av)
+            size += s
+            if s > largest_size:
+                largest, largest_size = name, s
+        return item, size, largest, largest_size
+
+
+class BatchWriter:
+    """BatchWriteItem with several requests in flight; flat memory (at most `concurrency` batches
+    queued); UnprocessedItems resent with backoff, at most `max_rounds` times, then an error."""
+
+    def __init__(self, client: Any, table: str, *, concurrency: int = 8, max_rounds: int = 10,
+                 lease_token: Optional[str] = None, check_every: float = 5.0,
+                 items_per_s: Optional[float] = None):
+        self.client, self.table = client, table
+        self.max_rounds, self.lease_token, self.check_every = max_rounds, lease_token, check_every
+        self.items_per_s = items_per_s
+        self.pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="featurelake-export")
+        self.slots = threading.BoundedSemaphore(max(1, concurrency) * 2)
+        self.futures: list[Future] = []
+        self.batch: list[dict] = []
+        self.last_check = 0.0
+        self.started = time.monotonic()
+        self.sent = 0
+        self._check_lock = threading.Lock()
+
+    def add(self, item: dict) -> None:
+        self.batch.append({"PutRequest": {"Item": item}})
+        if len(self.batch) == BATCH_WRITE_MAX:
+            self._submit()
+
+    def _submit(self) -> None:
+        batch, self.batch = self.batch, []
+        if self.items_per_s:  # a gentle rate for provisioned tables (and for tests)
+            self.sent += len(batch)
+            ahead = self.sent / self.items_per_s - (time.monotonic() - self.started)
+            if ahead > 0:
+                time.sleep(ahead)
+        self.slots.acquire()
+        future = self.pool.submit(self._write, batch)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.futures.append(future)
+        if len(self.futures) > 256:  # surface errors early, keep the list short
+            done = [f for f in self.futures if f.done()]
+            for f in done:
+                f.result()
+            self.futures = [f for f in self.futures if not f.done()]
+
+    def check_lease(self, force: bool = False) -> None:
+        """Stop when this export no longer holds the group's lease (another export took over)."""
+        if self.lease_token is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_check < self.check_every:
+            return
+        with self._check_lock:
+            if not force and now - self.last_check < self.check_every:
+                return
+            answer = self.client.get_item(TableName=self.table, Key={"pk": {"S": codec.LOCK_PK}}, ConsistentRead=True)
+            item = answer.get("Item") or {}
+            if item.get("token", {}).get("S") != self.lease_token:
+                raise LeaseLost(f"export to {self.table}: this export lost its lease (now held by "
+                                f"{item.get('owner', {}).get('S', 'nobody')}); stopped so as not to overwrite a "
+                                f"newer export: rerun the export")
+            self.last_check = time.monotonic()
+
+    def _write(self, requests: list[dict]) -> None:
+        for attempt in range(self.max_rounds):
+            self.check_lease()
+            if attempt:
+                time.sleep(backoff(attempt, base=0.05, cap=5.0))
+            answer = self.client.batch_write_item(RequestItems={self.table: requests})
+            requests = (answer.get("UnprocessedItems") or {}).get(self.table) or []
+            if not requests:
+                return
+        raise JobError(f"export to {self.table}: DynamoDB left {len(requests)} items unprocessed after "
+                       f"{self.max_rounds} rounds with backoff (throttled): raise the table's write capacity, "
+                       f"lower online.dynamodb.write_concurrency, or rerun later")
+
+    def close(self) -> None:
+        """Sends what is left and waits for every request; raises the first failure."""
+        try:
+            if self.batch:
+                self._submit()
+            for f in self.futures:
+                f.result()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class LeaseLost(JobError):
+    """The export's lease passed to another export."""
+
+
+def write_partition(rows: Iterable[Any], spec: dict, stats: Any) -> None:
+    """foreachPartition body: one boto3 client per task, items written in batches of 25."""
+    encoder = ItemEncoder(spec)
+    client = make_client(spec["region"], spec["endpoint_url"], pool=spec["concurrency"] + 2)
+    writer = BatchWriter(client, spec["table"], concurrency=spec["concurrency"], max_rounds=spec["max_rounds"],
+                         lease_token=spec.get("lease_token"), check_every=spec.get("check_every", 5.0),
+                         items_per_s=spec.get("items_per_s"))
+    local = StatsParam().zero({})
+    try:
+        writer.check_lease(force=True)
+        for row in rows:
+            item, size, largest, largest_size = encoder(row)
+            local["rows"] += 1
+            if size > codec.MAX_ITEM_BYTES:
+                local["too_large"] += 1
+                if len(local["messages"]) < MAX_MESSAGES:
+                    local["messages"].append(
+                        f"group {encoder.group!r} key {encoder.describe_key(row)}: the item is {size:,} bytes, over "
+                        f"DynamoDB's 400 KB limit; feature {largest!r} alone is {largest_size:,} bytes: make it "
+                        f"smaller (fewer or float32 elements) or leave it out of the online group")
+                continue
+            writer.add(item)
+            local["items"] += 1
+            local["bytes"] += size
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    stats.add(local)
+

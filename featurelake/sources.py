@@ -1,0 +1,352 @@
+"""Reads a group's source: what is new since the last successful run, or an event-time window.
+
+Where the incremental state lives, by kind of source:
+- S3 files: a Structured Streaming checkpoint per group (<root>/_checkpoints/<group>); each run
+  is a Trigger.AvailableNow query whose foreachBatch does the whole ingest, so the checkpoint
+  commits a batch only after it was written or quarantined (a crash replays it; MERGE makes the
+  replay harmless).
+- JDBC: the watermark a successful run recorded in the catalogue; a run reads (last, max].
+- Delta: the last version a run read, from the catalogue; a run reads the change data feed after
+  it (the first run reads the snapshot).
+An explicit window [start, end) reads the source afresh and touches none of that state.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+
+from featurelake.errors import FeaturelakeError, JobError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from featurelake.config import ConnectionConfig
+    from featurelake.definitions import DeltaSource, JdbcSource, S3Source
+    from featurelake.store import FeatureStore
+
+log = logging.getLogger("featurelake.ingest")
+T = TypeVar("T")
+FILE_COLUMN = "_featurelake_file"
+"""The input file of each row of a file source, counted for progress and dropped before the transform."""
+JDBC_DRIVERS = {"jdbc:postgresql:": "org.postgresql.Driver", "jdbc:sqlite:": "org.sqlite.JDBC"}
+_CONNECT_ERRORS = ("connection", "connect to", "refused", "authentication", "password", "timed out", "timeout",
+                   "08001", "08004", "08006", "28000", "28p01", "no route to host", "unknown host")
+
+
+@dataclass
+class Window:
+    """An event-time window [start, end), UTC; both None means 'what is new'."""
+
+    start: Optional[datetime] = None
+    end: Optional[datetime] = None
+
+    def __bool__(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    def text(self) -> str:
+        return f"{_iso(self.start) if self.start else '..'}/{_iso(self.end) if self.end else '..'}"
+
+
+@dataclass
+class SourceBatch:
+    """What one read produced and how to record it; df None means nothing new."""
+
+    df: Optional["DataFrame"]
+    window: str
+    watermark: Optional[str] = None
+    source_version: Optional[int] = None
+    guard: Callable[[Callable[[], Any]], Any] = field(default=lambda action: action())
+    """Runs an action that reads the source (JDBC: with the connection's bounded retry)."""
+
+
+def utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return utc(t).strftime("%Y-%m-%dT%H:%M:%SZ") if utc(t).microsecond == 0 else utc(t).isoformat()
+
+
+def _spark_ts(t: datetime) -> str:
+    """A UTC timestamp literal Spark parses the same in every session (whose time zone is UTC)."""
+    return utc(t).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def in_window(df: "DataFrame", column: str, window: Window) -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    if window.start is not None:
+        df = df.where(F.col(column) >= F.lit(_spark_ts(window.start)).cast("timestamp"))
+    if window.end is not None:
+        df = df.where(F.col(column) < F.lit(_spark_ts(window.end)).cast("timestamp"))
+    return df
+
+
+def prefilter(df: "DataFrame", column: Optional[str], window: Window) -> "DataFrame":
+    """The window on the source's own timestamp column, when it is a real timestamp (so that JDBC
+    and Delta push it down); the transformed rows are filtered on the group's column anyway."""
+    if not window or not column or column not in df.columns:
+        return df
+    if df.schema[column].dataType.typeName() not in ("timestamp", "timestamp_ntz", "date"):
+        return df
+    return in_window(df, column, window)
+
+
+def root_message(exc: BaseException) -> str:
+    """The innermost Java cause's message (the useful one), else the first line of the error."""
+    jexc = getattr(exc, "java_exception", None)
+    if jexc is not None:
+        try:
+            while jexc.getCause() is not None:
+                jexc = jexc.getCause()
+            return f"{jexc.getClass().getSimpleName()}: {jexc.getMessage()}"
+        except Exception:  # the gateway is gone: fall back to the text
+            pass
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+# ---- S3 and other file systems ----------------------------------------------------------------
+
+def _file_reader(spark: "SparkSession", source: "S3Source", streaming: bool) -> Any:
+    reader = (spark.readStream if streaming else spark.read).format(source.format)
+    return reader.options(**{k: str(v) for k, v in source.options.items()})
+
+
+def file_schema(spark: "SparkSession", source: "S3Source", path: str) -> Optional[Any]:
+    """The source's schema: declared, or inferred from the files; None when there are no files."""
+    from pyspark.errors import AnalysisException
+
+    if source.format == "delta":
+        from delta.tables import DeltaTable
+
+        return spark.read.format("delta").load(path).schema if DeltaTable.isDeltaTable(spark, path) else None
+    if source.schema:
+        return source.schema
+    try:
+        return _file_reader(spark, source, streaming=False).load(path).schema
+    except AnalysisException as exc:
+        if any(s in str(exc) for s in ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA", "Path does not exist")):
+            return None
+        raise JobError(f"source {source.name!r}: cannot read {source.format} files at {path}: "
+                       f"{root_message(exc)}") from None
+
+
+def _with_file_column(df: "DataFrame", source: "S3Source") -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    return df.withColumn(FILE_COLUMN, F.col("_metadata.file_path")) if source.format != "delta" else df
+
+
+def read_files(spark: "SparkSession", path: str, source: "S3Source", window: Window) -> SourceBatch:
+    """Every file under the path (batch), cut to the window: backfills and dry runs."""
+    schema = file_schema(spark, source, path)
+    if schema is None:
+        return SourceBatch(None, window.text())
+    reader = _file_reader(spark, source, streaming=False)
+    if source.format != "delta":
+        reader = reader.schema(schema)
+    df = _with_file_column(reader.load(path), source)
+    return SourceBatch(prefilter(df, source.timestamp_column, window), window.text())
+
+
+def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoint: str,
+                 handle: Callable[["DataFrame", int, str], None]) -> bool:
+    """Runs handle(batch, batch_id, query_id) on every batch of files not seen by the checkpoint,
+    then stops (Trigger.AvailableNow). An error in handle leaves the batch uncommitted and is
+    raised here as itself. Returns False when there were no files at all."""
+    schema = file_schema(spark, source, path)
+    if schema is None:
+        return False
+    reader = _file_reader(spark, source, streaming=True)
+    if source.format != "delta":
+        reader = reader.schema(schema)
+    ready, state = threading.Event(), {}
+
+    def on_batch(df: "DataFrame", batch_id: int) -> None:
+        ready.wait(60)
+        try:
+            handle(df, batch_id, state["query_id"])
+        except BaseException as exc:
+            state["error"] = exc
+            raise
+
+    stream = _with_file_column(reader.load(path), source)
+    query = (stream.writeStream.foreachBatch(on_batch).trigger(availableNow=True)
+             .option("checkpointLocation", checkpoint).start())
+    state["query_id"] = str(query.id)
+    ready.set()
+    try:
+        query.awaitTermination()
+    except Exception as exc:
+        if "error" in state:
+            raise state["error"] from None
+        raise JobError(f"source {source.name!r}: reading new {source.format} files at {path} failed: "
+                       f"{root_message(exc)}") from None
+    return True
+
+
+def copy_checkpoint(spark: "SparkSession", checkpoint: str, scratch: str) -> bool:
+    """Copies a checkpoint so a dry run can see what is pending without moving the real one."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    src = jvm.org.apache.hadoop.fs.Path(checkpoint)
+    dst = jvm.org.apache.hadoop.fs.Path(scratch)
+    fs = src.getFileSystem(conf)
+    if not fs.exists(src):
+        return False
+    return bool(jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, dst.getFileSystem(conf), dst, False, conf))
+
+
+def delete_path(spark: "SparkSession", path: str) -> None:
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(p, True)
+
+
+# ---- JDBC -------------------------------------------------------------------------------------
+
+def _redact(text: str, conn: "ConnectionConfig") -> str:
+    return text.replace(conn.password, "***") if conn.password else text
+
+
+def _retrying(name: str, conn: "ConnectionConfig", what: str) -> Callable[[Callable[[], T]], T]:
+    """Runs an action that talks to the database; connection and login failures are retried
+    conn.retries times with a short backoff, then become a JobError naming the connection."""
+    def guard(action: Callable[[], T]) -> T:
+        attempts = max(1, int(conn.retries))
+        for attempt in range(1, attempts + 1):
+            try:
+                return action()
+            except FeaturelakeError:
+                raise
+            except Exception as exc:
+                reason = _redact(root_message(exc), conn)
+                if not any(s in reason.lower() for s in _CONNECT_ERRORS):
+                    raise JobError(f"connection {name!r}: reading {what} failed: {reason}") from None
+                if attempt == attempts:
+                    raise JobError(f"connection {name!r} ({_redact(conn.url, conn)}) failed after {attempts} "
+                                   f"attempt(s): {reason}. Check that the database is up and reachable and that "
+                                   f"the user and password (taken from the environment) are right") from None
+                log.warning("connection %r: attempt %d of %d failed (%s); retrying", name, attempt, attempts,
+                            reason)
+                time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+        raise AssertionError("unreachable")
+    return guard
+
+
+def _jdbc_frame(spark: "SparkSession", conn: "ConnectionConfig", source: "JdbcSource") -> "DataFrame":
+    table = source.table or f"({source.query.strip().rstrip(';')}) {source.name}_q"  # type: ignore[union-attr]
+    reader = (spark.read.format("jdbc").option("url", conn.url).option("dbtable", table)
+              .option("fetchsize", str(source.fetch_size)).option("pushDownAggregate", "true"))
+    driver = conn.driver or next((d for p, d in JDBC_DRIVERS.items() if conn.url.startswith(p)), None)
+    for key, value in {"driver": driver, "user": conn.user, "password": conn.password}.items():
+        if value:
+            reader = reader.option(key, value)
+    for key, value in conn.properties.items():
+        reader = reader.option(key, str(value))
+    if source.partition_column:
+        reader = (reader.option("partitionColumn", source.partition_column)
+                  .option("lowerBound", str(source.lower_bound)).option("upperBound", str(source.upper_bound))
+                  .option("numPartitions", str(source.num_partitions)))
+    return reader.load()
+
+
+def _max_text(df: "DataFrame", column: str) -> Optional[str]:
+    """The column's maximum as text that casts back exactly (microseconds for timestamps)."""
+    from pyspark.sql import functions as F
+
+    top = F.max(column)
+    if df.schema[column].dataType.typeName() in ("timestamp", "timestamp_ntz"):
+        top = F.date_format(top, "yyyy-MM-dd HH:mm:ss.SSSSSS")
+    return df.agg(top.cast("string").alias("m")).first()["m"]
+
+
+def read_jdbc(spark: "SparkSession", store: "FeatureStore", source: "JdbcSource", since: Optional[str],
+              window: Window) -> SourceBatch:
+    """Rows past the watermark `since` up to the current maximum, or the window's rows."""
+    from pyspark.sql import functions as F
+
+    conn = store.config.connection(source.connection)
+    guard = _retrying(source.connection, conn, source.table or f"the query of source {source.name!r}")
+    df = guard(lambda: _jdbc_frame(spark, conn, source))
+    wm = source.watermark_column
+    if window or not wm:
+        return SourceBatch(prefilter(df, source.timestamp_column, window),
+                           window.text() if window else "all rows", guard=guard)
+    if wm not in df.columns:
+        from featurelake.errors import DefinitionError
+
+        raise DefinitionError(f"source {source.name!r}: watermark column {wm!r} is not in {source.table or 'the query'}"
+                              f" (columns: {', '.join(df.columns)})")
+    dtype = df.schema[wm].dataType.simpleString()
+    if since is not None:
+        df = df.where(F.col(wm) > F.lit(since).cast(dtype))
+    high = guard(lambda: _max_text(df, wm))
+    if high is None:
+        return SourceBatch(None, f"{wm} > {since}", watermark=since, guard=guard)
+    df = df.where(F.col(wm) <= F.lit(high).cast(dtype))
+    return SourceBatch(df, f"{wm} in ({since or '-inf'}, {high}]", watermark=high, guard=guard)
+
+
+# ---- Delta ------------------------------------------------------------------------------------
+
+def _delta_target(store: "FeatureStore", source: "DeltaSource") -> tuple[Optional[str], Optional[str]]:
+    """(path, table name) of the table to read; a group's offline table by its own location."""
+    if source.group:
+        table = store.offline(source.group)
+        return (None, table.table_name) if table.table_name else (table.path, None)
+    return (store.config.resolve(source.path), None) if source.path else (None, source.table)
+
+
+def read_delta(spark: "SparkSession", store: "FeatureStore", source: "DeltaSource", since: Optional[int],
+               window: Window) -> SourceBatch:
+    """The change data feed after version `since` (inserts and updated rows, in commit order);
+    the snapshot on the first run or for a window."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from featurelake.offline import BOOKKEEPING
+
+    path, table = _delta_target(store, source)
+    where = path or table
+    exists = DeltaTable.isDeltaTable(spark, path) if path else spark.catalog.tableExists(table)
+    if not exists:
+        hint = f": ingest group {source.group!r} first" if source.group else ""
+        raise JobError(f"source {source.name!r}: no Delta table at {where}{hint}")
+    delta = DeltaTable.forPath(spark, path) if path else DeltaTable.forName(spark, table)
+    latest = int(delta.history(1).select("version").first()[0])
+
+    def load(reader: Any) -> "DataFrame":
+        return reader.load(path) if path else reader.table(table)
+
+    if window or since is None:
+        df = load(spark.read.format("delta").option("versionAsOf", latest))
+        text = window.text() if window else f"snapshot at version {latest}"
+    elif since >= latest:
+        return SourceBatch(None, f"no versions after {since}", source_version=since)
+    else:
+        try:
+            changes = load(spark.read.format("delta").option("readChangeFeed", "true")
+                           .option("startingVersion", since + 1).option("endingVersion", latest))
+            df = (changes.where(F.col("_change_type").isin("insert", "update_postimage"))
+                  .orderBy("_commit_version").drop("_change_type", "_commit_version", "_commit_timestamp"))
+            df.schema  # noqa: B018 - resolve now, so a table without change data feed fails here
+        except Exception as exc:
+            raise JobError(f"source {source.name!r}: cannot read the change data feed of {where} after version "
+                           f"{since}: {root_message(exc)}. Enable it with ALTER TABLE ... SET TBLPROPERTIES "
+                           f"('delta.enableChangeDataFeed' = 'true'), or read it by window (--start/--end)") from None
+        text = f"versions {since + 1}..{latest}"
+    if source.group:
+        df = df.drop(*BOOKKEEPING)
+    df = prefilter(df, source.timestamp_column, window)
+    return SourceBatch(df, text, source_version=None if window else latest)
+
+
+def scratch_path(root: str, group: str) -> str:
+    return f"{root.rstrip('/')}/_checkpoints/_scratch/{group}-{uuid.uuid4().hex[:8]}"

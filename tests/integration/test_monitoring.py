@@ -1,0 +1,317 @@
+"""Monitoring on tiny, deterministic data: statistics in one pass, drift injected and detected (and
+not detected without it), freshness of a group whose ingest stopped, lineage and usage, the CLI
+exit codes, and the HTML report rendered by headless Chromium."""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import zlib
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import write_config
+from featurelake import monitoring
+from featurelake.cli import main
+from featurelake.errors import NotFoundError, UsageError
+from featurelake.monitoring.stats import MASK
+
+REPO = '''
+from featurelake import Aggregation, Entity, Feature, FeatureGroup, S3Source
+customer = Entity("customer", join_keys=["customer_id"])
+payments = FeatureGroup(
+    "payments", entity=customer, timestamp_column="ts",
+    source=S3Source("payment_files", path="s3a://bucket/payments/", format="parquet"),
+    features=[Feature("amount", "double"), Feature("channel", "string"), Feature("is_night", "boolean"),
+              Feature("email", "string", tags={"pii": "true"})],
+    aggregations=[Aggregation("amount", ["sum"], windows=["7d"])],
+    ttl="30d", online=True, freshness_sla="1d", owner="risk-team")
+sessions = FeatureGroup(
+    "sessions", entity=customer, timestamp_column="ts",
+    source=S3Source("session_files", path="s3a://bucket/sessions/", format="json"),
+    features=[Feature("seconds", "double")], online=False, freshness_sla="1h", owner="growth-team")
+'''
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+SCHEMA = "customer_id bigint, ts timestamp, amount double, channel string, is_night boolean, email string"
+N = 200
+
+
+def batch(first_id: int, start: datetime, span: timedelta, drifted: bool = False) -> list[tuple]:
+    """N payments; the same multiset of values in every batch unless drifted (amounts x3 + 200,
+    most channels 'crypto'), so that without drift every statistic is identical."""
+    rows = []
+    for i in range(N):
+        amount = 10.0 + (i * 37) % 100
+        channel = ["web", "app", "app", "pos"][i % 4]
+        if drifted:
+            amount, channel = amount * 3 + 200, "crypto" if i % 5 else channel
+        rows.append((first_id + i, start + span * i / N, amount, channel, i % 3 == 0, f"user{i}@mail.com"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, spark):
+    """One store for the module: payments at versions 0 (batch A), 1 (+B, same values), 2 (+C,
+    drifted); sessions last ingested three days ago; a training set that read payments v1."""
+    from featurelake.catalog import now
+    from featurelake.store import FeatureStore
+
+    tmp = tmp_path_factory.mktemp("monitoring")
+    repo = tmp / "features"
+    repo.mkdir()
+    (repo / "groups.py").write_text(REPO)
+    conf = write_config(tmp, monitoring="monitoring:\n  features:\n    payments:is_night: {psi_threshold: 0.5}")
+    store = FeatureStore.from_config(conf, repo=repo, spark=spark)
+    store.apply()
+    offline = store.offline("payments")
+    day = timedelta(days=1)
+    runs = []
+    for k, (start, drifted) in enumerate([(NOW - 10 * day, False), (NOW - 6 * day, False), (NOW - 3 * day, True)]):
+        run_id = f"run-payments-{k}"
+        version = offline.merge(spark.createDataFrame(batch(k * N, start, 3 * day - timedelta(hours=3), drifted),
+                                                      SCHEMA), run_id)
+        runs.append(dict(run_id=run_id, group="payments", group_version=1, kind="ingest", status="succeeded",
+                         started_at=start + 3 * day, ended_at=start + 3 * day, rows_written=N,
+                         delta_version=version, user="etl"))
+    sessions = spark.createDataFrame([(i, NOW - 3 * day - timedelta(minutes=i), float(i)) for i in range(5)],
+                                     "customer_id bigint, ts timestamp, seconds double")
+    store.offline("sessions").merge(sessions, "run-sessions-0")
+    runs.append(dict(run_id="run-sessions-0", group="sessions", group_version=1, kind="ingest", status="succeeded",
+                     started_at=NOW - 3 * day, ended_at=NOW - 3 * day, rows_written=5, delta_version=0, user="etl"))
+    runs.append(dict(run_id="run-sessions-1", group="sessions", group_version=1, kind="ingest", status="failed",
+                     started_at=NOW - 2 * day, ended_at=NOW - 2 * day, error="source down"))
+    store.catalog.append("runs", runs)  # one commit
+    store.catalog.record("training_sets", id="ts-fraud-1", created_at=now(), user="alice", spine_rows=10,
+                         timestamp_column="event_ts", features=["payments:amount_sum_7d", "payments:channel"],
+                         group_versions={"payments": 1}, table_versions={"payments": 1})
+    store.catalog.audit("training_set", "ts-fraud-1", {"features": ["payments:amount_sum_7d", "payments:channel"]})
+    store.catalog.audit("export", "payments", {"rows": 600})
+    return store
+
+
+# ---- statistics -----------------------------------------------------------------------------
+
+def test_batch_statistics_read_the_batch_twice_with_exact_values(lake):
+    """Every scalar statistic of every feature in one scan, histograms and top values in one more:
+    a Python filter counts the rows each scan reads (one job per statistic would read it ~30 times)."""
+    from pyspark.sql import functions as F
+
+    spark = lake.spark
+    scanned = spark.sparkContext.accumulator(0)
+
+    def counted(_: int) -> bool:
+        scanned.add(1)
+        return True
+
+    df = spark.createDataFrame([(1, NOW, 1.0, "a", True, "x@y.com"), (2, NOW, 2.0, "a", False, "x@y.com"),
+                                (3, NOW, 3.0, "b", None, "z@y.com"), (4, NOW, 4.0, None, True, None),
+                                (5, NOW, None, "a", True, "w@y.com")], SCHEMA)
+    stats = monitoring.batch_statistics(df.where(F.udf(counted, "boolean")(F.lit(1))), lake.group("payments"))
+    assert scanned.value == 2 * 5
+
+    amount = stats["amount"]
+    assert (amount["kind"], amount["count"], amount["non_null"], amount["null_fraction"]) == ("numeric", 5, 4, 0.2)
+    assert (amount["min"], amount["max"], amount["mean"]) == (1.0, 4.0, 2.5)
+    assert amount["stddev"] == pytest.approx(1.2909944, rel=1e-6)
+    assert amount["approx_distinct"] == 4 and amount["quantiles"]["p50"] == 2.0
+    assert sum(amount["histogram"]["counts"]) == 4 and len(amount["histogram"]["edges"]) == 21
+    assert amount["histogram"]["counts"][0] == 1 and amount["histogram"]["counts"][-1] == 1
+    channel = stats["channel"]
+    assert channel["kind"] == "categorical" and channel["null_fraction"] == 0.2
+    assert channel["top_values"] == [{"value": "a", "count": 3}, {"value": "b", "count": 1}]
+    assert stats["is_night"]["top_values"] == [{"value": "true", "count": 3}, {"value": "false", "count": 1}]
+    assert stats["email"]["pii"] and {t["value"] for t in stats["email"]["top_values"]} == {MASK}
+
+    monitoring.record_statistics(lake, "run", "run-stats-test", "payments", stats)
+    recorded = monitoring.read_statistics(lake, scope="run", scope_id="run-stats-test")
+    assert {r["feature"] for r in recorded} == {"amount", "channel", "is_night", "email"}
+    assert next(r for r in recorded if r["feature"] == "amount")["stats"]["mean"] == 2.5
+
+
+# ---- drift ----------------------------------------------------------------------------------
+
+def test_no_drift_between_batches_with_the_same_values(lake):
+    report = monitoring.drift(lake, "payments", reference="v0", current="v1")
+    assert report.ok, report.summary()
+    result = report["payments"]
+    assert (result.reference_rows, result.current_rows) == (N, 2 * N)
+    for f in ("amount", "channel", "is_night"):
+        assert result.feature(f).psi == pytest.approx(0, abs=1e-9)
+    assert result.feature("amount").ks == pytest.approx(0, abs=1e-9)
+    assert result.feature("channel").js == pytest.approx(0, abs=1e-9)
+
+    by_time = monitoring.drift(lake, "payments", reference=f"{(NOW - timedelta(days=10)).isoformat()}.."
+                               f"{(NOW - timedelta(days=6)).isoformat()}",
+                               current=f"{(NOW - timedelta(days=6)).isoformat()}..{(NOW - timedelta(days=3)).isoformat()}")
+    assert by_time.ok and by_time["payments"].current_rows == N
+
+
+def test_injected_drift_is_detected(lake):
+    report = monitoring.drift(lake, "payments", reference="v1", current="2")
+    assert not report.ok
+    result = report["payments"]
+    amount, channel, night = (result.feature(f) for f in ("amount", "channel", "is_night"))
+    assert amount.alert and amount.psi > 1 and amount.ks == pytest.approx(1 / 3, abs=0.02)
+    assert channel.alert and channel.psi > 0.2 and channel.js > 0.1 and "crypto" in channel.plot["categories"]
+    assert not night.alert and night.thresholds["psi"] == 0.5  # the per-feature override applies
+    assert any("payments:amount drifted" in a for a in report.alerts)
+    as_dict = json.loads(json.dumps(report.to_dict()))
+    assert as_dict["ok"] is False and as_dict["results"][0]["reference"]["version"] == 1
+
+    clean = f"..{(NOW - timedelta(days=3)).isoformat()}"
+    drifted = f"{(NOW - timedelta(days=3)).isoformat()}.."
+    window = monitoring.drift(lake, "payments", reference=clean, current=drifted)["payments"]
+    assert window.feature("amount").ks == pytest.approx(1.0) and not window.ok
+
+
+def test_a_training_set_is_a_reference_and_the_default_one(lake):
+    by_id = monitoring.drift(lake, "payments", reference="ts-fraud-1")["payments"]
+    assert by_id.reference.version == 1 and by_id.current.version == 2 and not by_id.ok
+    default = monitoring.drift(lake, "payments")["payments"]
+    assert default.reference.training_set == "ts-fraud-1"
+
+
+def test_bad_references_name_the_fix(lake):
+    with pytest.raises(NotFoundError, match="versions 0..2"):
+        monitoring.drift(lake, "payments", reference="v9")
+    with pytest.raises(NotFoundError, match="neither a Delta version"):
+        monitoring.drift(lake, "payments", reference="ts-nope")
+    with pytest.raises(UsageError, match="no rows"):
+        monitoring.drift(lake, "payments", reference="2020-01-01..2020-02-01")
+    with pytest.raises(UsageError, match="did not read feature group 'sessions'"):
+        monitoring.drift(lake, "sessions", reference="ts-fraud-1")
+
+
+# ---- freshness ------------------------------------------------------------------------------
+
+def test_freshness_alerts_for_the_group_whose_ingest_stopped(lake):
+    report = monitoring.freshness(lake)
+    assert not report.ok
+    sessions, payments = report["sessions"], report["payments"]
+    assert sessions.late and sessions.lag > timedelta(days=3) and sessions.last_ingest["run_id"] == "run-sessions-0"
+    assert any("run-sessions-1" in n and "failed" in n for n in sessions.notes)
+    assert not payments.late and payments.lag < timedelta(hours=4)
+    assert any("never exported" in n for n in payments.notes)
+    assert monitoring.freshness(lake, ["payments"]).ok
+    assert report.alerts == [a for a in report.alerts if a.startswith("sessions is late")]
+
+
+# ---- lineage and usage ----------------------------------------------------------------------
+
+def test_lineage_lists_the_training_set_that_used_a_feature(lake):
+    amount = monitoring.lineage(lake, "payments:amount")  # used through its aggregation amount_sum_7d
+    assert [t["id"] for t in amount["training_sets"]] == ["ts-fraud-1"]
+    assert amount["affected_features"] == ["amount", "amount_sum_7d"]
+    assert "ts-fraud-1" in amount["text"] and "s3 payment_files" in amount["text"]
+    assert amount["runs"][0]["succeeded"] == 3 and amount["runs"][0]["last_delta_version"] == 2
+    assert monitoring.lineage(lake, "payments:is_night")["training_sets"] == []
+    assert [t["id"] for t in monitoring.lineage(lake, "payments")["training_sets"]] == ["ts-fraud-1"]
+    with pytest.raises(NotFoundError, match="did you mean 'amount'"):
+        monitoring.lineage(lake, "payments:amonut")
+
+
+def test_usage_shows_who_did_what(lake):
+    feature = monitoring.usage(lake, "payments:channel")
+    assert [e["object"] for e in feature["events"]] == ["ts-fraud-1"] and feature["by_user"]
+    group = monitoring.usage(lake, "payments")
+    assert group["by_action"] == {"training_set": 1, "export": 1}
+    assert "export" in group["text"]
+
+
+# ---- CLI and HTML ---------------------------------------------------------------------------
+
+def cli(lake, *args: str) -> int:
+    return main(["--conf", lake.config.path, "--repo", lake.repo.path, *args])
+
+
+def test_cli_exit_codes_and_json(lake, capsys, tmp_path):
+    assert cli(lake, "monitor", "drift", "payments", "--reference", "v0", "--current", "v1") == 0
+    assert "drift: OK" in capsys.readouterr().out
+    assert cli(lake, "monitor", "drift", "payments", "--reference", "v1", "--json") == 1
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+    assert cli(lake, "monitor", "freshness", "--all", "--report", str(tmp_path / "f.html")) == 1
+    assert "sessions" in capsys.readouterr().out and (tmp_path / "f.html").is_file()
+    assert cli(lake, "monitor", "freshness", "payments") == 0
+    assert cli(lake, "monitor", "drift", "payments", "--reference", "v7") == 2
+    assert cli(lake, "catalog", "lineage", "payments:channel") == 0
+    assert "ts-fraud-1" in capsys.readouterr().out
+    assert cli(lake, "catalog", "usage", "payments") == 0
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (make setup does it)", pytrace=False)
+    return exe
+
+
+def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    return subprocess.run([_chromium(), *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def _png_pixels(path: Path) -> tuple[int, int, list[tuple[int, ...]]]:
+    """Decodes an 8-bit, non-interlaced RGB(A) PNG with the standard library."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and color in (2, 6), f"unexpected PNG format depth={depth} color={color}"
+            bpp = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    raw, stride, prev, pixels = zlib.decompress(idat), width * bpp, bytearray(width * bpp), []
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b, c = prev[x], prev[x - bpp] if x >= bpp else 0
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + b) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        pixels += [tuple(line[i:i + 3]) for i in range(0, stride, bpp)]
+        prev = line
+    return width, height, pixels
+
+
+def test_html_report_renders_its_plots_in_headless_chromium(lake, tmp_path):
+    page = monitoring.write_html(monitoring.drift(lake, "payments", reference="v1"), tmp_path / "drift.html")
+    html = page.read_text()
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    dom = _browser(tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('class="plot histogram"') == 1  # amount
+    assert dom.stdout.count('class="plot categories"') == 3  # channel, is_night, email
+    assert 'class="plot psi"' in dom.stdout and "ALERT" in dom.stdout
+
+    shot = tmp_path / "drift.png"
+    out = _browser(tmp_path, f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri())
+    assert out.returncode == 0 and shot.is_file(), out.stderr[-2000:]
+    width, height, pixels = _png_pixels(shot)
+    assert (width, height) == (1200, 1800)
+
+    def near(rgb: tuple[int, ...], target: tuple[int, int, int]) -> bool:
+        return sum(abs(a - b) for a, b in zip(rgb, target)) < 60
+
+    alert_red = sum(near(p, (0xd6, 0x27, 0x28)) for p in pixels)  # PSI bars above threshold
+    blue = sum(p[2] > 150 and p[0] < 150 and p[2] - p[0] > 60 for p in pixels)  # reference bars, any blend
+    orange = sum(p[0] > 200 and 90 < p[1] < 200 and p[2] < 120 for p in pixels)  # current bars
+    assert len(set(pixels)) > 20, "the screenshot is blank"
+    assert alert_red > 200 and blue > 500 and orange > 500, (alert_red, blue, orange)

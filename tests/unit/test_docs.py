@@ -1,0 +1,197 @@
+"""The guides stay true to the code: links resolve, every `featurelake ...` command they show
+parses with the real CLI parser, Python blocks compile, YAML blocks parse, and the module the
+"adding a feature group" guide has the reader write loads into the demo repository."""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from featurelake.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+INLINE = re.compile(r"`([^`\n]+)`")
+GUIDES = ["concepts.md", "adding-a-feature-group.md", "scheduling.md", "cluster.md", "online-service.md",
+          "iam.md", "configuration.md"]
+
+
+def rel(doc: Path) -> str:
+    return str(doc.relative_to(ROOT))
+
+
+def blocks(doc: Path) -> list[tuple[str, str, int]]:
+    """(info string, code, line number) of every fenced code block."""
+    text = doc.read_text()
+    return [(m.group(1).strip(), m.group(2), text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
+
+
+def language(info: str) -> str:
+    return info.split()[0].lower() if info else ""
+
+
+def title(info: str) -> str | None:
+    m = re.search(r"\btitle=(\S+)", info)
+    return m.group(1) if m else None
+
+
+def prose(doc: Path) -> str:
+    """The text outside fenced blocks."""
+    return FENCE.sub("", doc.read_text())
+
+
+def shell_commands(code: str) -> list[str]:
+    """The simple commands of a shell snippet: continuations joined, comments dropped, split on
+    pipes, `&&`, `||` and `;`."""
+    out = []
+    for line in code.replace("\\\n", " ").splitlines():
+        try:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+            lexer.whitespace_split = True
+            tokens = list(lexer)
+        except ValueError as exc:
+            raise AssertionError(f"unparsable shell line {line!r}: {exc}") from None
+        command: list[str] = []
+        for token in tokens + [";"]:
+            if token and set(token) <= set(";&|"):
+                if command:
+                    out.append(command)
+                command = []
+            else:
+                command.append(token)
+    return [" ".join(shlex.quote(t) for t in c) for c in out]
+
+
+def featurelake_argv(command: str) -> list[str] | None:
+    """The arguments after `featurelake` (environment assignments before it allowed), or None."""
+    tokens = shlex.split(command)
+    while tokens and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[0]):
+        tokens.pop(0)
+    if tokens and Path(tokens[0]).name == "featurelake":
+        return tokens[1:]
+    return None
+
+
+def cli_lines() -> list[tuple[str, str]]:
+    """(where, command) of every featurelake command in sh blocks and inline code of the docs."""
+    found = []
+    for doc in DOCS:
+        for info, code, line in blocks(doc):
+            if language(info) in ("sh", "bash", "shell", "console"):
+                found += [(f"{rel(doc)}:{line}", c) for c in shell_commands(code) if featurelake_argv(c) is not None]
+        for span in INLINE.findall(prose(doc)):
+            if span.startswith("featurelake "):
+                found += [(rel(doc), c) for c in shell_commands(span) if featurelake_argv(c) is not None]
+    return found
+
+
+# ---- the tests ------------------------------------------------------------------------------
+
+def test_every_guide_exists_and_the_readme_links_it():
+    readme = (ROOT / "README.md").read_text()
+    guides = readme.split("## Guides", 1)[1]
+    for name in GUIDES:
+        assert (ROOT / "docs" / name).is_file(), name
+        assert f"(docs/{name})" in guides, f"README.md's Guides section does not link docs/{name}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=rel)
+def test_relative_links_point_to_existing_files(doc):
+    broken = []
+    for target in LINK.findall(prose(doc)):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # a URL or an anchor of the same page
+        path = (doc.parent / target.split("#", 1)[0]).resolve()
+        if not path.exists():
+            broken.append(target)
+    assert not broken, f"{rel(doc)}: broken links {broken}"
+
+
+def test_every_featurelake_command_in_the_docs_parses():
+    commands = cli_lines()
+    assert len(commands) > 20, "the docs should show the CLI"
+    parser = build_parser()
+    seen_verbs = set()
+    for where, command in commands:
+        argv = featurelake_argv(command)
+        assert argv is not None
+        if "--help" in argv or "-h" in argv:
+            continue
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{where}: `{command}` does not parse with featurelake.cli.build_parser()")
+        seen_verbs.add(args.verb)
+        if args.verb == "catalog":
+            assert args.action == "list" or args.name, f"{where}: `{command}` needs a NAME"
+    assert {"apply", "ingest", "export", "online", "catalog", "training-set", "validate", "monitor"} <= seen_verbs
+
+
+def test_a_wrong_command_would_be_caught():
+    """The check above is not vacuous: an unknown option or verb exits."""
+    parser = build_parser()
+    for argv in (["ingest", "--al"], ["exprt", "customer_txn"], ["online", "get"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=rel)
+def test_python_blocks_compile_and_yaml_blocks_parse(doc):
+    for info, code, line in blocks(doc):
+        where = f"{rel(doc)}:{line}"
+        if language(info) == "python":
+            compile(code, where, "exec")
+        elif language(info) in ("yaml", "yml"):
+            try:
+                yaml.safe_load(code)
+            except yaml.YAMLError as exc:
+                pytest.fail(f"{where}: YAML block does not parse: {exc}")
+        elif language(info) == "json":
+            import json
+
+            json.loads(code)
+
+
+def guide_files() -> dict[str, str]:
+    """title -> code of the titled blocks of the "adding a feature group" guide."""
+    doc = ROOT / "docs" / "adding-a-feature-group.md"
+    return {title(info): code for info, code, _ in blocks(doc) if title(info)}
+
+
+def test_the_feature_group_guide_gives_a_module_and_a_suite():
+    files = guide_files()
+    assert "features/merchant_activity.py" in files
+    assert "features/expectations/merchant_activity.yml" in files
+
+
+def test_the_guides_module_loads_into_the_demo_repository(tmp_path):
+    """What a newcomer gets after copying the guide's files into features/: the repository loads,
+    the new group is there, its suite names only its own columns, and the guide's commands name it."""
+    from featurelake.repo import load_repository
+
+    repo = tmp_path / "features"
+    shutil.copytree(ROOT / "features", repo, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, code in guide_files().items():
+        target = tmp_path / name
+        assert not target.exists(), f"the guide's {name} would overwrite a demo file"
+        target.write_text(code)
+    loaded = load_repository(repo)
+    group = loaded.group("merchant_activity")
+    assert group.entity.name == "merchant" and group.online
+    assert {"customer_txn", "merchant_risk"} <= set(loaded.groups)
+    suite = yaml.safe_load((repo / "expectations" / "merchant_activity.yml").read_text())
+    assert loaded.expectations_path(group) == repo / "expectations" / "merchant_activity.yml"
+    columns = set(group.columns)
+    for expectation in suite["expectations"]:
+        assert expectation["type"].startswith("expect_")
+        assert expectation["kwargs"]["column"] in columns, expectation
+    guide = [c for w, c in cli_lines() if w.startswith("docs/adding-a-feature-group.md")]
+    for verb in ("apply", "ingest merchant_activity", "export merchant_activity",
+                 "online get merchant_activity --key merchant_id="):
+        assert any(f"featurelake {verb}" in c for c in guide), f"the guide does not run `featurelake {verb}`"
