@@ -29,6 +29,7 @@ class Row:
     correct: Optional[bool] = None   # featurelake's output checked (None: not checked)
     notes: list = field(default_factory=list)
     runs: dict = field(default_factory=dict)  # every run's value, per side
+    error: Optional[str] = None      # the workload did not finish: why
 
     @property
     def ratio(self) -> Optional[float]:
@@ -38,6 +39,8 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.error:
+            return "ERROR"
         if self.correct is False:
             return "FAIL (wrong)"
         if self.featurelake is None:

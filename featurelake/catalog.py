@@ -151,6 +151,14 @@ class Catalog:
         self.record("usage", ts=now(), user=current_user(), action=action, object=obj,
                     detail=json.dumps(detail, default=str, sort_keys=True) if detail is not None else None)
 
+    def audit_many(self, action: str, items: list[tuple[str, Any]]) -> None:
+        """Several usage rows (object, detail) in one commit, e.g. one per group a training set read."""
+        stamp, user = now(), current_user()
+        rows = [{"ts": stamp, "user": user, "action": action, "object": obj,
+                 "detail": json.dumps(detail, default=str, sort_keys=True) if detail is not None else None}
+                for obj, detail in items]
+        with_retry(lambda: self.append("usage", rows), "catalogue table usage")
+
     # ---- definitions -------------------------------------------------------------------------
 
     def apply(self, repo: "Repository") -> list[str]:

@@ -4,9 +4,10 @@ error naming the group and the column instead of a surprise in the offline table
 
 Only widenings that lose nothing are cast automatically; anything else is an error that says
 which cast to write in the transform:
-- integers to wider integers (int -> bigint), and tinyint/smallint/int to double;
-- float to double; decimal to a decimal at least as wide, and decimal to double (features are
-  used as floating point anyway; this is the one conversion that may round);
+- integers to wider integers (int -> bigint); float to double; decimal to a decimal at least as
+  wide;
+- integers and decimals to double: features are used as floating point anyway, and this is the
+  one conversion that may round (bigint beyond 2^53, decimals beyond 15-17 digits);
 - date to timestamp (midnight UTC), timestamp_ntz to timestamp (featurelake's times are UTC);
 - a null-only column (lit(None)) to any type;
 - arrays and maps element by element, structs field by field, by the same rules.
@@ -36,7 +37,7 @@ def safe_cast(src: Any, dst: Any) -> bool:
     if s in _INTEGRAL and d in _INTEGRAL:
         return _INTEGRAL.index(s) <= _INTEGRAL.index(d)
     if d == "double":
-        return s in ("byte", "short", "integer", "float") or s.startswith("decimal")
+        return s in (*_INTEGRAL, "float") or s.startswith("decimal")
     if s.startswith("decimal") and d.startswith("decimal"):
         return dst.precision - dst.scale >= src.precision - src.scale and dst.scale >= src.scale
     if d == "timestamp":

@@ -291,18 +291,13 @@ def _transform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":
 
 
 def _validate(ctx: _Context, clock: RunClock, batch: "DataFrame", rows: int) -> bool:
-    """The group's suite on the batch; without a suite (or, for now, without the validation
-    module) the batch passes."""
+    """The group's suite on the batch (already persisted, so validated rows are written rows);
+    a group without a suite passes."""
+    from featurelake.validation import validate_batch
+
     if ctx.suite is None:
         return True
-    try:
-        from featurelake.validation import validate_batch
-    except ModuleNotFoundError as exc:
-        if exc.name != "featurelake.validation":
-            raise
-        log.warning("%s: featurelake.validation is not installed: the batch passes unchecked", ctx.group.name)
-        return True
-    result = validate_batch(batch, str(ctx.suite), ctx.group)
+    result = validate_batch(batch, str(ctx.suite), ctx.group.name)
     clock.validation.append(result.to_dict())
     failures = list(result.failures)
     clock.result.failures += failures

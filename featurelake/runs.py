@@ -72,9 +72,13 @@ class IngestResult:
 
 
 def describe_failure(failure: Any) -> str:
-    """'expect_column_values_to_be_between(amount): observed ...' from a failure dict of any shape."""
+    """'expect_column_values_to_be_between(amount): 3 unexpected of 10 rows, e.g. [-1.0]'."""
     if not isinstance(failure, dict):
         return str(failure)
+    if "expectation" in failure and "kwargs" in failure:
+        from featurelake.validation import describe_failure as describe
+
+        return describe(failure)
     kind = failure.get("expectation_type") or failure.get("expectation") or failure.get("type") or "expectation"
     column = failure.get("column") or (failure.get("kwargs") or {}).get("column")
     observed = next((failure[k] for k in ("observed", "observed_value", "result") if k in failure), None)

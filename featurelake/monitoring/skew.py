@@ -112,6 +112,7 @@ def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, 
 
     from featurelake.catalog import now
     from featurelake.offline import as_of
+    from featurelake.online.snapshot import online_features
 
     g = store.group(group)
     if not g.online:
@@ -126,21 +127,31 @@ def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, 
     version = table.version() if version is None else int(version)
     at = _utc(export["as_of"]) if export and export.get("as_of") else now()
     df = table.read(version=version)
-    features = [f.name for f in g.features if f.name in df.columns and (g.allow_online_pii or not f.pii)]
-    pii = {f.name for f in g.features if f.pii}
-    rows = (as_of(df, g, at).select(*g.keys, g.timestamp_column, *features)
-            .orderBy(F.rand(SEED)).limit(n).collect())
+    online, held = online_features(g)
+    plain = [f.name for f in online if f.kind == "feature" and f.name in df.columns]
+    windows = [f.name for f in online if f.kind == "aggregation"]
+    current = as_of(df, g, at)
+    if g.ttl is not None:  # the client hides what has aged past the ttl since the export
+        current = current.where(F.col(g.timestamp_column) >= F.lit(now() - g.ttl).cast("timestamp"))
+    rows = [r.asDict() for r in current.select(*g.keys, g.timestamp_column, *plain)
+            .orderBy(F.rand(SEED)).limit(n).collect()]
     keys = [{k: r[k] for k in g.keys} for r in rows]
+    if windows and rows:
+        found = window_values(store, df, g, at, keys, windows)
+        for r in rows:
+            r.update(found.get(tuple(r[k] for k in g.keys), {}))
     if client is None:
         from featurelake.online.client import OnlineClient
 
-        client = OnlineClient.from_config(store.config.path) if store.config.path else OnlineClient(store.config)
+        dyn = store.config.online.dynamodb
+        client = OnlineClient(table_prefix=dyn.table_prefix, region=dyn.region, endpoint_url=dyn.endpoint_url)
     items = _get_many(client, group, keys)
     result = GroupSkew(group, at, version, export and export.get("export_id"), len(rows), 0,
-                       store.config.monitoring.skew_threshold, [FeatureSkew(f) for f in features])
-    skipped = [f.name for f in g.features if f.name in df.columns and f.name not in features]
-    if skipped:
-        result.notes.append(f"not compared (PII kept offline): {', '.join(skipped)}")
+                       store.config.monitoring.skew_threshold, [FeatureSkew(f) for f in plain + windows])
+    if held:
+        result.notes.append(f"not compared (PII kept offline): {', '.join(held)}")
+    group_pii = str(g.tags.get("pii", "false")).lower() in ("true", "1", "yes")
+    pii = set(plain + windows) if group_pii else {f.name for f in g.features if f.pii}
     event_time = FeatureSkew(EVENT_TIME)
     for key, row, item in zip(keys, rows, items):
         if item is None:
@@ -150,14 +161,14 @@ def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, 
             continue
         for fs in result.features:
             fs.compared += 1
-            offline_value, online_value = row[fs.name], item.get(fs.name)
+            offline_value, online_value = row.get(fs.name), item.get(fs.name)
             if not same(offline_value, online_value):
                 fs.mismatches += 1
                 if len(fs.examples) < EXAMPLES:
                     masked = fs.name in pii
                     fs.examples.append({"key": key, "offline": MASK if masked else _show(offline_value),
                                         "online": MASK if masked else _show(online_value)})
-        online_ts = item.get("_event_ts", item.get("event_ts", item.get(g.timestamp_column)))
+        online_ts = item.get(g.timestamp_column)
         if online_ts is not None:
             event_time.compared += 1
             if not same(row[g.timestamp_column], online_ts):
@@ -170,17 +181,46 @@ def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, 
     return result
 
 
+def window_values(store: "FeatureStore", df: Any, g: Any, at: datetime, keys: list[dict],
+                  wanted: list[str]) -> dict[tuple, dict]:
+    """Window features of the sampled keys as of `at`, computed here from the offline rows by the
+    rule of the architecture (events in (at - w, at]; a count over no events is 0), independently
+    of the export's code, so that a bug there shows as skew."""
+    from pyspark.sql import functions as F
+
+    ts = F.col(g.timestamp_column)
+    at_col = F.lit(at).cast("timestamp")
+    sampled = store.spark.createDataFrame(keys, df.select(*g.keys).schema)
+    rows = df.join(F.broadcast(sampled), g.keys, "left_semi").where(ts <= at_col)
+    exprs = []
+    for agg in g.aggregations:
+        for name, fn, _, width in agg.outputs():
+            if name not in wanted:
+                continue
+            inside = ts > at_col - F.expr(f"INTERVAL {int(width.total_seconds())} SECONDS")
+            value = F.when(inside, F.col(agg.column))
+            if fn == "last":
+                out = F.max(F.when(inside, F.struct(ts.alias("t"), F.col("_ingested_at").alias("i"),
+                                                    F.col(agg.column).alias("v")))).getField("v")
+            elif fn in ("count", "approx_count_distinct"):
+                out = F.coalesce(getattr(F, fn)(value), F.lit(0))
+            elif fn == "stddev":
+                out = F.stddev_samp(value)
+            else:
+                out = getattr(F, fn)(value)
+            exprs.append(out.alias(name))
+    if not exprs:
+        return {}
+    found = {tuple(r[k] for k in g.keys): r.asDict() for r in rows.groupBy(*g.keys).agg(*exprs).collect()}
+    counts = [n for a in g.aggregations for n, fn, _, _ in a.outputs() if fn in ("count", "approx_count_distinct")]
+    for key in keys:  # keys without events in any window: counts are 0, the rest null
+        found.setdefault(tuple(key.values()), {n: 0 for n in counts if n in wanted})
+    return found
+
+
 def _get_many(client: Any, group: str, keys: list[dict]) -> list[Optional[dict]]:
-    """Items in the order of keys, asking for the event time when the client can return it."""
-    if not keys:
-        return []
-    try:
-        items = client.get_many(group, keys, with_event_time=True)
-    except TypeError:
-        items = client.get_many(group, keys)
-    if isinstance(items, dict):  # keyed by the key's values
-        return [items.get(tuple(k.values())) or items.get(str(tuple(k.values()))) for k in keys]
-    return list(items)
+    """Items in the order of keys (None where missing or past the ttl), with the event time."""
+    return list(client.get_many(group, keys, with_event_time=True)) if keys else []
 
 
 def same(offline: Any, online: Any) -> bool:

@@ -7,12 +7,12 @@ is PutItem (or UpdateItem) with `ConditionExpression: attribute_not_exists(pk) O
     BatchWriteItem, 25 items a request, 8 threads:        ~3,050 items/s (the floor of issue 7)
     conditional PutItem through boto3, 8-32 threads:      ~400-620 items/s
     conditional PutItem, raw http.client, 2 processes:    ~900 items/s
-(commands in the report of issue 5). Per-item requests are 3.5-5x slower, far outside the 1.3x
-target, and on AWS each is one more round trip as well. So the export writes with
-BatchWriteItem, and exports of a group take turns under a lease (featurelake.online.table):
-an export takes the lease before it fixes its end time and reads the offline table's newest
-version, so it writes data at least as new as every export before it; an export still running
-elsewhere makes the next one wait; a task whose export lost its lease stops at its next check.
+Per-item requests are 3.5-5x slower, far outside the 1.3x target (and on AWS each is one more
+round trip). So the export writes with BatchWriteItem, and exports of a group take turns under a
+lease (featurelake.online.table): an export takes the lease before it fixes its end time and
+reads the offline table's newest version, so it writes data at least as new as every export
+before it; an export still running makes the next one wait; a task whose export lost its lease
+stops at its next check.
 
 Incremental by default: the table's metadata item records the last export (Delta version and
 end time) next to the items it describes; a table deleted or recreated has none, so its next
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError
@@ -35,6 +36,7 @@ from featurelake.online.table import Lease, ensure_table, read_meta, write_meta
 from featurelake.online.writer import StatsParam, make_client, write_partition
 
 if TYPE_CHECKING:
+    from featurelake.definitions import FeatureGroup
     from featurelake.store import FeatureStore
 
 log = logging.getLogger("featurelake.online")
@@ -52,7 +54,7 @@ class ExportResult:
     as_of: Optional[datetime] = None
     rows: int = 0                    # entity rows the export considered
     items_written: int = 0
-    bytes_written: int = 0
+    bytes_written: int = 0           # DynamoDB's item-size accounting (what write units bill)
     too_large: int = 0
     errors: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -68,7 +70,7 @@ class ExportResult:
     def summary(self) -> str:
         if self.status == "skipped":
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
-        head = (f"{self.group}: {self.status}: {self.mode} export of Delta version {self.from_version}..{self.to_version}"
+        head = (f"{self.group}: {self.status}: {self.mode} export of Delta versions {self.from_version}..{self.to_version}"
                 f" as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC: {self.items_written:,} items "
                 f"({self.bytes_written:,} bytes) to {self.table_name} in {self.duration_s:.1f}s"
                 if self.as_of else f"{self.group}: {self.status}")
@@ -81,16 +83,17 @@ class ExportResult:
         return out
 
 
-def _group_version(store: "FeatureStore", group: Any) -> int:
-    versions = store.catalog.group_versions(group.name)
-    mine = [v["version"] for v in versions if v["fingerprint"] == group.fingerprint]
-    if not mine:
-        raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` (or was never "
-                         f"applied): run `featurelake apply` first")
-    if mine[-1] < versions[-1]["version"]:
-        raise UsageError(f"feature group {group.name!r}: this code is version {mine[-1]}, but version "
-                         f"{versions[-1]['version']} is registered: export from the latest definitions")
-    return mine[-1]
+class _Marks:
+    """Seconds spent per phase, from one mark to the next."""
+
+    def __init__(self) -> None:
+        self.times: dict = {}
+        self.last = time.monotonic()
+
+    def __call__(self, phase: str) -> None:
+        t = time.monotonic()
+        self.times[phase] = round(t - self.last, 3)
+        self.last = t
 
 
 def export(store: "FeatureStore", group_name: str, *, full: bool = False,
@@ -98,8 +101,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     """Writes the group's online table. Incremental unless `full` (or nothing was exported yet, or
     the group's online shape changed). `items_per_s` caps each Spark task's write rate (for a
     provisioned table)."""
-    started, t0 = now(), time.monotonic()
-    mark = _Marks()
+    started, t0, mark = now(), time.monotonic(), _Marks()
     group = store.group(group_name)
     dyn = store.config.online.dynamodb
     result = ExportResult(group=group.name, export_id=new_id("export"), table_name=f"{dyn.table_prefix}{group.name}")
@@ -107,8 +109,6 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
         result.status = "skipped"
         result.notes.append("the group sets online=False")
         return result
-    group_version = _group_version(store, group)
-    mark("catalog_read")
     offline = store.offline(group.name)
     if not offline.exists():
         raise NotFoundError(f"feature group {group.name!r} has no offline table yet: run "
@@ -117,9 +117,13 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     if held:
         result.notes.append(f"PII features kept offline: {', '.join(held)} (set allow_online_pii=True to export)")
     client = make_client(dyn.region, dyn.endpoint_url)
+    group_version: Optional[int] = None
     try:
         result.created_table = ensure_table(client, result.table_name, ttl=group.ttl is not None)
         mark("table")
+        group_version = _group_version(store, group, None if result.created_table else
+                                       read_meta(client, result.table_name))
+        mark("catalog_read")
         if result.created_table:
             store.catalog.audit("create_online_table", result.table_name, {
                 "group": group.name, "group_version": group_version, "billing": "PAY_PER_REQUEST",
@@ -141,7 +145,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
         if isinstance(exc, FeaturelakeError):
             raise
         raise JobError(f"export of {group.name!r} to {result.table_name} failed: {exc}") from exc
-    mark("lease_release")
+    mark("release")
     result.duration_s = time.monotonic() - t0
     _record(store, result, group_version, started)
     mark("catalog_record")
@@ -149,22 +153,26 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     return result
 
 
-class _Marks:
-    """Seconds spent per phase, from one mark to the next."""
+def _group_version(store: "FeatureStore", group: "FeatureGroup", meta: Optional[dict]) -> int:
+    """The registered version of the group's code. When the online table was last written by this
+    very code (same fingerprint), its metadata says so and the catalogue need not be read: an
+    increment stays a few DynamoDB calls and one Spark job."""
+    if meta and meta.get("fingerprint") == group.fingerprint:
+        return int(meta["group_version"])
+    versions = store.catalog.group_versions(group.name)
+    mine = [v["version"] for v in versions if v["fingerprint"] == group.fingerprint]
+    if not mine:
+        raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` (or was never "
+                         f"applied): run `featurelake apply` first")
+    if mine[-1] < versions[-1]["version"]:
+        raise UsageError(f"feature group {group.name!r}: this code is version {mine[-1]}, but version "
+                         f"{versions[-1]['version']} is registered: export from the latest definitions")
+    return mine[-1]
 
-    def __init__(self) -> None:
-        self.times: dict = {}
-        self.last = time.monotonic()
 
-    def __call__(self, phase: str) -> None:
-        t = time.monotonic()
-        self.times[phase] = round(t - self.last, 3)
-        self.last = t
-
-
-def _export_locked(store: "FeatureStore", group: Any, group_version: int, features: list, client: Any,
+def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: int, features: list, client: Any,
                    lease: Lease, result: ExportResult, *, full: bool, items_per_s: Optional[float],
-                   mark: Any) -> None:
+                   mark: Callable[[str], None]) -> None:
     """Under the lease: fix the end time and the Delta version, decide full or incremental, write."""
     dyn = store.config.online.dynamodb
     offline = store.offline(group.name)
@@ -178,11 +186,11 @@ def _export_locked(store: "FeatureStore", group: Any, group_version: int, featur
             end = last_end
     version = offline.version()
     keys, feats = column_dtypes(offline.read(version=version), group, features)
-    mark("snapshot")
     spec = {"format": codec.FORMAT, "group": group.name, "group_version": group_version, "keys": keys,
             "features": feats, "timestamp_column": group.timestamp_column,
             "ttl_s": int(group.ttl.total_seconds()) if group.ttl else None,
             "aggregations": any(f.kind == "aggregation" for f in features)}
+    mark("snapshot")
     since = None
     if last and not full:
         if last["to_version"] > version:
@@ -196,7 +204,7 @@ def _export_locked(store: "FeatureStore", group: Any, group_version: int, featur
     result.mode = "incremental" if since else "full"
     result.from_version = since.version + 1 if since else 0
     result.to_version, result.as_of = version, end
-    write_meta(client, result.table_name, spec, last)
+    write_meta(client, result.table_name, spec, last, group.fingerprint)
     mark("plan")
     frame = export_frame(offline, group, features, version=version, end=end, since=since)
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
@@ -223,21 +231,31 @@ def _export_locked(store: "FeatureStore", group: Any, group_version: int, featur
         result.errors.append(f"... {result.too_large} items over 400 KB in all")
     result.status = "partial" if result.too_large else "ok"
     write_meta(client, result.table_name, spec, {"export_id": result.export_id, "to_version": version,
-                                                "as_of": end.isoformat(), "mode": result.mode})
+                                                "as_of": end.isoformat(), "mode": result.mode}, group.fingerprint)
 
 
-def _record(store: "FeatureStore", result: ExportResult, group_version: int, started: datetime) -> None:
-    """The export's row in the catalogue (`exports`) and its line in `usage`."""
-    try:
-        store.catalog.record("exports", export_id=result.export_id, group=result.group, group_version=group_version,
-                             from_version=result.from_version, to_version=result.to_version, as_of=result.as_of,
-                             rows=result.rows, items_written=result.items_written,
-                             bytes_written=result.bytes_written, duration_s=result.duration_s,
-                             status=result.status, error="\n".join(result.errors)[:4000] or None,
-                             table_name=result.table_name, started_at=started, user=current_user())
+def _record(store: "FeatureStore", result: ExportResult, group_version: Optional[int], started: datetime) -> None:
+    """The export's row in the catalogue (`exports`) and its line in `usage`: two Delta appends to
+    different tables, run side by side (they never conflict)."""
+    def exports() -> None:
+        store.catalog.record("exports", export_id=result.export_id, group=result.group,
+                             group_version=group_version, from_version=result.from_version,
+                             to_version=result.to_version, as_of=result.as_of, rows=result.rows,
+                             items_written=result.items_written, bytes_written=result.bytes_written,
+                             duration_s=result.duration_s, status=result.status,
+                             error="\n".join(result.errors)[:4000] or None, table_name=result.table_name,
+                             started_at=started, user=current_user())
+
+    def usage() -> None:
         store.catalog.audit("export", result.group, {"export_id": result.export_id, "table": result.table_name,
                                                      "mode": result.mode, "status": result.status,
                                                      "items": result.items_written})
-    except Exception as exc:  # the export itself is done; say so rather than fail it
-        log.error("export %s of %s: could not record it in the catalogue: %s", result.export_id, result.group, exc)
-        result.notes.append(f"not recorded in the catalogue: {exc}")
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(exports), pool.submit(usage)]:
+            try:
+                future.result()
+            except Exception as exc:  # the export itself is done; say so rather than fail it
+                log.error("export %s of %s: could not record it in the catalogue: %s", result.export_id,
+                          result.group, exc)
+                result.notes.append(f"not recorded in the catalogue: {exc}")

@@ -101,15 +101,16 @@ def read_meta(client: Any, table: str) -> Optional[dict]:
         return None
     last = item.get("last_export", {}).get("S")
     return {"spec": json.loads(item["spec"]["S"]), "last": json.loads(last) if last else None,
-            "group_version": int(item.get("group_version", {}).get("N", "0"))}
+            "group_version": int(item.get("group_version", {}).get("N", "0")),
+            "fingerprint": item.get("fingerprint", {}).get("S")}
 
 
-def write_meta(client: Any, table: str, spec: dict, last: Optional[dict]) -> None:
+def write_meta(client: Any, table: str, spec: dict, last: Optional[dict], fingerprint: str) -> None:
     """Writes the metadata item, unless the table already holds a newer definition of the group
     (an export from older code must not take the table back)."""
     item = {"pk": {"S": codec.META_PK}, "spec": {"S": json.dumps(spec, sort_keys=True)},
             "group": {"S": spec["group"]}, "group_version": {"N": str(spec["group_version"])},
-            "updated_ms": {"N": str(_now_ms())}}
+            "fingerprint": {"S": fingerprint}, "updated_ms": {"N": str(_now_ms())}}
     if last is not None:
         item["last_export"] = {"S": json.dumps(last, sort_keys=True, default=str)}
     try:

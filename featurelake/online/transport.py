@@ -108,9 +108,10 @@ class DirectTransport:
             self._keys = {(secret, day): key}  # one day, one secret: nothing piles up
         return key
 
-    def _headers(self, target: str, body: bytes) -> dict:
+    def _headers(self, target: str, body: bytes, stamp: Optional[str] = None) -> dict:
+        """SigV4 headers for a POST of `body` (stamp: YYYYMMDDTHHMMSSZ, default now)."""
         creds = self.credentials.get_frozen_credentials()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         day = stamp[:8]
         token = f"x-amz-security-token:{creds.token}\n" if creds.token else ""
         signed = _SIGNED_TOKEN if creds.token else _SIGNED

@@ -54,8 +54,9 @@ def batch(first_id: int, start: datetime, span: timedelta, drifted: bool = False
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory, spark):
-    """One store for the module: payments at versions 0 (batch A), 1 (+B, same values), 2 (+C,
-    drifted); sessions last ingested three days ago; a training set that read payments v1."""
+    """One store for the module: payments batch A, then + B (the same values), then + C (drifted),
+    their Delta versions in store.versions; sessions last ingested three days ago; a training set
+    that read payments after batch B."""
     from featurelake.catalog import now
     from featurelake.store import FeatureStore
 
@@ -68,11 +69,12 @@ def lake(tmp_path_factory, spark):
     store.apply()
     offline = store.offline("payments")
     day = timedelta(days=1)
-    runs = []
+    runs, store.versions = [], []
     for k, (start, drifted) in enumerate([(NOW - 10 * day, False), (NOW - 6 * day, False), (NOW - 3 * day, True)]):
         run_id = f"run-payments-{k}"
         version = offline.merge(spark.createDataFrame(batch(k * N, start, 3 * day - timedelta(hours=3), drifted),
                                                       SCHEMA), run_id)
+        store.versions.append(version)
         runs.append(dict(run_id=run_id, group="payments", group_version=1, kind="ingest", status="succeeded",
                          started_at=start + 3 * day, ended_at=start + 3 * day, rows_written=N,
                          delta_version=version, user="etl"))
@@ -86,9 +88,11 @@ def lake(tmp_path_factory, spark):
     store.catalog.append("runs", runs)  # one commit
     store.catalog.record("training_sets", id="ts-fraud-1", created_at=now(), user="alice", spine_rows=10,
                          timestamp_column="event_ts", features=["payments:amount_sum_7d", "payments:channel"],
-                         group_versions={"payments": 1}, table_versions={"payments": 1})
-    store.catalog.audit("training_set", "ts-fraud-1", {"features": ["payments:amount_sum_7d", "payments:channel"]})
-    store.catalog.audit("export", "payments", {"rows": 600})
+                         group_versions={"payments": 1}, table_versions={"payments": store.versions[1]})
+    store.catalog.append("usage", [
+        dict(ts=now(), user="alice", action="training_set", object="ts-fraud-1",
+             detail=json.dumps({"features": ["payments:amount_sum_7d", "payments:channel"]})),
+        dict(ts=now(), user="etl", action="export", object="payments", detail=json.dumps({"rows": 600}))])
     return store
 
 
@@ -134,7 +138,8 @@ def test_batch_statistics_read_the_batch_twice_with_exact_values(lake):
 # ---- drift ----------------------------------------------------------------------------------
 
 def test_no_drift_between_batches_with_the_same_values(lake):
-    report = monitoring.drift(lake, "payments", reference="v0", current="v1")
+    a, b, _ = lake.versions
+    report = monitoring.drift(lake, "payments", reference=f"v{a}", current=f"v{b}")
     assert report.ok, report.summary()
     result = report["payments"]
     assert (result.reference_rows, result.current_rows) == (N, 2 * N)
@@ -150,7 +155,8 @@ def test_no_drift_between_batches_with_the_same_values(lake):
 
 
 def test_injected_drift_is_detected(lake):
-    report = monitoring.drift(lake, "payments", reference="v1", current="2")
+    _, b, c = lake.versions
+    report = monitoring.drift(lake, "payments", reference=f"v{b}", current=str(c))
     assert not report.ok
     result = report["payments"]
     amount, channel, night = (result.feature(f) for f in ("amount", "channel", "is_night"))
@@ -159,7 +165,7 @@ def test_injected_drift_is_detected(lake):
     assert not night.alert and night.thresholds["psi"] == 0.5  # the per-feature override applies
     assert any("payments:amount drifted" in a for a in report.alerts)
     as_dict = json.loads(json.dumps(report.to_dict()))
-    assert as_dict["ok"] is False and as_dict["results"][0]["reference"]["version"] == 1
+    assert as_dict["ok"] is False and as_dict["results"][0]["reference"]["version"] == b
 
     clean = f"..{(NOW - timedelta(days=3)).isoformat()}"
     drifted = f"{(NOW - timedelta(days=3)).isoformat()}.."
@@ -169,13 +175,13 @@ def test_injected_drift_is_detected(lake):
 
 def test_a_training_set_is_a_reference_and_the_default_one(lake):
     by_id = monitoring.drift(lake, "payments", reference="ts-fraud-1")["payments"]
-    assert by_id.reference.version == 1 and by_id.current.version == 2 and not by_id.ok
+    assert (by_id.reference.version, by_id.current.version) == tuple(lake.versions[1:]) and not by_id.ok
     default = monitoring.drift(lake, "payments")["payments"]
     assert default.reference.training_set == "ts-fraud-1"
 
 
 def test_bad_references_name_the_fix(lake):
-    with pytest.raises(NotFoundError, match="versions 0..2"):
+    with pytest.raises(NotFoundError, match=r"has Delta versions 0\.\.\d"):
         monitoring.drift(lake, "payments", reference="v9")
     with pytest.raises(NotFoundError, match="neither a Delta version"):
         monitoring.drift(lake, "payments", reference="ts-nope")
@@ -206,7 +212,7 @@ def test_lineage_lists_the_training_set_that_used_a_feature(lake):
     assert [t["id"] for t in amount["training_sets"]] == ["ts-fraud-1"]
     assert amount["affected_features"] == ["amount", "amount_sum_7d"]
     assert "ts-fraud-1" in amount["text"] and "s3 payment_files" in amount["text"]
-    assert amount["runs"][0]["succeeded"] == 3 and amount["runs"][0]["last_delta_version"] == 2
+    assert amount["runs"][0]["succeeded"] == 3 and amount["runs"][0]["last_delta_version"] == lake.versions[-1]
     assert monitoring.lineage(lake, "payments:is_night")["training_sets"] == []
     assert [t["id"] for t in monitoring.lineage(lake, "payments")["training_sets"]] == ["ts-fraud-1"]
     with pytest.raises(NotFoundError, match="did you mean 'amount'"):
@@ -228,9 +234,10 @@ def cli(lake, *args: str) -> int:
 
 
 def test_cli_exit_codes_and_json(lake, capsys, tmp_path):
-    assert cli(lake, "monitor", "drift", "payments", "--reference", "v0", "--current", "v1") == 0
+    a, b, _ = lake.versions
+    assert cli(lake, "monitor", "drift", "payments", "--reference", f"v{a}", "--current", f"v{b}") == 0
     assert "drift: OK" in capsys.readouterr().out
-    assert cli(lake, "monitor", "drift", "payments", "--reference", "v1", "--json") == 1
+    assert cli(lake, "monitor", "drift", "payments", "--reference", f"v{b}", "--json") == 1
     assert json.loads(capsys.readouterr().out)["ok"] is False
     assert cli(lake, "monitor", "freshness", "--all", "--report", str(tmp_path / "f.html")) == 1
     assert "sessions" in capsys.readouterr().out and (tmp_path / "f.html").is_file()
@@ -292,7 +299,8 @@ def _png_pixels(path: Path) -> tuple[int, int, list[tuple[int, ...]]]:
 
 
 def test_html_report_renders_its_plots_in_headless_chromium(lake, tmp_path):
-    page = monitoring.write_html(monitoring.drift(lake, "payments", reference="v1"), tmp_path / "drift.html")
+    page = monitoring.write_html(monitoring.drift(lake, "payments", reference=f"v{lake.versions[1]}"),
+                                 tmp_path / "drift.html")
     html = page.read_text()
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     dom = _browser(tmp_path, "--dump-dom", page.as_uri())

@@ -3,6 +3,8 @@ parses with the real CLI parser, Python blocks compile, YAML blocks parse, and t
 "adding a feature group" guide has the reader write loads into the demo repository."""
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import shlex
 import shutil
@@ -18,6 +20,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE = re.compile(r"`([^`\n]+)`")
+JOBS = ("ingest.py", "export_online.py")
 GUIDES = ["concepts.md", "adding-a-feature-group.md", "scheduling.md", "cluster.md", "online-service.md",
           "iam.md", "configuration.md"]
 
@@ -78,6 +81,39 @@ def featurelake_argv(command: str) -> list[str] | None:
     return None
 
 
+def job_argv(tokens: list[str]) -> tuple[str, list[str]] | None:
+    """(job file name, its arguments) when the tokens run jobs/ingest.py or jobs/export_online.py."""
+    for i, token in enumerate(tokens):
+        if Path(token).name in JOBS and Path(token).parent.name == "jobs":
+            return Path(token).name, tokens[i + 1:]
+    return None
+
+
+def job_lines() -> list[tuple[str, str, list[str]]]:
+    """(where, job, arguments) of every spark-submit of a job in sh blocks and JSON (EMR steps)."""
+    found = []
+    for doc in DOCS:
+        for info, code, line in blocks(doc):
+            where = f"{rel(doc)}:{line}"
+            if language(info) in ("sh", "bash", "shell", "console"):
+                for command in shell_commands(code):
+                    tokens = shlex.split(command)
+                    if "spark-submit" in [Path(t).name for t in tokens] and job_argv(tokens):
+                        found.append((where, *job_argv(tokens)))  # type: ignore[misc]
+            elif language(info) == "json":
+                stack = [json.loads(code)]
+                while stack:
+                    node = stack.pop()
+                    if isinstance(node, dict):
+                        stack += list(node.values())
+                    elif isinstance(node, list):
+                        if all(isinstance(v, str) for v in node) and job_argv(node):
+                            found.append((where, *job_argv(node)))  # type: ignore[misc]
+                        else:
+                            stack += node
+    return found
+
+
 def cli_lines() -> list[tuple[str, str]]:
     """(where, command) of every featurelake command in sh blocks and inline code of the docs."""
     found = []
@@ -133,10 +169,35 @@ def test_every_featurelake_command_in_the_docs_parses():
     assert {"apply", "ingest", "export", "online", "catalog", "training-set", "validate", "monitor"} <= seen_verbs
 
 
+def test_every_job_command_in_the_docs_parses(monkeypatch):
+    """spark-submit lines: the job's own parser accepts them, and what it hands to the CLI parses."""
+    import featurelake.cli
+
+    lines = job_lines()
+    assert {job for _, job, _ in lines} == set(JOBS), "the docs should show both jobs"
+    forwarded: list = []
+    monkeypatch.setattr(featurelake.cli, "main", lambda argv=None: forwarded.append(argv) or 0)
+    parser = build_parser()
+    for where, job, argv in lines:
+        spec = importlib.util.spec_from_file_location(f"_docs_job_{job[:-3]}", ROOT / "jobs" / job)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        forwarded.clear()
+        try:
+            assert module.main(argv) == 0
+        except SystemExit:
+            pytest.fail(f"{where}: `jobs/{job} {' '.join(argv)}` does not parse with the job's parser")
+        assert len(forwarded) == 1, f"{where}: jobs/{job} did not call the CLI"
+        try:
+            parser.parse_args(forwarded[0])
+        except SystemExit:
+            pytest.fail(f"{where}: jobs/{job} hands the CLI {forwarded[0]}, which does not parse")
+
+
 def test_a_wrong_command_would_be_caught():
     """The check above is not vacuous: an unknown option or verb exits."""
     parser = build_parser()
-    for argv in (["ingest", "--al"], ["exprt", "customer_txn"], ["online", "get"]):
+    for argv in (["ingest", "--everything"], ["exprt", "customer_txn"], ["online", "get"]):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
 
@@ -153,8 +214,6 @@ def test_python_blocks_compile_and_yaml_blocks_parse(doc):
             except yaml.YAMLError as exc:
                 pytest.fail(f"{where}: YAML block does not parse: {exc}")
         elif language(info) == "json":
-            import json
-
             json.loads(code)
 
 

@@ -1,0 +1,387 @@
+"""Training sets: point-in-time correct features for a spine of (keys, timestamp, labels), with a
+manifest in the catalogue that rebuilds the same rows later by Delta time travel.
+
+Building one: the spine is copied as Delta under <root>/training_sets/<id>/spine with a row id,
+fingerprinted in Spark, and joined with each group's offline table read at its current Delta
+version (pointintime.py does the join). The manifest records the spine copy, its fingerprint,
+the versions read and the resolved plan, so a replay needs neither today's tables nor today's
+definitions. Nothing is computed on the driver; rows are computed when first used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from featurelake.catalog import current_user, new_id, now, with_retry
+from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
+from featurelake.pointintime import INTERNAL, MICROS, ROW, GroupPlan, WindowAgg, point_in_time, to_micros
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from featurelake.store import FeatureStore
+
+log = logging.getLogger("featurelake.training")
+ENGINE = "pointintime/1"
+FORMATS = ("parquet", "delta", "csv")
+
+
+class NullKeysWarning(UserWarning):
+    """Spine rows with a null entity key or timestamp: they get null features."""
+
+
+# ---- feature references ---------------------------------------------------------------------
+
+def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = False,
+            spine_columns: Sequence[str] = ()) -> list[GroupPlan]:
+    """`group:feature` / `group:*` references -> one plan per group, outputs named by feature, or
+    `group__feature` when two groups (or a spine column) share the name, or always with full_names."""
+    if isinstance(refs, str):
+        refs = [refs]
+    if not refs:
+        raise UsageError("no features asked for: pass references such as ['customer_txn:*', "
+                         "'merchant_risk:chargeback_rate_30d']")
+    repo = store.repo
+    chosen: dict[str, list[str]] = {}
+    for ref in refs:
+        if not isinstance(ref, str) or ref.count(":") != 1:
+            every = [f"{g.name}:{f}" for g in repo.groups.values() for f in g.feature_names]
+            raise UsageError(f"bad feature reference {ref!r}: write group:feature or group:*"
+                             f"{did_you_mean(str(ref), every)}")
+        group_name, feature = (part.strip() for part in ref.split(":"))
+        if group_name not in repo.groups:
+            raise NotFoundError(f"unknown feature group {group_name!r} in reference {ref!r}"
+                                f"{did_you_mean(group_name, repo.groups)}")
+        group = repo.groups[group_name]
+        names = group.feature_names if feature == "*" else [feature]
+        if feature != "*" and feature not in group.feature_names:
+            raise NotFoundError(f"unknown feature {feature!r} in group {group_name!r}"
+                                f"{did_you_mean(feature, group.feature_names)}")
+        picked = chosen.setdefault(group_name, [])
+        picked += [n for n in names if n not in picked]
+    owners: dict[str, set] = {}
+    for group_name, names in chosen.items():
+        for n in names:
+            owners.setdefault(n, set()).add(group_name)
+    taken = set(spine_columns)
+    plans, seen = [], set()
+    for group_name, names in chosen.items():
+        group = repo.groups[group_name]
+        aggs = {name: (fn, agg.column, text, span) for agg in group.aggregations
+                for name, fn, text, span in agg.outputs()}
+        plan = GroupPlan(group.name, list(group.keys), group.timestamp_column,
+                         int(group.ttl.total_seconds() * 10**6) if group.ttl else None)
+        for n in names:
+            out = f"{group_name}__{n}" if full_names or len(owners[n]) > 1 or n in taken else n
+            if out in seen or out in taken:
+                raise UsageError(f"output column {out!r} clashes with a spine column: rename that spine column")
+            seen.add(out)
+            if n in aggs:
+                fn, column, text, span = aggs[n]
+                plan.aggregations.append(WindowAgg(out, fn, column, text, int(span.total_seconds() * 10**6)))
+            else:
+                plan.features.append((n, out))
+        plans.append(plan)
+    return plans
+
+
+# ---- the spine ------------------------------------------------------------------------------
+
+def read_spine(spark: "SparkSession", spine: Any) -> "DataFrame":
+    """A Spark DataFrame as is, a pandas DataFrame (through Arrow), or a path to Delta, parquet
+    or CSV (header, inferred types)."""
+    from pyspark.sql import DataFrame
+
+    if isinstance(spine, DataFrame):
+        return spine
+    if type(spine).__module__.startswith("pandas") and hasattr(spine, "columns"):
+        key = "spark.sql.execution.arrow.pyspark.enabled"
+        before = spark.conf.get(key, "false")
+        spark.conf.set(key, "true")
+        try:
+            return spark.createDataFrame(spine)
+        finally:
+            spark.conf.set(key, before)
+    if isinstance(spine, (str, os.PathLike)):
+        from delta.tables import DeltaTable
+
+        path = os.fspath(spine)
+        if not re.match(r"^[a-z][a-z0-9+.-]*:", path) and not Path(path).exists():
+            raise NotFoundError(f"spine {path!r} not found: give a parquet, CSV or Delta path")
+        if DeltaTable.isDeltaTable(spark, path):
+            return spark.read.format("delta").load(path)
+        looks_csv = path.lower().endswith(".csv") or (Path(path).is_dir() and any(Path(path).glob("*.csv")))
+        if looks_csv:
+            return spark.read.option("header", True).option("inferSchema", True).csv(path)
+        return spark.read.parquet(path)
+    raise UsageError(f"spine must be a Spark DataFrame, a pandas DataFrame or a path; found {type(spine).__name__}")
+
+
+def check_spine(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> None:
+    """The columns the plans need are there, and no column uses the engine's reserved prefix."""
+    cols = df.columns
+    if timestamp_column not in cols:
+        raise UsageError(f"the spine has no timestamp column {timestamp_column!r}{did_you_mean(timestamp_column, cols)}"
+                         f": pass timestamp_column= (--timestamp-column) naming the spine's time column")
+    to_micros(df[timestamp_column], df.schema[timestamp_column].dataType, f"spine column {timestamp_column!r}")
+    for plan in plans:
+        missing = [k for k in plan.keys if k not in cols]
+        if missing:
+            raise UsageError(f"the spine lacks {missing}, the key of group {plan.group!r}: add "
+                             f"{'that column' if len(missing) == 1 else 'those columns'} to the spine "
+                             f"(it has {', '.join(cols)})")
+    reserved = [c for c in cols if c.startswith(INTERNAL)]
+    if reserved:
+        raise UsageError(f"spine columns {reserved} start with {INTERNAL!r}, which featurelake reserves: rename them")
+
+
+def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
+    """One Spark job over the spine copy: rows, a content fingerprint (order-free: sums of two
+    64-bit row hashes), rows with a null key per group, and the time range."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    content = [c for c in df.columns if c != ROW]
+    hashed = [F.to_json(F.col(c)) if isinstance(df.schema[c].dataType, MapType) else F.col(c) for c in content]
+    micros = to_micros(df[timestamp_column], df.schema[timestamp_column].dataType, timestamp_column)
+    aggs = [F.count(F.lit(1)).alias("rows"),
+            F.sum(F.xxhash64(*hashed).cast("decimal(20,0)")).cast("string").alias("h1"),
+            F.sum(F.xxhash64(F.lit("featurelake"), *hashed).cast("decimal(20,0)")).cast("string").alias("h2"),
+            F.min(micros).alias("t_min"), F.max(micros).alias("t_max")]
+    for i, plan in enumerate(plans):
+        bad = micros.isNull()
+        for k in plan.keys:
+            bad = bad | F.col(k).isNull()
+        aggs.append(F.count(F.when(bad, 1)).alias(f"null{i}"))
+    row = df.agg(*aggs).first()
+    schema = [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name != ROW]
+    digest = hashlib.sha256(json.dumps([schema, row["rows"], row["h1"], row["h2"]]).encode()).hexdigest()
+    return {"fingerprint": digest[:32], "rows": int(row["rows"]), "t_min": row["t_min"], "t_max": row["t_max"],
+            "null_keys": {p.group: int(row[f"null{i}"]) for i, p in enumerate(plans)}}
+
+
+def _warn_null_keys(counts: dict, timestamp_column: str) -> None:
+    bad = {g: n for g, n in counts.items() if n}
+    if bad:
+        detail = ", ".join(f"{n:,} for {g}" for g, n in bad.items())
+        warnings.warn(f"spine rows with a null entity key or a null/unparseable {timestamp_column!r} get null "
+                      f"features: {detail}", NullKeysWarning, stacklevel=3)
+
+
+# ---- building and replaying -----------------------------------------------------------------
+
+def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str], *,
+                       timestamp_column: str = "event_ts", full_names: bool = False) -> "TrainingSet":
+    """Point-in-time features for each spine row; see the module docstring."""
+    spark = store.spark
+    df = read_spine(spark, spine)
+    plans = resolve(store, list(features), full_names=full_names, spine_columns=df.columns)
+    check_spine(df, plans, timestamp_column)
+    group_versions, table_versions = {}, {}
+    for plan in plans:
+        group_versions[plan.group] = store.catalog.version_of(store.group(plan.group))
+        version = store.offline(plan.group).version()
+        if version is None:
+            raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
+                                f"{store.offline(plan.group).path}: run `featurelake ingest {plan.group}`")
+        table_versions[plan.group] = version
+    ts_id = new_id("ts")
+    spine_path = f"{store.config.root.rstrip('/')}/training_sets/{ts_id}/spine"
+    from pyspark.sql import functions as F
+
+    df.withColumn(ROW, F.monotonically_increasing_id()).write.format("delta").mode("errorifexists").save(spine_path)
+    copy = spark.read.format("delta").load(spine_path)
+    stats = spine_stats(copy, plans, timestamp_column)
+    _warn_null_keys(stats["null_keys"], timestamp_column)
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "200"))
+    columns = [c for c in df.columns] + [o for p in plans for o in p.outputs]
+    manifest = {
+        "id": ts_id, "created_at": now(), "user": current_user(), "spine_fingerprint": stats["fingerprint"],
+        "spine_rows": stats["rows"], "timestamp_column": timestamp_column,
+        "features": [f"{p.group}:{_feature_of(p, o)}" for p in plans for o in p.outputs],
+        "group_versions": group_versions, "table_versions": table_versions, "spine_path": spine_path,
+        "options": {"refs": list(features), "full_names": full_names, "partitions": partitions,
+                    "time_bounds": [stats["t_min"], stats["t_max"]], "null_key_rows": stats["null_keys"],
+                    "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE}}
+    store.catalog.record("training_sets", **manifest)
+    _audit(store, manifest, "training_set")
+    return TrainingSet(store, _decode(manifest), _compute(store, copy, manifest_plans(manifest), manifest))
+
+
+def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingSet":
+    """The training set's rows again: its spine copy and each table at the recorded version."""
+    manifest = read_manifest(store, training_set_id)
+    spark = store.spark
+    try:
+        copy = spark.read.format("delta").load(manifest["spine_path"])
+    except Exception as exc:
+        raise JobError(f"training set {training_set_id}: its spine copy at {manifest['spine_path']} cannot be read "
+                       f"({str(exc).splitlines()[0][:200]}): it was deleted, so the set cannot be replayed") from None
+    plans = manifest_plans(manifest)
+    stats = spine_stats(copy, plans, manifest["timestamp_column"])
+    if stats["fingerprint"] != manifest["spine_fingerprint"]:
+        raise JobError(f"training set {training_set_id}: the spine copy at {manifest['spine_path']} changed since the "
+                       f"set was built (fingerprint {stats['fingerprint']} != {manifest['spine_fingerprint']}): "
+                       f"it cannot be replayed exactly")
+    _warn_null_keys(stats["null_keys"], manifest["timestamp_column"])
+    _audit(store, manifest, "training_set_replay")
+    return TrainingSet(store, manifest, _compute(store, copy, plans, manifest))
+
+
+def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:
+    safe = training_set_id.replace("\\", "\\\\").replace("'", "\\'")
+    rows = store.catalog.rows("training_sets", f"id = '{safe}'")
+    if not rows:
+        known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
+        raise NotFoundError(f"no training set {training_set_id!r} in the catalogue at "
+                            f"{store.catalog.path('training_sets')}{did_you_mean(training_set_id, known)}")
+    return _decode(rows[0])
+
+
+def manifest_plans(manifest: dict) -> list[GroupPlan]:
+    return [GroupPlan.from_dict(p) for p in manifest["options"]["plan"]]
+
+
+def _decode(row: dict) -> dict:
+    """A catalogue row (JSON text fields) or a fresh manifest -> plain Python values."""
+    out = dict(row)
+    for key in ("group_versions", "table_versions", "options"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+def _feature_of(plan: GroupPlan, output: str) -> str:
+    for column, out in plan.features:
+        if out == output:
+            return column
+    prefix = f"{plan.group}__"
+    return output[len(prefix):] if output.startswith(prefix) else output
+
+
+def _compute(store: "FeatureStore", copy: "DataFrame", plans: list[GroupPlan], manifest: dict) -> "DataFrame":
+    tables = {}
+    for plan in plans:
+        version = manifest["table_versions"][plan.group]
+        offline = store.offline(plan.group)
+        try:
+            tables[plan.group] = offline.read(version=version)
+        except NotFoundError:
+            raise
+        except Exception as exc:
+            raise JobError(f"training set {manifest['id']}: version {version} of {plan.group!r}'s offline table "
+                           f"({offline.table_name or offline.path}) cannot be read "
+                           f"({str(exc).splitlines()[0][:200]}): it was probably vacuumed or its log expired; "
+                           f"keep delta.logRetentionDuration and delta.deletedFileRetentionDuration longer than the "
+                           f"time you need replays for") from None
+    options = manifest["options"]
+    bounds = tuple(options.get("time_bounds") or (None, None))
+    return point_in_time(copy, tables, plans, timestamp_column=manifest["timestamp_column"],
+                         partitions=int(options["partitions"]), time_bounds=bounds)
+
+
+def _audit(store: "FeatureStore", manifest: dict, action: str) -> None:
+    """One usage row per group read: who, which training set, which features, which version."""
+    per_group: dict[str, list] = {}
+    for ref in manifest["features"]:
+        group, feature = ref.split(":", 1)
+        per_group.setdefault(group, []).append(feature)
+    store.catalog.audit_many(action, [
+        (group, {"training_set": manifest["id"], "features": feats,
+                 "group_version": manifest["group_versions"][group],
+                 "delta_version": manifest["table_versions"][group]})
+        for group, feats in per_group.items()])
+
+
+# ---- the result -----------------------------------------------------------------------------
+
+class TrainingSet:
+    """The rows (lazy, in Spark) and the manifest of one training set."""
+
+    def __init__(self, store: "FeatureStore", manifest: dict, frame: "DataFrame"):
+        self._store, self._frame = store, frame
+        self.manifest = manifest
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self._frame.columns if c != ROW]
+
+    def __repr__(self) -> str:
+        return (f"TrainingSet({self.id!r}, rows={self.manifest['spine_rows']:,}, "
+                f"features={len(self.manifest['features'])})")
+
+    def to_spark(self) -> "DataFrame":
+        """The rows as a Spark DataFrame: spine columns then features, in no particular order."""
+        return self._frame.drop(ROW)
+
+    def to_pandas(self) -> Any:
+        """The rows in spine order, on the driver: refused above training.max_pandas_rows."""
+        rows, limit = int(self.manifest["spine_rows"]), self._store.config.training.max_pandas_rows
+        if rows > limit:
+            raise UsageError(f"training set {self.id} has {rows:,} rows, more than training.max_pandas_rows "
+                             f"({limit:,}) allows on the driver: use ts.to_spark(), or ts.write(path) and read it "
+                             f"in pieces (or raise training.max_pandas_rows in {self._store.config.path})")
+        spark = self._store.spark
+        key = "spark.sql.execution.arrow.pyspark.enabled"
+        before = spark.conf.get(key, "false")
+        spark.conf.set(key, "true")
+        try:
+            pdf = self._frame.toPandas()
+        finally:
+            spark.conf.set(key, before)
+        return pdf.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
+
+    def ordered(self) -> "DataFrame":
+        """The rows with each partition sorted by spine row: the same files for the same set."""
+        return self._frame.sortWithinPartitions(ROW).drop(ROW)
+
+    def write(self, path: Union[str, os.PathLike], format: str = "parquet", mode: str = "overwrite") -> str:
+        """Writes the rows (parquet, delta or csv); a replay writes the same rows in the same files."""
+        if format not in FORMATS:
+            raise UsageError(f"unknown format {format!r}{did_you_mean(format, FORMATS)}: use parquet, delta or csv")
+        df = self.ordered()
+        if format == "csv":
+            nested = [f.name for f in df.schema.fields
+                      if f.dataType.typeName() in ("struct", "array", "map", "binary")]
+            if nested:
+                raise UsageError(f"CSV cannot hold columns {nested}: write parquet or delta instead")
+        writer = df.write.format(format).mode(mode)
+        if format == "csv":
+            writer = writer.option("header", True)
+        if format == "delta" and mode == "overwrite":
+            writer = writer.option("overwriteSchema", True)
+        target = os.fspath(path)
+        writer.save(target)
+        return target
+
+    def log_to_mlflow(self) -> None:
+        """Records the manifest and the feature references as the active MLflow run's input (a run
+        is started when none is active), so a model leads back to its exact training data."""
+        try:
+            import mlflow
+        except ImportError:
+            raise UsageError("log_to_mlflow needs MLflow, an optional extra: pip install 'featurelake[mlflow]'") from None
+        m = self.manifest
+        mlflow.set_tags({"featurelake.training_set_id": self.id,
+                         "featurelake.spine_fingerprint": m["spine_fingerprint"]})
+        mlflow.log_param("featurelake.training_set_id", self.id)
+        mlflow.log_dict(json.loads(json.dumps(m, default=str)), f"featurelake/training_set_{self.id}.json")
+        try:
+            from mlflow.data.delta_dataset_source import DeltaDatasetSource
+            from mlflow.data.meta_dataset import MetaDataset
+        except ImportError:  # MLflow before 2.11: the tags and the artifact say it all
+            return
+        dataset = MetaDataset(DeltaDatasetSource(path=m["spine_path"]), name=f"featurelake:{self.id}",
+                              digest=m["spine_fingerprint"][:16])
+        mlflow.log_input(dataset, context="training",
+                         tags={"featurelake.features": ",".join(m["features"])[:5000]})

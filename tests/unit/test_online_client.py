@@ -1,0 +1,300 @@
+"""The online item layout and the client's lean paths, without services: key encoding, values
+round-tripping to the declared Python types, ttl expiry at the offline rule's boundary, request
+signing as botocore's, and bounded retries (against an in-process HTTP stub)."""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import zlib
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from featurelake.errors import JobError, NotFoundError, UsageError
+from featurelake.online import codec
+from featurelake.online.client import GroupReader, OnlineClient
+from featurelake.online.transport import DirectTransport
+from featurelake.online.writer import BatchWriter, ItemEncoder
+
+
+def wire(av):
+    """An AttributeValue as botocore sends it (bytes in B) -> as DynamoDB's JSON returns it."""
+    def fix(v):
+        if isinstance(v, dict):
+            return {k: (base64.b64encode(x).decode() if k == "B" else fix(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return json.loads(json.dumps(fix(av)))
+
+
+def roundtrip(dtype, value):
+    return codec.decoder(dtype)(wire(codec.encoder(dtype)(value)))
+
+
+# ---- keys -------------------------------------------------------------------------------------
+
+def test_pk_of_a_plain_key_reads_as_itself_and_special_characters_are_escaped():
+    assert codec.encode_pk(["42"]) == "42"
+    assert codec.encode_pk(["a|b"]) == "a%7Cb" and codec.encode_pk(["50%"]) == "50%25"
+    assert codec.encode_pk(["1", "x|y"]) == "1|x%7Cy"
+
+
+@given(st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6)), min_size=2, max_size=30, unique=True))
+def test_pk_encoding_is_injective_and_never_a_reserved_item(pairs):
+    pks = [codec.encode_pk(list(p)) for p in pairs]
+    assert len(set(pks)) == len(pks)
+    singles = [codec.encode_pk([a]) for a, _ in pairs]
+    assert codec.META_PK not in pks + singles and codec.LOCK_PK not in pks + singles
+
+
+def test_key_renderers_coerce_what_callers_pass():
+    assert codec.key_renderer("bigint")("42") == "42" == codec.key_renderer("bigint")(42)
+    assert codec.key_renderer("string")(42) == "42"
+    assert codec.key_renderer("boolean")("TRUE") == "true"
+    assert codec.key_renderer("date")("2024-02-29") == "2024-02-29" == codec.key_renderer("date")(date(2024, 2, 29))
+    with pytest.raises(ValueError):
+        codec.key_renderer("bigint")("abc")
+    with pytest.raises(codec.UnsupportedType):
+        codec.key_renderer("array<int>")
+
+
+# ---- values -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, value", [
+    ("double", 3.0), ("double", 0.1), ("double", -1e-300), ("double", 1.7976931348623157e308),
+    ("double", 5e-324), ("double", -0.0), ("double", math.inf), ("double", -math.inf), ("float", 0.10000000149011612),
+    ("bigint", 2 ** 63 - 1), ("int", -5), ("boolean", False), ("string", ""), ("string", "é€|%\n"),
+    ("binary", b""), ("binary", b"\x00\xff"), ("decimal(10,2)", Decimal("12.50")), ("date", date(1969, 12, 31)),
+    ("array<string>", ["a", None, ""]), ("array<bigint>", []), ("array<float>", [0.5, 0.10000000149011612]),
+    ("array<double>", [1e-310, 2.0]), ("array<double>", [1.0, None]), ("map<string,int>", {"a": 1, "b": None}),
+    ("map<bigint,double>", {7: 0.5}), ("struct<a:int,b:string>", {"a": 1, "b": None}),
+    ("array<array<int>>", [[1], [], None]),
+])
+def test_values_come_back_as_the_declared_python_type(dtype, value):
+    spark_value = tuple(value.values()) if dtype.startswith("struct") else value
+    got = roundtrip(dtype, spark_value)
+    assert got == value or (isinstance(value, float) and math.isnan(value) and math.isnan(got))
+    assert type(got) is type(value)
+    if isinstance(value, float):
+        assert math.copysign(1, got) == math.copysign(1, value)
+
+
+def test_nan_round_trips_and_out_of_range_doubles_are_strings():
+    assert math.isnan(roundtrip("double", math.nan))
+    assert codec.encoder("double")(1e300) == {"S": "1e+300"}
+    assert codec.encoder("double")(0.25) == {"N": "0.25"}
+
+
+def test_float_arrays_are_packed_binary_smaller_than_lists():
+    packed = codec.encoder("array<float>")([0.1] * 100)
+    listed = {"L": [{"N": repr(0.10000000149011612)}] * 100}
+    assert "B" in packed and codec.attribute_size(packed) < codec.attribute_size(listed)
+
+
+@given(st.integers(min_value=-(2 ** 62), max_value=2 ** 62))
+def test_epoch_millisecond_text_is_exact(us):
+    text = codec.micros_to_ms_text(us)
+    assert codec.ms_text_to_micros(text) == us
+    assert codec.ms_text_to_micros(str(Decimal(text).normalize())) == us  # as DynamoDB may return it
+
+
+def test_timestamps_are_utc_aware_and_ntz_naive():
+    us = codec.datetime_to_micros(datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc))
+    assert roundtrip("timestamp", us) == datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    assert roundtrip("timestamp_ntz", us) == datetime(2024, 3, 1, 12, 0, 0, 123456)
+    assert roundtrip("timestamp", -1) == datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+
+
+def test_spark_type_strings_parse():
+    assert codec.parse_dtype("map<string,array<struct<a:int,b:decimal(10,2)>>>") == (
+        "map", ("string",), ("array", ("struct", (("a", ("int",)), ("b", ("decimal",))))))
+    assert codec.export_sql("t", "timestamp") == "unix_micros(CAST(`t` AS TIMESTAMP))"
+    with pytest.raises(codec.UnsupportedType):
+        codec.export_sql("t", "struct<a:timestamp>")
+
+
+# ---- items ------------------------------------------------------------------------------------
+
+SPEC = {"format": 1, "group": "g", "group_version": 1, "timestamp_column": "ts", "ttl_s": 3600, "aggregations": True,
+        "keys": [{"name": "customer_id", "dtype": "bigint"}, {"name": "m", "dtype": "string"}],
+        "features": [{"name": "amount", "dtype": "double"}, {"name": "tags", "dtype": "array<string>"},
+                     {"name": "blob", "dtype": "binary"}]}
+
+
+def test_an_item_has_bookkeeping_and_leaves_nulls_out():
+    enc = ItemEncoder({**SPEC, "as_of_ms": "1700000000000.5"})
+    item, size, largest, _ = enc((42, "x|y", 1_700_000_000_000_001, 1_700_000_000_000_000, 2.0, None, b"abc"))
+    assert item["pk"] == {"S": "42|x%7Cy"} and item["_event_ts"] == {"N": "1700000000000.001"}
+    assert item["_expires_at"] == {"N": str(1_700_000_000 + 3600 + 1)}  # rounded up: never deleted early
+    assert item["_as_of"] == {"N": "1700000000000.5"} and "tags" not in item and largest == "amount"
+    assert size == sum(len(k) + codec.attribute_size(v) for k, v in item.items())
+    big = enc((1, "a", 0, 0, 1.0, None, bytes(500_000)))
+    assert big[1] > codec.MAX_ITEM_BYTES and big[2] == "blob"
+
+
+def test_a_row_past_its_ttl_reads_as_none_exactly_at_the_offline_boundary():
+    reader = GroupReader("t", SPEC)
+    event_us = 1_700_000_000_000_000
+    item = {"pk": {"S": "1|a"}, "_event_ts": {"N": codec.micros_to_ms_text(event_us)}, "amount": {"N": "1.5"},
+            "_as_of": {"N": "1700000000001"}}
+    ttl = 3600 * 1_000_000
+    assert reader.row(item, {"customer_id": 1, "m": "a"}, reader.features, True, event_us + ttl) == {
+        "customer_id": 1, "m": "a", "amount": 1.5, "tags": None, "blob": None,
+        "ts": datetime.fromtimestamp(1_700_000_000, timezone.utc),
+        "_as_of": datetime.fromtimestamp(1_700_000_000.001, timezone.utc)}
+    assert reader.row(item, {}, reader.features, False, event_us + ttl + 1) is None
+
+
+def test_keys_are_checked_and_typed():
+    reader = GroupReader("t", SPEC)
+    assert reader.key({"customer_id": "7", "m": 3}) == ("7|3", {"customer_id": 7, "m": "3"})
+    assert reader.key((7, "a"))[0] == "7|a"
+    with pytest.raises(UsageError, match=r"lacks \['m'\]"):
+        reader.key({"customer_id": 7})
+    with pytest.raises(UsageError, match="key types"):
+        reader.key({"customer_id": "seven", "m": "a"})
+    assert reader.projection(["amount"], False) == {
+        "ProjectionExpression": "#k, #e, #f0", "ExpressionAttributeNames": {"#k": "pk", "#e": "_event_ts",
+                                                                            "#f0": "amount"}}
+
+
+def test_clashing_feature_names_are_qualified():
+    a, b = GroupReader("ta", {**SPEC, "group": "a"}), GroupReader("tb", {**SPEC, "group": "b"})
+    names = OnlineClient._output_names([(a, ["amount", "tags"]), (b, ["amount", "blob"])], [{"m": 1, "blob": 2}], False)
+    assert names == {("a", "amount"): "a__amount", ("a", "tags"): "tags", ("b", "amount"): "b__amount",
+                     ("b", "blob"): "b__blob"}
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+class Creds:
+    def __init__(self, token=None):
+        self.access_key, self.secret_key, self.token = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token
+
+    def get_frozen_credentials(self):
+        return self
+
+
+@pytest.mark.parametrize("token", [None, "session-token"])
+def test_the_signature_is_botocores(monkeypatch, token):
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    stamp = datetime(2024, 5, 6, 7, 8, 9)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: stamp)
+    body = b'{"TableName":"t","Key":{"pk":{"S":"1"}}}'
+    mine = DirectTransport("http://127.0.0.1:8000", "sa-east-1", Creds(token))._headers(
+        "DynamoDB_20120810.GetItem", body, stamp="20240506T070809Z")
+    request = AWSRequest("POST", "http://127.0.0.1:8000/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem"})
+    botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", Creds().secret_key, token), "dynamodb", "sa-east-1").add_auth(request)
+    assert mine["Authorization"] == request.headers["Authorization"]
+
+
+class Stub(BaseHTTPRequestHandler):
+    """Answers from a script: a list of (status, body, corrupt_crc)."""
+    script: list = []
+    seen: list = []
+
+    def do_POST(self):
+        self.seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        status, body, corrupt = self.script.pop(0) if self.script else (200, {}, False)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amz-crc32", str((zlib.crc32(data) + corrupt) & 0xFFFFFFFF))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stub():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Stub.script, Stub.seen = [], []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_throttling_and_bad_checksums_are_retried_then_answered(stub, monkeypatch):
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", "message": "slow"}
+    Stub.script = [(400, throttled, False), (200, {"Item": {}}, True), (200, {"Item": {"pk": {"S": "1"}}}, False)]
+    transport = DirectTransport(stub, "us-east-1", Creds(), max_attempts=4)
+    assert transport.call("GetItem", {"TableName": "t"}, "test") == {"Item": {"pk": {"S": "1"}}}
+    assert len(Stub.seen) == 3
+
+
+def test_retries_are_bounded_and_errors_say_what_to_do(stub, monkeypatch):
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    Stub.script = [(500, {"__type": "x#InternalServerError"}, False)] * 3
+    with pytest.raises(JobError, match="did not answer after 3 attempts"):
+        DirectTransport(stub, "us-east-1", Creds(), max_attempts=3).call("GetItem", {}, "test")
+    Stub.script = [(400, {"__type": "x#ResourceNotFoundException", "message": "Requested resource not found"}, False)]
+    with pytest.raises(NotFoundError, match="featurelake export"):
+        DirectTransport(stub, "us-east-1", Creds()).call("GetItem", {}, "online group 'g'")
+    with pytest.raises(JobError, match="did not answer"):  # nothing listens there
+        DirectTransport("http://127.0.0.1:9", "us-east-1", Creds(), max_attempts=2,
+                        connect_timeout=0.2).call("GetItem", {}, "test")
+
+
+class FakeTransport:
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def call(self, operation, request, what):
+        self.calls.append(request)
+        return self.answers.pop(0)
+
+
+def test_unprocessed_keys_are_asked_again_boundedly(monkeypatch):
+    monkeypatch.setattr("featurelake.online.client.backoff", lambda *a, **k: 0)
+    client = OnlineClient.__new__(OnlineClient)
+    client.max_unprocessed_rounds = 3
+    reader = GroupReader("t", {**SPEC, "ttl_s": None})
+    left = {"t": {"Keys": [{"pk": {"S": "2|b"}}]}}
+    client.transport = FakeTransport([{"Responses": {"t": [{"pk": {"S": "1|a"}}]}, "UnprocessedKeys": left},
+                                      {"Responses": {"t": [{"pk": {"S": "2|b"}}]}, "UnprocessedKeys": {}}])
+    assert len(client._batch_get(reader, ["1|a", "2|b"], reader.features, False, False)) == 2
+    assert client.transport.calls[1]["RequestItems"] == left
+    client.transport = FakeTransport([{"Responses": {}, "UnprocessedKeys": left}] * 3)
+    with pytest.raises(JobError, match="unprocessed after 3 rounds"):
+        client._batch_get(reader, ["2|b"], reader.features, False, False)
+
+
+class FakeDynamo:
+    def __init__(self, unprocessed_rounds):
+        self.rounds, self.calls = unprocessed_rounds, 0
+
+    def batch_write_item(self, RequestItems):
+        self.calls += 1
+        if self.rounds:
+            self.rounds -= 1
+            return {"UnprocessedItems": {t: reqs[-1:] for t, reqs in RequestItems.items()}}
+        return {"UnprocessedItems": {}}
+
+
+def test_unprocessed_items_are_resent_boundedly(monkeypatch):
+    monkeypatch.setattr("featurelake.online.writer.backoff", lambda *a, **k: 0)
+    fake = FakeDynamo(unprocessed_rounds=2)
+    writer = BatchWriter(fake, "t", concurrency=2, max_rounds=5)
+    for i in range(30):
+        writer.add({"pk": {"S": str(i)}})
+    writer.close()
+    assert fake.calls == 2 + 2  # two batches, one of them resent twice
+    writer = BatchWriter(FakeDynamo(unprocessed_rounds=99), "t", max_rounds=4)
+    writer.add({"pk": {"S": "1"}})
+    with pytest.raises(JobError, match="unprocessed after 4 rounds"):
+        writer.close()
