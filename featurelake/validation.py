@@ -424,8 +424,7 @@ def _compile(entry: dict, schema: dict) -> Optional[_Plan]:
         kw2 = {"min_value": kw["value"], "max_value": kw["value"]} if "value" in kw else kw
         if "value" in kw and not _is_number(kw["value"]) or "value" not in kw and not _bounds_ok(kw):
             return None
-        return _Plan([], lambda v, rows: {"success": _within(rows, kw2), "observed_value": rows,
-                                          "element_count": rows})
+        return _Plan([], lambda v, rows: {"success": _within(rows, kw2), "observed_value": rows})
     if etype == "expect_column_to_exist":
         cols, index = list(schema), kw.get("column_index")
         ok = (index < len(cols) and cols[index] == name) if isinstance(index, int) and index else name in schema
@@ -445,7 +444,7 @@ def _compile(entry: dict, schema: dict) -> Optional[_Plan]:
 
         def finish(v: list, rows: int) -> dict:
             value = float(v[0]) if isinstance(v[0], decimal.Decimal) else v[0]
-            return {"success": _within(value, kw), "observed_value": value, "element_count": rows}
+            return {"success": _within(value, kw), "observed_value": value}
         return _Plan([agg], finish)
     return None
 

@@ -130,7 +130,8 @@ def _add_distributions(df: "DataFrame", cols: list, stats: dict, bins: int, top:
             lo, hi = s["min"], s["max"]
             width = (hi - lo) / bins if hi > lo else 1.0
             v = numeric_value(name, dtype)
-            bucket = F.least(F.floor((v - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)).cast("string")
+            bucket = F.when(v.isNotNull(),  # least() skips nulls: least(null, 19) is 19
+                            F.least(F.floor((v - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)).cast("string"))
             s["histogram"] = {"edges": [lo + width * k for k in range(bins + 1)] if hi > lo else [lo, hi],
                               "counts": [0] * (bins if hi > lo else 1)}
             numeric_ids.append(i)

@@ -254,3 +254,19 @@ def test_the_guides_module_loads_into_the_demo_repository(tmp_path):
     for verb in ("apply", "ingest merchant_activity", "export merchant_activity",
                  "online get merchant_activity --key merchant_id="):
         assert any(f"featurelake {verb}" in c for c in guide), f"the guide does not run `featurelake {verb}`"
+
+
+def test_the_catalogue_table_in_concepts_lists_every_column():
+    """docs/concepts.md's table of catalogue tables matches featurelake.catalog.SCHEMAS exactly."""
+    from featurelake.catalog import SCHEMAS
+
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    documented = {}
+    for line in text.splitlines():
+        m = re.match(r"^\| `(\w+)` \| [^|]+ \| (.+) \|$", line)
+        if m and m.group(1) in SCHEMAS:
+            documented[m.group(1)] = re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", m.group(2)))
+    for table, schema in SCHEMAS.items():
+        columns = [c.strip().split(" ")[0] for c in re.split(r",\s*(?![^<]*>)", schema)]
+        assert documented.get(table) == columns, \
+            f"docs/concepts.md: the columns of catalogue table {table!r} differ from SCHEMAS"
