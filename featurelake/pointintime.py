@@ -44,7 +44,7 @@ ROW = "_fl_row"        # the spine row id, stored with the spine copy
 TIME = "_fl_t"         # event or spine time in microseconds since the epoch (UTC)
 NULL_KEY = "_fl_null"  # the row id of a spine row with a null key or time; null otherwise
 EVENT = "_fl_ev"       # index of the group an event row comes from; null for spine rows
-INGESTED, RUN = "_fl_ing", "_fl_run"
+INGESTED, TIE = "_fl_ing", "_fl_tie"  # _ingested_at; a hash of the row, the last tie-break
 INTERNAL = "_fl_"
 MICROS = {"s": 10**6, "m": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6, "w": 7 * 86400 * 10**6}
 
@@ -188,7 +188,8 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
         events = events.select(
             *[F.col(k).cast(t).alias(c) for k, t, c in zip(keys, key_types, ik)],
             to_micros(F.col(plan.timestamp_column), ts_type, f"column {plan.timestamp_column!r}").alias(TIME),
-            F.lit(gi).alias(EVENT), F.col("_ingested_at").alias(INGESTED), F.col("_run_id").alias(RUN),
+            F.lit(gi).alias(EVENT), F.col("_ingested_at").alias(INGESTED),
+            F.xxhash64(*[F.col(c) for c in need] or [F.lit(0)]).alias(TIE),
             *[F.col(c).alias(columns[(gi, c)]) for c in need])
         union = union.unionByName(events, allowMissingColumns=True)
     part = [*ik, NULL_KEY]
@@ -199,9 +200,6 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
 
     def block(w: int) -> "Column":
         return F.expr(f"({TIME} - pmod({TIME}, {w}L)) div {w}L")
-
-    def event_order(gi: int) -> "Column":
-        return F.struct(F.col(TIME), F.col(INGESTED), F.col(RUN))
 
     aggs = [(gi, a) for gi, plan, _ in members for a in plan.aggregations]
 
@@ -236,13 +234,13 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
     if suffix:
         union = union.select("*", *[c.alias(n) for n, c in suffix.items()])
 
-    # The one sort every running frame reads, made total so float sums add in the same order on
-    # every run (ties: spine rows last, then ingestion order).
-    numeric = [columns[(gi, a.column)] for gi, a in aggs if a.function in ("sum", "avg", "stddev")]
-    union = union.sortWithinPartitions(*part, TIME, ROW, EVENT, INGESTED, RUN, *dict.fromkeys(numeric))
+    # The one sort every running frame reads, made total so that a replay adds floats in the same
+    # order and picks the same row: at equal times, events before spine rows, older ingests first.
+    union = union.sortWithinPartitions(*part, TIME, ROW, EVENT, INGESTED, TIE)
 
     asc = Window.partitionBy(*part).orderBy(TIME)
     upto = asc.rangeBetween(Window.unboundedPreceding, 0)
+    newest = asc.rowsBetween(Window.unboundedPreceding, Window.currentRow)  # the sort's order, ties too
 
     def before(w: int) -> Any:
         return asc.rangeBetween(Window.unboundedPreceding, -w)
@@ -267,14 +265,14 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
         if plan.features:
             mine = F.col(EVENT) == gi
             row = F.struct(F.col(TIME).alias("t"), *[x(gi, c).alias(f"f{j}") for j, (c, _) in enumerate(plan.features)])
-            latest = running(f"_fl_asof{gi}", F.max_by(F.when(mine, row), F.when(mine, event_order(gi))).over(upto))
+            latest = running(f"_fl_asof{gi}", F.last(F.when(mine, row), ignorenulls=True).over(newest))
             fresh = latest.isNotNull()
             if plan.ttl_us is not None:
                 fresh = fresh & (latest["t"] >= F.col(TIME) - plan.ttl_us)
             outputs += [F.when(valid & fresh, latest[f"f{j}"]).alias(o) for j, (_, o) in enumerate(plan.features)]
         for a in plan.aggregations:
-            outputs.append(_aggregate(gi, a, x(gi, a.column), running, upto, before(a.window_us), block,
-                                      event_order, valid, columns, shifts).alias(a.output))
+            outputs.append(_aggregate(gi, a, x(gi, a.column), running, upto, newest, before(a.window_us), block,
+                                      valid, columns, shifts).alias(a.output))
     union = union.select("*", *win.values())
     result = union.where(F.col(ROW).isNotNull()).select(*out_cols, *outputs)
     return result
@@ -284,8 +282,8 @@ def _name(kind: str, gi: int, column: str, w: int, columns: dict) -> str:
     return f"{columns[(gi, column)]}_{kind}_{w}"
 
 
-def _aggregate(gi: int, a: WindowAgg, value: "Column", running: Any, upto: Any, before: Any, block: Any,
-               event_order: Any, valid: "Column", columns: dict, shifts: dict) -> "Column":
+def _aggregate(gi: int, a: WindowAgg, value: "Column", running: Any, upto: Any, newest: Any, before: Any,
+               block: Any, valid: "Column", columns: dict, shifts: dict) -> "Column":
     """One aggregation output for spine rows, from running frames (see the module docstring)."""
     from pyspark.sql import functions as F
 
@@ -315,9 +313,9 @@ def _aggregate(gi: int, a: WindowAgg, value: "Column", running: Any, upto: Any, 
         var = (s2 - s1 * s1 / n) / (n - 1)
         return F.when(valid & (n >= 2), F.sqrt(F.greatest(var, F.lit(0.0))))
     if fn == "last":
-        newest = running(f"{tag}_last", F.max_by(F.when(present, F.struct(t.alias("t"), value.alias("v"))),
-                                                  F.when(present, event_order(gi))).over(upto))
-        return F.when(valid & (newest["t"] > t - w), newest["v"])
+        last = running(f"{tag}_last", F.last(F.when(present, F.struct(t.alias("t"), value.alias("v"))),
+                                             ignorenulls=True).over(newest))
+        return F.when(valid & (last["t"] > t - w), last["v"])
     if fn in ("min", "max"):
         here = block(w)
         sfx = F.col(f"{tag}_sfx_{fn}_{w}")

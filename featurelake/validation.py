@@ -18,6 +18,7 @@ import datetime as _dt
 import decimal
 import json
 import logging
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -295,18 +296,13 @@ def validate_batch(df: "DataFrame", suite: SuiteLike, group: Optional[str] = Non
             results[i] = _result(entry, "featurelake", success=False,
                                  error=f"column {missing[0]!r} is not in the batch{did_you_mean(missing[0], schema)}")
     todo = [i for i, r in enumerate(results) if r is None]
-    plans = {i: _compile(entries[i], schema) for i in todo} if engine == "auto" else {}
+    plans = {i: _compile(entries[i], schema, df) for i in todo} if engine == "auto" else {}
     compiled = {i: p for i, p in plans.items() if p is not None}
     rows = None
-    if compiled:
-        try:
-            rows, done = _run_compiled(df, {i: (entries[i], p) for i, p in compiled.items()})
-            for i, r in done.items():
-                results[i] = r
-        except Exception as exc:  # an expression Spark refused at run time: let GE judge each one
-            log.warning("featurelake: the one-pass validation failed (%s); using Great Expectations for the "
-                        "whole suite", str(exc).splitlines()[0][:300])
-            compiled = {}
+    if compiled:  # errors here are the source's (types and regexes were checked): they propagate
+        rows, done = _run_compiled(df, {i: (entries[i], p) for i, p in compiled.items()})
+        for i, r in done.items():
+            results[i] = r
     rest = [i for i in todo if results[i] is None]
     if rest:
         for i, r in zip(rest, _run_ge(df, [entries[i] for i in rest])):
@@ -378,8 +374,10 @@ def _map_result(kind: str, mostly: float) -> Callable[[list, int], dict]:
     return finish
 
 
-def _compile(entry: dict, schema: dict) -> Optional[_Plan]:
-    """A plan for the one-pass engine, or None to leave the expectation to GE."""
+def _compile(entry: dict, schema: dict, df: "DataFrame") -> Optional[_Plan]:
+    """A plan for the one-pass engine, or None to leave the expectation to GE. Only arguments
+    that cannot fail at run time are compiled (numbers against numeric columns, sets of the
+    column's type, valid Java regexes), so that the shared pass never fails for one of them."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -412,7 +410,7 @@ def _compile(entry: dict, schema: dict) -> Optional[_Plan]:
         bad = col.isNotNull() & ~col.isin(list(values)) if values else col.isNotNull()
         return _Plan([F.count(col), F.count(F.when(bad, 1))], _map_result("map", mostly), bad)
     if etype == "expect_column_values_to_match_regex":
-        if not isinstance(dtype, T.StringType) or not isinstance(kw.get("regex"), str):
+        if not isinstance(dtype, T.StringType) or not _java_regex_ok(df, kw.get("regex")):
             return None
         bad = col.isNotNull() & ~col.rlike(kw["regex"])
         return _Plan([F.count(col), F.count(F.when(bad, 1))], _map_result("map", mostly), bad)
@@ -476,10 +474,28 @@ def _agg_fns() -> dict:
             return getattr(F, fn)(col)
         return build
     return {"expect_column_min_to_be_between": make("min"), "expect_column_max_to_be_between": make("max"),
-            "expect_column_mean_to_be_between": make("avg"), "expect_column_sum_to_be_between": make("sum")}
+            "expect_column_mean_to_be_between": make("avg"),
+            "expect_column_sum_to_be_between": make("try_sum")}  # an overflow observes null, not an error
 
 
 _AGGREGATES = _agg_fns()
+
+
+def _java_regex_ok(df: "DataFrame", regex: Any) -> bool:
+    """Spark's rlike is Java's regex; an invalid one goes to GE, which reports it on its own."""
+    if not isinstance(regex, str):
+        return False
+    try:
+        df.sparkSession._jvm.java.util.regex.Pattern.compile(regex)
+        return True
+    except AttributeError:  # Spark Connect: no JVM at hand, and Python's re is close enough
+        try:
+            re.compile(regex)
+            return True
+        except re.error:
+            return False
+    except Exception:  # py4j: PatternSyntaxException
+        return False
 
 
 def _same_family(dtype: Any, values: Sequence) -> bool:
@@ -592,6 +608,8 @@ def _run_ge(df: "DataFrame", entries: list[dict]) -> list[dict]:
                          unexpected_count=res.get("unexpected_count"),
                          unexpected_percent=res.get("unexpected_percent"), missing_count=res.get("missing_count"),
                          partial_unexpected_list=res.get("partial_unexpected_list"), error=error)
+        if out[i]["expectation"] == "expect_column_to_exist" and not out[i]["success"]:
+            out[i]["observed_value"] = list(df.columns)  # GE says nothing; the columns there say most
     for i, r in enumerate(out):
         if r is None:
             out[i] = _result(entries[i], "great_expectations", success=False,

@@ -13,6 +13,7 @@ Python:
 
     from featurelake import monitoring
     report = monitoring.drift(store, "customer_txn", reference="v3")      # current: latest
+    report = monitoring.compare(store, "customer_txn", reference_df, candidate_df)
     report = monitoring.skew(store, "customer_txn", sample=200)
     report = monitoring.freshness(store)                                 # every group
     report.ok, report.summary(), report.to_dict(); monitoring.write_html(report, "drift.html")
@@ -22,10 +23,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from featurelake.errors import UsageError
-from featurelake.monitoring.drift import drift
+from featurelake.monitoring.drift import compare, drift
 from featurelake.monitoring.freshness import freshness
 from featurelake.monitoring.html import render, write_html
 from featurelake.monitoring.lineage import lineage, usage
+from featurelake.monitoring.refs import parse_ref, training_set_versions
 from featurelake.monitoring.report import MonitorReport
 from featurelake.monitoring.skew import skew
 from featurelake.monitoring.stats import batch_statistics, read_statistics, record_statistics
@@ -33,7 +35,7 @@ from featurelake.monitoring.stats import batch_statistics, read_statistics, reco
 if TYPE_CHECKING:
     from featurelake.store import FeatureStore
 
-__all__ = ["MonitorReport", "batch_statistics", "drift", "freshness", "lineage", "read_statistics",
+__all__ = ["MonitorReport", "batch_statistics", "compare", "drift", "freshness", "lineage", "read_statistics",
            "record_statistics", "render", "run_monitor", "skew", "usage", "write_html"]
 
 
@@ -49,6 +51,10 @@ def run_monitor(store: "FeatureStore", args: Any) -> MonitorReport:
                          + (" or pass --all" if check == "drift" else ""))
     if check == "drift":
         groups = [group] if group else [g.name for g in store.repo.ordered() if store.offline(g.name).exists()]
+        ref = parse_ref(args.reference)
+        if every and ref.kind == "training_set":  # --all: the groups that training set read
+            read = training_set_versions(store, args.reference)
+            groups = [g for g in groups if g in read]
         return drift(store, groups, reference=args.reference, current=args.current)
     if check == "skew":
         if every:

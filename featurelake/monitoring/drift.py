@@ -21,6 +21,8 @@ from featurelake.monitoring.report import MonitorReport
 from featurelake.monitoring.stats import ACCURACY, CATEGORICAL, MASK, NUMERIC, feature_columns, numeric_value
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
     from featurelake.config import Config
     from featurelake.store import FeatureStore
 
@@ -151,12 +153,28 @@ def thresholds(config: "Config", group: str, feature: str) -> Optional[dict]:
 
 def group_drift(store: "FeatureStore", group: str, ref: Ref, cur: Ref,
                 only: Optional[Sequence[str]] = None) -> GroupDrift:
-    """Compares the two slices feature by feature; see the module docstring for the jobs it runs."""
+    """Compares the two slices of the offline table that the REFs name."""
+    ref_df = resolve(store, group, ref, "--reference")
+    cur_df = resolve(store, group, cur, "--current")
+    return compare_frames(store, group, ref_df, cur_df, ref, cur, only)
+
+
+def compare(store: "FeatureStore", group: str, reference: "DataFrame", current: "DataFrame",
+            features: Optional[Sequence[str]] = None) -> MonitorReport:
+    """Drift between any two DataFrames with the group's feature columns: a batch before it is
+    written, a training set's rows, a what-if. Nothing is read from or written to the lake."""
+    result = compare_frames(store, group, reference, current, Ref("reference DataFrame", "frame"),
+                            Ref("current DataFrame", "frame"), features)
+    return MonitorReport("drift", [result], params={"groups": [group], "reference": "DataFrame",
+                                                    "current": "DataFrame"})
+
+
+def compare_frames(store: "FeatureStore", group: str, ref_df: "DataFrame", cur_df: "DataFrame", ref: Ref,
+                   cur: Ref, only: Optional[Sequence[str]] = None) -> GroupDrift:
+    """Compares two frames feature by feature; see the module docstring for the jobs it runs."""
     from pyspark.sql import functions as F
 
     g = store.group(group)
-    ref_df = resolve(store, group, ref, "--reference")
-    cur_df = resolve(store, group, cur, "--current")
     in_ref = set(ref_df.columns)
     cols, skipped = [], []
     for name, kind, dtype, pii in feature_columns(cur_df, g):

@@ -55,6 +55,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _when(value: Any) -> str:
+    """A time as 2026-01-31 12:00 UTC; collected naive times are local, as PySpark gives them."""
+    from datetime import datetime, timezone
+
+    if not isinstance(value, datetime):
+        return "-" if value is None else str(value)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _drift(report: MonitorReport) -> str:
     parts = []
     for r in report.results:
@@ -114,8 +123,8 @@ def _freshness(report: MonitorReport) -> str:
     for r in report.results:
         ingest, export = r.last_ingest or {}, r.last_export or {}
         rows.append([r.group, r.status, human_duration(r.lag.total_seconds()) if r.lag else "-", r.sla_text or "-",
-                     str(r.newest_event or "-"), str(ingest.get("ended_at") or "-"),
-                     str(export.get("as_of") or "-") if r.online else "offline only", "; ".join(r.notes)])
+                     _when(r.newest_event), _when(ingest.get("ended_at")),
+                     _when(export.get("as_of")) if r.online else "offline only", "; ".join(r.notes)])
     parts = ["<h2>Freshness</h2>",
              _table(["group", "status", "lag", "SLA", "newest event", "last ingest", "last export", "notes"], rows,
                     {k for k, r in enumerate(report.results) if r.late})]

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from featurelake.store import FeatureStore
 
 MAX_ROWS = 200
+GROUP_WIDE = ("export",)
+"""Usage actions on a group that involve every one of its features."""
 
 
 def split_name(name: str) -> tuple[str, Optional[str]]:
@@ -178,9 +180,10 @@ def usage(store: "FeatureStore", name: str) -> dict:
     group, feature = split_name(name)
     obj = F.col("object")
     detail = F.coalesce(F.col("detail"), F.lit(""))
-    if feature:  # the feature itself, or a use of its whole group, or a group event naming it
+    if feature:  # the feature itself, a use of its whole group (an export), a group event naming it
         cond = ((obj == name) | detail.contains(f'"{name}"') | (obj == f"{group}:*")
-                | detail.contains(f'"{group}:*"') | ((obj == group) & detail.contains(f'"{feature}"')))
+                | detail.contains(f'"{group}:*"') | ((obj == group) & detail.contains(f'"{feature}"'))
+                | ((obj == group) & F.col("action").isin(*GROUP_WIDE)))
     else:
         cond = (obj == name) | obj.startswith(f"{name}:") | detail.contains(f'"{name}"') | detail.contains(f"{name}:")
     df = catalog.read("usage").where(cond)

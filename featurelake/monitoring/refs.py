@@ -28,7 +28,7 @@ _VERSION = re.compile(r"^[vV]?(\d+)$")
 @dataclass
 class Ref:
     text: str
-    kind: str  # latest | version | time_range | training_set
+    kind: str  # latest | version | time_range | training_set | frame (a DataFrame given directly)
     version: Optional[int] = None
     start: Optional[datetime] = None
     end: Optional[datetime] = None
@@ -41,6 +41,8 @@ class Ref:
             start = self.start.isoformat() if self.start else "the beginning"
             end = self.end.isoformat() if self.end else "now"
             return f"event time {start} .. {end}" + (f" (version {self.version})" if self.version is not None else "")
+        if self.kind == "frame":
+            return self.text
         if self.kind == "training_set":
             return f"training set {self.training_set} (version {self.version})"
         return f"latest (version {self.version})"
@@ -100,8 +102,8 @@ def resolve(store: "FeatureStore", group: str, ref: Ref, what: str = "--referenc
     return df
 
 
-def training_set_version(store: "FeatureStore", group: str, training_set_id: str) -> int:
-    """The Delta version of the group that the training set read, from its manifest."""
+def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[str, int]:
+    """group -> Delta version the training set read, from its manifest in the catalogue."""
     from featurelake.catalog import _quote
 
     rows = store.catalog.rows("training_sets", f"id = '{_quote(training_set_id)}'")
@@ -109,7 +111,12 @@ def training_set_version(store: "FeatureStore", group: str, training_set_id: str
         known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
         raise NotFoundError(f"{training_set_id!r} is neither a Delta version (v3), a time range "
                             f"(2026-01-01..2026-02-01) nor a known training set id{did_you_mean(training_set_id, known)}")
-    versions = table_versions(rows[0])
+    return table_versions(rows[0])
+
+
+def training_set_version(store: "FeatureStore", group: str, training_set_id: str) -> int:
+    """The Delta version of the group that the training set read."""
+    versions = training_set_versions(store, training_set_id)
     if group not in versions:
         raise UsageError(f"training set {training_set_id!r} did not read feature group {group!r} "
                          f"(it read {sorted(versions) or 'nothing'}): pick a training set that used it")

@@ -74,7 +74,8 @@ def category_bars(categories: Sequence[str], reference: Sequence[float], current
             w = pw * series[k] / peak
             body.append(f'<rect class="bar" x="{left}" y="{y + 2 + j * 9}" width="{w:.1f}" height="8" '
                         f'fill="{color}" fill-opacity="0.8"/>')
-        body.append(f'<text x="{left + pw + 4}" y="{y + 14}" {FONT}>{current[k]:.0%}</text>')
+        share = f"{current[k]:.0%}" if current[k] >= 0.1 or current[k] == 0 else f"{current[k]:.1%}"
+        body.append(f'<text x="{left + pw + 4}" y="{y + 14}" {FONT}>{share}</text>')
     return _svg("categories", width, height, body, label)
 
 

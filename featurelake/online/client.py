@@ -15,8 +15,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
@@ -46,7 +47,7 @@ class GroupReader:
 
     def key(self, key: Key) -> tuple[str, dict]:
         """A key (a mapping by column name, or the value(s) in join_keys order) -> (pk, typed key)."""
-        if isinstance(key, Mapping):
+        if type(key) is dict or isinstance(key, Mapping):
             try:
                 values = [key[k] for k in self.keys]
             except KeyError:
@@ -57,7 +58,7 @@ class GroupReader:
             values = list(key)
         else:
             values = [key]
-        if len(values) != len(self.keys) or any(v is None for v in values):
+        if len(values) != len(self.keys) or None in values:
             raise UsageError(f"group {self.name!r}: key {key!r} must give a value for each of {self.keys}")
         try:
             parts = [render(v) for render, v in zip(self._render, values)]
@@ -246,14 +247,12 @@ class OnlineClient:
         names = self._output_names(selected, rows, full_names)
         jobs = []
         for reader, features in selected:
-            keys = []
             for i, row in enumerate(rows):
                 missing = [k for k in reader.keys if k not in row]
                 if missing:
                     raise UsageError(f"entity row {i} ({dict(row)!r}) lacks {missing}, the keys of group "
                                      f"{reader.name!r}")
-                keys.append({k: row[k] for k in reader.keys})
-            jobs.append((reader, keys, features))
+            jobs.append((reader, rows, features))  # GroupReader.key picks the group's keys from each row
         results = self._fetch(jobs, consistent, False)
         out = []
         for i, row in enumerate(rows):

@@ -133,6 +133,10 @@ def ms_text_to_micros(text: str) -> int:
     """The inverse of micros_to_ms_text, also for DynamoDB's normalised forms."""
     if text.isdigit():
         return int(text) * 1000
+    whole, dot, frac = text.partition(".")
+    if dot and len(frac) <= 3 and frac.isdigit() and whole.lstrip("-").isdigit():
+        us = int(whole.lstrip("-")) * 1000 + int(frac.ljust(3, "0"))
+        return -us if whole.startswith("-") else us
     return int(Decimal(text) * 1000)
 
 

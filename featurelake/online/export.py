@@ -197,14 +197,15 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
             raise JobError(f"online table {result.table_name} was last exported from Delta version "
                            f"{last['to_version']}, newer than the offline table's {version}: does another lake "
                            f"write to the same table_prefix? Fix the config, or pass --full to rewrite it")
-        if meta["spec"] == spec:
+        if _shape(meta["spec"]) == _shape(spec):
             since = Since(int(last["to_version"]), datetime.fromisoformat(last["as_of"]))
         else:
             result.notes.append("the group's online shape changed since the last export: full export")
     result.mode = "incremental" if since else "full"
     result.from_version = since.version + 1 if since else 0
     result.to_version, result.as_of = version, end
-    write_meta(client, result.table_name, spec, last, group.fingerprint)
+    # a full export forgets the last one first: if it fails half-way, the next export is full too
+    write_meta(client, result.table_name, spec, last if since else None, group.fingerprint)
     mark("plan")
     frame = export_frame(offline, group, features, version=version, end=end, since=since)
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
@@ -232,6 +233,12 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     result.status = "partial" if result.too_large else "ok"
     write_meta(client, result.table_name, spec, {"export_id": result.export_id, "to_version": version,
                                                 "as_of": end.isoformat(), "mode": result.mode}, group.fingerprint)
+
+
+def _shape(spec: dict) -> dict:
+    """What the items' layout depends on: not the group's version number (a new description makes
+    a new version, and must not force a full export)."""
+    return {k: v for k, v in spec.items() if k != "group_version"}
 
 
 def _record(store: "FeatureStore", result: ExportResult, group_version: Optional[int], started: datetime) -> None:

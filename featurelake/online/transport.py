@@ -17,6 +17,7 @@ import hmac
 import http.client
 import json
 import random
+import socket
 import ssl
 import threading
 import time
@@ -88,6 +89,9 @@ class DirectTransport:
                 conn = http.client.HTTPConnection(self.hostname, self.port, timeout=self.connect_timeout)
             conn.connect()
             conn.sock.settimeout(self.read_timeout)
+            # http.client sends headers and body in two writes: without NODELAY, Nagle's algorithm
+            # holds the body until the server's delayed ACK (up to 40 ms on Linux)
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)

@@ -149,17 +149,30 @@ class BatchWriter:
             self.last_check = time.monotonic()
 
     def _write(self, requests: list[dict]) -> None:
+        """One batch: UnprocessedItems, throttling errors and lost connections are retried with
+        backoff, `max_rounds` times in all; then an error that says what to do."""
+        last = ""
         for attempt in range(self.max_rounds):
-            self.check_lease()
             if attempt:
                 time.sleep(backoff(attempt, base=0.05, cap=5.0))
-            answer = self.client.batch_write_item(RequestItems={self.table: requests})
+            try:
+                self.check_lease()
+                answer = self.client.batch_write_item(RequestItems={self.table: requests})
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                last = f"{type(exc).__name__}: {exc}"
+                continue
             requests = (answer.get("UnprocessedItems") or {}).get(self.table) or []
             if not requests:
                 return
-        raise JobError(f"export to {self.table}: DynamoDB left {len(requests)} items unprocessed after "
-                       f"{self.max_rounds} rounds with backoff (throttled): raise the table's write capacity, "
-                       f"lower online.dynamodb.write_concurrency, or rerun later")
+            last = ""
+        if not last:
+            raise JobError(f"export to {self.table}: DynamoDB left {len(requests)} items unprocessed after "
+                           f"{self.max_rounds} rounds with backoff (throttled): raise the table's write capacity, "
+                           f"lower online.dynamodb.write_concurrency, or rerun later")
+        raise JobError(f"export to {self.table}: DynamoDB kept refusing writes for {self.max_rounds} rounds with "
+                       f"backoff (last: {last}): check the endpoint and the table's capacity, then rerun")
 
     def close(self) -> None:
         """Sends what is left and waits for every request; raises the first failure."""
@@ -173,6 +186,20 @@ class BatchWriter:
 
     def abort(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+             "InternalServerError", "ServiceUnavailable", "LimitExceededException"}
+
+
+def retryable(exc: Exception) -> bool:
+    """Throttling, 5xx and lost connections: worth another round. Anything else is a real error."""
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return err.get("Code") in RETRYABLE or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    return isinstance(exc, (BotoConnectionError, ReadTimeoutError))
 
 
 class LeaseLost(JobError):

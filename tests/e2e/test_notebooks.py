@@ -86,3 +86,16 @@ def test_02_online_lookup(demo_online):
     nb = run_notebook("02_online_lookup.ipynb", {"FEATURELAKE_CONF": str(demo_online)})
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "score" in printed and "100 requests in" in printed
+
+
+def test_03_monitoring(demo_online, tmp_path):
+    """Freshness, drift between event-time windows, injected drift caught, the HTML report, skew
+    and lineage, on the same tiny exported lake as 02."""
+    nb = run_notebook("03_monitoring.ipynb", {"FEATURELAKE_CONF": str(demo_online),
+                                              "FEATURELAKE_REPORTS": str(tmp_path)})
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "freshness: ALERT" in printed  # customer_sessions and customer_risk have no data
+    assert "customer_txn:amount drifted" in printed
+    assert "skew of customer_txn" in printed and "lineage of customer_txn:amount" in printed
+    page = (tmp_path / "customer_txn_drift.html").read_text()
+    assert page.count('class="plot histogram"') >= 1 and 'class="plot psi"' in page

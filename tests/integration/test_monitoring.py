@@ -4,6 +4,7 @@ exit codes, and the HTML report rendered by headless Chromium."""
 from __future__ import annotations
 
 import json
+import uuid
 import shutil
 import struct
 import subprocess
@@ -53,18 +54,19 @@ def batch(first_id: int, start: datetime, span: timedelta, drifted: bool = False
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory, spark):
+def lake(tmp_path_factory, spark, dynamodb_endpoint):
     """One store for the module: payments batch A, then + B (the same values), then + C (drifted),
     their Delta versions in store.versions; sessions last ingested three days ago; a training set
     that read payments after batch B."""
-    from featurelake.catalog import now
     from featurelake.store import FeatureStore
 
     tmp = tmp_path_factory.mktemp("monitoring")
     repo = tmp / "features"
     repo.mkdir()
     (repo / "groups.py").write_text(REPO)
-    conf = write_config(tmp, monitoring="monitoring:\n  features:\n    payments:is_night: {psi_threshold: 0.5}")
+    conf = write_config(tmp, monitoring="monitoring:\n  features:\n    payments:is_night: {psi_threshold: 0.5}",
+                        online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
+                               f"    table_prefix: mon{uuid.uuid4().hex[:8]}_")
     store = FeatureStore.from_config(conf, repo=repo, spark=spark)
     store.apply()
     offline = store.offline("payments")
@@ -75,6 +77,11 @@ def lake(tmp_path_factory, spark):
         version = offline.merge(spark.createDataFrame(batch(k * N, start, 3 * day - timedelta(hours=3), drifted),
                                                       SCHEMA), run_id)
         store.versions.append(version)
+        if k == 1:  # a model trained after batch B
+            spine = spark.createDataFrame([(i, NOW - 4 * day) for i in range(0, 2 * N, 40)],
+                                          "customer_id bigint, event_ts timestamp")
+            store.ts_id = store.training_set(spine, ["payments:amount_sum_7d", "payments:channel"],
+                                             timestamp_column="event_ts").id
         runs.append(dict(run_id=run_id, group="payments", group_version=1, kind="ingest", status="succeeded",
                          started_at=start + 3 * day, ended_at=start + 3 * day, rows_written=N,
                          delta_version=version, user="etl"))
@@ -86,13 +93,6 @@ def lake(tmp_path_factory, spark):
     runs.append(dict(run_id="run-sessions-1", group="sessions", group_version=1, kind="ingest", status="failed",
                      started_at=NOW - 2 * day, ended_at=NOW - 2 * day, error="source down"))
     store.catalog.append("runs", runs)  # one commit
-    store.catalog.record("training_sets", id="ts-fraud-1", created_at=now(), user="alice", spine_rows=10,
-                         timestamp_column="event_ts", features=["payments:amount_sum_7d", "payments:channel"],
-                         group_versions={"payments": 1}, table_versions={"payments": store.versions[1]})
-    store.catalog.append("usage", [
-        dict(ts=now(), user="alice", action="training_set", object="ts-fraud-1",
-             detail=json.dumps({"features": ["payments:amount_sum_7d", "payments:channel"]})),
-        dict(ts=now(), user="etl", action="export", object="payments", detail=json.dumps({"rows": 600}))])
     return store
 
 
@@ -160,7 +160,7 @@ def test_injected_drift_is_detected(lake):
     assert not report.ok
     result = report["payments"]
     amount, channel, night = (result.feature(f) for f in ("amount", "channel", "is_night"))
-    assert amount.alert and amount.psi > 1 and amount.ks == pytest.approx(1 / 3, abs=0.02)
+    assert amount.alert and amount.psi > 0.4 and amount.ks == pytest.approx(1 / 3, abs=0.02)
     assert channel.alert and channel.psi > 0.2 and channel.js > 0.1 and "crypto" in channel.plot["categories"]
     assert not night.alert and night.thresholds["psi"] == 0.5  # the per-feature override applies
     assert any("payments:amount drifted" in a for a in report.alerts)
@@ -174,10 +174,10 @@ def test_injected_drift_is_detected(lake):
 
 
 def test_a_training_set_is_a_reference_and_the_default_one(lake):
-    by_id = monitoring.drift(lake, "payments", reference="ts-fraud-1")["payments"]
+    by_id = monitoring.drift(lake, "payments", reference=lake.ts_id)["payments"]
     assert (by_id.reference.version, by_id.current.version) == tuple(lake.versions[1:]) and not by_id.ok
     default = monitoring.drift(lake, "payments")["payments"]
-    assert default.reference.training_set == "ts-fraud-1"
+    assert default.reference.training_set == lake.ts_id
 
 
 def test_bad_references_name_the_fix(lake):
@@ -188,7 +188,7 @@ def test_bad_references_name_the_fix(lake):
     with pytest.raises(UsageError, match="no rows"):
         monitoring.drift(lake, "payments", reference="2020-01-01..2020-02-01")
     with pytest.raises(UsageError, match="did not read feature group 'sessions'"):
-        monitoring.drift(lake, "sessions", reference="ts-fraud-1")
+        monitoring.drift(lake, "sessions", reference=lake.ts_id)
 
 
 # ---- freshness ------------------------------------------------------------------------------
@@ -200,7 +200,6 @@ def test_freshness_alerts_for_the_group_whose_ingest_stopped(lake):
     assert sessions.late and sessions.lag > timedelta(days=3) and sessions.last_ingest["run_id"] == "run-sessions-0"
     assert any("run-sessions-1" in n and "failed" in n for n in sessions.notes)
     assert not payments.late and payments.lag < timedelta(hours=4)
-    assert any("never exported" in n for n in payments.notes)
     assert monitoring.freshness(lake, ["payments"]).ok
     assert report.alerts == [a for a in report.alerts if a.startswith("sessions is late")]
 
@@ -209,22 +208,24 @@ def test_freshness_alerts_for_the_group_whose_ingest_stopped(lake):
 
 def test_lineage_lists_the_training_set_that_used_a_feature(lake):
     amount = monitoring.lineage(lake, "payments:amount")  # used through its aggregation amount_sum_7d
-    assert [t["id"] for t in amount["training_sets"]] == ["ts-fraud-1"]
+    assert [t["id"] for t in amount["training_sets"]] == [lake.ts_id]
     assert amount["affected_features"] == ["amount", "amount_sum_7d"]
-    assert "ts-fraud-1" in amount["text"] and "s3 payment_files" in amount["text"]
+    assert lake.ts_id in amount["text"] and "s3 payment_files" in amount["text"]
     assert amount["runs"][0]["succeeded"] == 3 and amount["runs"][0]["last_delta_version"] == lake.versions[-1]
     assert monitoring.lineage(lake, "payments:is_night")["training_sets"] == []
-    assert [t["id"] for t in monitoring.lineage(lake, "payments")["training_sets"]] == ["ts-fraud-1"]
+    assert [t["id"] for t in monitoring.lineage(lake, "payments")["training_sets"]] == [lake.ts_id]
     with pytest.raises(NotFoundError, match="did you mean 'amount'"):
         monitoring.lineage(lake, "payments:amonut")
 
 
-def test_usage_shows_who_did_what(lake):
-    feature = monitoring.usage(lake, "payments:channel")
-    assert [e["object"] for e in feature["events"]] == ["ts-fraud-1"] and feature["by_user"]
-    group = monitoring.usage(lake, "payments")
-    assert group["by_action"] == {"training_set": 1, "export": 1}
-    assert "export" in group["text"]
+def test_usage_shows_who_read_a_feature(lake):
+    feature = monitoring.usage(lake, "payments:channel")  # the training set's audit row names it
+    assert [(e["action"], e["object"]) for e in feature["events"]] == [("training_set", "payments")]
+    assert lake.ts_id in feature["events"][0]["detail"] and feature["by_user"]
+    assert monitoring.usage(lake, "payments:is_night")["events"] == []
+    assert monitoring.usage(lake, "payments")["by_action"] == {"training_set": 1}
+    assert monitoring.usage(lake, lake.ts_id)["total"] == 1
+    assert "training_set" in monitoring.usage(lake, "payments")["text"]
 
 
 # ---- CLI and HTML ---------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_cli_exit_codes_and_json(lake, capsys, tmp_path):
     assert cli(lake, "monitor", "freshness", "payments") == 0
     assert cli(lake, "monitor", "drift", "payments", "--reference", "v7") == 2
     assert cli(lake, "catalog", "lineage", "payments:channel") == 0
-    assert "ts-fraud-1" in capsys.readouterr().out
+    assert lake.ts_id in capsys.readouterr().out
     assert cli(lake, "catalog", "usage", "payments") == 0
 
 
@@ -323,3 +324,52 @@ def test_html_report_renders_its_plots_in_headless_chromium(lake, tmp_path):
     orange = sum(p[0] > 200 and 90 < p[1] < 200 and p[2] < 120 for p in pixels)  # current bars
     assert len(set(pixels)) > 20, "the screenshot is blank"
     assert alert_red > 200 and blue > 500 and orange > 500, (alert_red, blue, orange)
+
+
+# ---- skew (last: it exports, which adds to the usage and exports tables) -----------------------
+
+def test_a_tampered_online_item_is_reported_as_skew(lake, capsys):
+    import boto3
+
+    from featurelake.online import codec
+    from featurelake.online.export import export
+
+    result = export(lake, "payments")
+    assert result.ok, result.summary()
+    clean = monitoring.skew(lake, "payments", sample=1000)
+    r = clean["payments"]
+    assert clean.ok, clean.summary()
+    assert (r.sampled, r.missing_online, r.export_id) == (3 * N, 0, result.export_id)
+    assert {f.name for f in r.features} == {"amount", "channel", "is_night", "amount_sum_7d", "(event time)"}
+    assert any("email" in n for n in r.notes)  # PII stays offline, so it is not compared
+    fresh = monitoring.freshness(lake, ["payments"])["payments"]
+    assert fresh.last_export["export_id"] == result.export_id
+
+    dyn = lake.config.online.dynamodb
+    ddb = boto3.client("dynamodb", endpoint_url=dyn.endpoint_url, region_name=dyn.region)
+
+    def pk(customer_id: int) -> dict:
+        return {"pk": {"S": codec.encode_pk([codec.key_renderer("bigint")(customer_id)])}}
+
+    ddb.update_item(TableName=result.table_name, Key=pk(7), UpdateExpression="SET amount = :v",
+                    ExpressionAttributeValues={":v": {"N": "99999"}})
+    ddb.delete_item(TableName=result.table_name, Key=pk(8))
+    report = monitoring.skew(lake, "payments", sample=1000)
+    assert not report.ok
+    r = report["payments"]
+    amount = r.feature("amount")
+    assert (amount.compared, amount.mismatches) == (3 * N - 1, 1)
+    assert amount.examples == [{"key": {"customer_id": 7}, "offline": 69.0, "online": 99999.0}]
+    assert r.missing_online == 1 and r.missing_examples == [{"customer_id": 8}]
+    assert r.feature("channel").mismatches == 0 and r.feature("amount_sum_7d").mismatches == 0
+    assert any("payments:amount differs online for 1/599 keys" in a for a in report.alerts)
+
+    assert cli(lake, "monitor", "skew", "payments", "--sample", "1000", "--json") == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["results"][0]["missing_online"] == 1
+
+    assert monitoring.usage(lake, "payments")["by_action"] == {"training_set": 1, "export": 1,
+                                                               "create_online_table": 1}
+    assert monitoring.usage(lake, "payments:is_night")["by_action"] == {"export": 1}  # exports hold every feature
+    exports = monitoring.lineage(lake, "payments:amount")["exports"]
+    assert [e["export_id"] for e in exports] == [result.export_id]

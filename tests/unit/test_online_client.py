@@ -298,3 +298,31 @@ def test_unprocessed_items_are_resent_boundedly(monkeypatch):
     writer.add({"pk": {"S": "1"}})
     with pytest.raises(JobError, match="unprocessed after 4 rounds"):
         writer.close()
+
+
+class ThrottlingDynamo:
+    def __init__(self, failures):
+        self.failures, self.calls = failures, 0
+
+    def batch_write_item(self, RequestItems):
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "BatchWriteItem")
+        return {}
+
+
+def test_throttling_errors_are_retried_then_reported(monkeypatch):
+    monkeypatch.setattr("featurelake.online.writer.backoff", lambda *a, **k: 0)
+    fake = ThrottlingDynamo(failures=3)
+    writer = BatchWriter(fake, "t", max_rounds=5)
+    writer.add({"pk": {"S": "1"}})
+    writer.close()
+    assert fake.calls == 4
+    writer = BatchWriter(ThrottlingDynamo(failures=99), "t", max_rounds=3)
+    writer.add({"pk": {"S": "1"}})
+    with pytest.raises(JobError, match="kept refusing writes for 3 rounds.*ProvisionedThroughputExceeded"):
+        writer.close()
