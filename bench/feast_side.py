@@ -25,9 +25,7 @@ import time
 import traceback
 from datetime import datetime, timedelta
 
-_OUT = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)  # anything else printed to stdout (Feast, Spark, warnings) goes to stderr
-sys.stdout = sys.stderr
+_OUT = sys.stdout  # main() points it at the real stdout, and stdout at stderr
 
 
 def _rss(pid: int) -> int:
@@ -199,6 +197,10 @@ class FeastSide:
 
 
 def main() -> int:
+    global _OUT
+    _OUT = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else printed to stdout (libraries, Spark, warnings) goes to stderr
+    sys.stdout = sys.stderr
     side = FeastSide()
     for line in sys.stdin:
         if not line.strip():

@@ -15,9 +15,7 @@ import sys
 import time
 import traceback
 
-_OUT = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
-sys.stdout = sys.stderr
+_OUT = sys.stdout  # main() points it at the real stdout, and stdout at stderr
 
 
 class Reader:
@@ -76,6 +74,10 @@ class Reader:
 
 
 def main() -> int:
+    global _OUT
+    _OUT = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else printed to stdout (libraries, Spark, warnings) goes to stderr
+    sys.stdout = sys.stderr
     reader = Reader()
     for line in sys.stdin:
         if not line.strip():

@@ -87,11 +87,13 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
             delete_path(spark, scratch)
         clock.result.window = "files not ingested yet"
     else:
-        batch = _read(ctx, window)
+        state = RunLog(store.catalog, ctx.group.name).last_state() if not window else (None, None)
+        batch = _read(ctx, window, *state)
         clock.result.window = batch.window
         if batch.df is not None:
             _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True)
-    clock.result.status = "invalid" if clock.result.failures else "valid"
+    failed = any(not v.get("success", True) for v in clock.validation)
+    clock.result.status = "invalid" if failed else "valid"
     return clock.finish()
 
 

@@ -112,7 +112,9 @@ class OfflineTable:
             if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
                 return None
             cond = " AND ".join([f"t.`{c}` <=> s.`{c}`" for c in key_cols] + ["t._event_date = s._event_date"])
-            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in value_cols) or "false"
+            present = set(self.read().columns)  # a new column (schema evolution) is not in t yet
+            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" if c in present else f"s.`{c}` IS NOT NULL"
+                                  for c in value_cols) or "false"
             (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
              .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
             after = self.version()

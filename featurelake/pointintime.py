@@ -10,8 +10,9 @@ rather than holds in memory. Sliding frames (`rangeBetween(-w, 0)`) are avoided 
 recomputes them from scratch at every row, O(rows x rows in the window), which took minutes for one
 hot key of 150k rows.
 
-- as-of value: max_by(row, (event time, _ingested_at, _run_id)) over rows at or before t; null
-  when that row is older than t - ttl;
+- as-of value: the last non-null row struct up to the spine row in the sort order (key, time,
+  spine rows after events, then _ingested_at): the newest row at or before t, the later ingested
+  on a tie; null when that row is older than t - ttl;
 - count, sum, avg, stddev over (t - w, t]: running totals at t minus running totals at t - w (a
   frame that ends w before the current row); stddev on values shifted by the key's first value.
   count is exact; sum, avg and stddev round like any float sum, relative to the key's running

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import warnings
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
@@ -141,9 +142,9 @@ def check_spine(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: s
         raise UsageError(f"spine columns {reserved} start with {INTERNAL!r}, which featurelake reserves: rename them")
 
 
-def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
-    """One Spark job over the spine copy: rows, a content fingerprint (order-free: sums of two
-    64-bit row hashes), rows with a null key per group, and the time range."""
+def _stat_columns(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> list:
+    """Aggregates over the spine: rows, a content fingerprint (order-free: sums of two 64-bit row
+    hashes), rows with a null key or time per group, and the time range (for pruning)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType
 
@@ -155,15 +156,33 @@ def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: s
             F.sum(F.xxhash64(F.lit("featurelake"), *hashed).cast("decimal(20,0)")).cast("string").alias("h2"),
             F.min(micros).alias("t_min"), F.max(micros).alias("t_max")]
     for i, plan in enumerate(plans):
-        bad = micros.isNull()
-        for k in plan.keys:
-            bad = bad | F.col(k).isNull()
+        bad = reduce(lambda a, b: a | b, [F.col(k).isNull() for k in plan.keys], micros.isNull())
         aggs.append(F.count(F.when(bad, 1)).alias(f"null{i}"))
-    row = df.agg(*aggs).first()
+    return aggs
+
+
+def _stats(df: "DataFrame", plans: Sequence[GroupPlan], row: Any) -> dict:
     schema = [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name != ROW]
     digest = hashlib.sha256(json.dumps([schema, row["rows"], row["h1"], row["h2"]]).encode()).hexdigest()
     return {"fingerprint": digest[:32], "rows": int(row["rows"]), "t_min": row["t_min"], "t_max": row["t_max"],
             "null_keys": {p.group: int(row[f"null{i}"]) for i, p in enumerate(plans)}}
+
+
+def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
+    """The spine's statistics (see _stat_columns) in one Spark job."""
+    return _stats(df, plans, df.agg(*_stat_columns(df, plans, timestamp_column)).first())
+
+
+def copy_spine(df: "DataFrame", path: str, plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
+    """Writes the spine with a row id as Delta at path, computing its statistics in the same job
+    (an Observation), so the spine is read once."""
+    from pyspark.sql import Observation, functions as F
+
+    observation = Observation("featurelake_spine")
+    with_id = df.withColumn(ROW, F.monotonically_increasing_id())
+    with_id.observe(observation, *_stat_columns(with_id, plans, timestamp_column)) \
+        .write.format("delta").mode("errorifexists").save(path)
+    return _stats(with_id, plans, observation.get)
 
 
 def _warn_null_keys(counts: dict, timestamp_column: str) -> None:
@@ -193,11 +212,8 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         table_versions[plan.group] = version
     ts_id = new_id("ts")
     spine_path = f"{store.config.root.rstrip('/')}/training_sets/{ts_id}/spine"
-    from pyspark.sql import functions as F
-
-    df.withColumn(ROW, F.monotonically_increasing_id()).write.format("delta").mode("errorifexists").save(spine_path)
+    stats = copy_spine(df, spine_path, plans, timestamp_column)
     copy = spark.read.format("delta").load(spine_path)
-    stats = spine_stats(copy, plans, timestamp_column)
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "200"))
     columns = [c for c in df.columns] + [o for p in plans for o in p.outputs]

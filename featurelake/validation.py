@@ -43,7 +43,6 @@ RESULT_KEYS = ("expectation", "column", "kwargs", "severity", "success", "observ
                "unexpected_count", "unexpected_percent", "missing_count", "partial_unexpected_list", "error",
                "engine")
 
-log = logging.getLogger(__name__)
 
 
 # ---- suites -------------------------------------------------------------------------------------

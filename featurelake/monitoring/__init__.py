@@ -30,13 +30,14 @@ from featurelake.monitoring.lineage import lineage, usage
 from featurelake.monitoring.refs import parse_ref, training_set_versions
 from featurelake.monitoring.report import MonitorReport
 from featurelake.monitoring.skew import skew
-from featurelake.monitoring.stats import batch_statistics, read_statistics, record_statistics
+from featurelake.monitoring.stats import (batch_statistics, read_statistics, record_statistics,
+                                          record_training_set_statistics)
 
 if TYPE_CHECKING:
     from featurelake.store import FeatureStore
 
 __all__ = ["MonitorReport", "batch_statistics", "compare", "drift", "freshness", "lineage", "read_statistics",
-           "record_statistics", "render", "run_monitor", "skew", "usage", "write_html"]
+           "record_statistics", "record_training_set_statistics", "render", "run_monitor", "skew", "usage", "write_html"]
 
 
 def run_monitor(store: "FeatureStore", args: Any) -> MonitorReport:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake.errors import NotFoundError, did_you_mean
 from featurelake.monitoring.refs import table_versions
-from featurelake.monitoring.report import jsonable
+from featurelake.monitoring.report import jsonable, short_time
 
 if TYPE_CHECKING:
     from featurelake.store import FeatureStore
@@ -154,18 +154,18 @@ def _lineage_text(p: dict) -> str:
     lines.append("  group versions:")
     for v in p["versions"]:
         mark = "" if v["has_feature"] is None else "  [has it]" if v["has_feature"] else "  [without it]"
-        lines.append(f"    v{v['version']} {v['registered_at']} by {v['registered_by']}: {v['changes']}{mark}")
+        lines.append(f"    v{v['version']} {short_time(v['registered_at'])} by {v['registered_by']}: {v['changes']}{mark}")
     lines.append("  ingest runs:" if p["runs"] else "  ingest runs: none recorded")
     for r in p["runs"]:
         lines.append(f"    v{r['group_version']}: {r['succeeded']}/{r['runs']} succeeded, Delta versions "
-                     f"{r['first_delta_version']}..{r['last_delta_version']}, last {r['last_ended_at']}")
+                     f"{r['first_delta_version']}..{r['last_delta_version']}, last {short_time(r['last_ended_at'])}")
     lines.append(f"  exports ({len(p['exports'])}):" if p["exports"] else "  exports: none")
     for e in p["exports"]:
         lines.append(f"    {e['export_id']} {e['status']} group v{e['group_version']} Delta "
-                     f"{e['from_version']}..{e['to_version']} as of {e['as_of']} -> {e['table_name']}")
+                     f"{e['from_version']}..{e['to_version']} as of {short_time(e['as_of'])} -> {e['table_name']}")
     lines.append(f"  training sets ({len(p['training_sets'])}):" if p["training_sets"] else "  training sets: none")
     for t in p["training_sets"]:
-        lines.append(f"    {t['id']} {t['created_at']} by {t['user']}: {', '.join(t['features'])} "
+        lines.append(f"    {t['id']} {short_time(t['created_at'])} by {t['user']}: {', '.join(t['features'])} "
                      f"(group v{t['group_version']}, Delta version {t['table_version']})")
     lines.append(f"  downstream groups: {', '.join(p['downstream_groups']) or 'none'}")
     return "\n".join(lines)
@@ -201,7 +201,7 @@ def usage(store: "FeatureStore", name: str) -> dict:
     if by_user:
         lines.append("  by user: " + ", ".join(f"{u} {n}" for u, n in sorted(by_user.items(), key=lambda x: -x[1])))
     for e in out["events"]:
-        lines.append(f"  {e['ts']}  {e['user']:<12} {e['action']:<18} {e['object']}  {_short(e['detail'])}")
+        lines.append(f"  {short_time(e['ts'])}  {e['user']:<12} {e['action']:<18} {e['object']}  {_short(e['detail'])}")
     if not events:
         lines.append("  nothing recorded: training sets, exports and online-table creation record their use")
     out["text"] = "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 
@@ -65,8 +65,8 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime):  # naive ones come from collect(), in the process's local time
+        return value.astimezone(timezone.utc).isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, float) and not math.isfinite(value):
@@ -84,3 +84,15 @@ def human_duration(seconds: float | None) -> str:
         if s >= size:
             return f"{sign}{s / size:.1f}{unit}"
     return f"{sign}{s:.0f}s"
+
+
+def short_time(value: Any) -> str:
+    """'2026-01-31 12:00' (UTC) from a datetime or its ISO text; '-' for nothing."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import NotFoundError
 
@@ -58,9 +58,10 @@ def numeric_value(name: str, data_type: Any) -> "Column":
 
 
 def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
-                    columns: Optional[Sequence[str]] = None) -> list[tuple[str, str, Any, bool]]:
+                    columns: Optional[Sequence[str]] = None,
+                    pii: Optional[Iterable[str]] = None) -> list[tuple[str, str, Any, bool]]:
     """(name, kind, Spark type, pii) of the columns to describe: the given ones, else the group's
-    declared features present in df, else every column."""
+    declared features present in df, else every column. PII: the group's PII features, or `pii`."""
     types = {f.name: f.dataType for f in df.schema.fields}
     if columns is not None:
         missing = [c for c in columns if c not in types]
@@ -71,13 +72,13 @@ def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
         names = [f.name for f in group.features if f.name in types]
     else:
         names = list(types)
-    pii = {f.name for f in group.features if f.pii} if group is not None else set()
-    return [(n, kind_of(types[n]), types[n], n in pii) for n in names]
+    masked = set(pii or ()) | ({f.name for f in group.features if f.pii} if group is not None else set())
+    return [(n, kind_of(types[n]), types[n], n in masked) for n in names]
 
 
 def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
-                     columns: Optional[Sequence[str]] = None, bins: int = HISTOGRAM_BINS,
-                     top: int = TOP_VALUES) -> dict[str, dict]:
+                     columns: Optional[Sequence[str]] = None, pii: Optional[Iterable[str]] = None,
+                     bins: int = HISTOGRAM_BINS, top: int = TOP_VALUES) -> dict[str, dict]:
     """feature -> {kind, dtype, count, non_null, null_fraction, approx_distinct, and for numeric
     ones min, max, mean, stddev, quantiles, histogram; for categorical ones top_values}.
 
@@ -85,7 +86,7 @@ def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
     Top values of PII features (Feature tags {"pii": "true"}) are masked."""
     from pyspark.sql import functions as F
 
-    cols = feature_columns(df, group, columns)
+    cols = feature_columns(df, group, columns, pii)
     exprs = [F.count(F.lit(1)).alias("rows")]
     for i, (name, kind, dtype, _) in enumerate(cols):
         col = F.col(f"`{name}`")
@@ -169,6 +170,39 @@ def record_statistics(store: "FeatureStore", scope: str, scope_id: str,
     rows = [{"scope": scope, "scope_id": scope_id, "group": name, "feature": feature, "computed_at": stamp,
              "stats": json.dumps(s, sort_keys=True, default=str)} for feature, s in stats.items()]
     with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
+
+
+def record_training_set_statistics(store: "FeatureStore", training_set: Any) -> dict[str, dict]:
+    """Statistics of every feature column of a training set (its point-in-time rows, so this
+    computes them: call it where the rows are computed anyway, e.g. after ts.write), recorded with
+    scope "training_set" in one commit; returns "group:feature" -> stats."""
+    from featurelake.catalog import now, with_retry
+
+    m = training_set.manifest
+    outputs = [o for p in m["options"]["plan"] for o in _outputs(p)]
+    refs = dict(zip(outputs, m["features"]))  # output column -> group:feature, in build order
+    pii = [o for o, ref in refs.items() if _is_pii(store, ref)]
+    stats = batch_statistics(training_set.to_spark(), columns=outputs, pii=pii)
+    stamp = now()
+    rows = [{"scope": "training_set", "scope_id": training_set.id, "group": refs[o].split(":", 1)[0],
+             "feature": refs[o].split(":", 1)[1], "computed_at": stamp,
+             "stats": json.dumps({**s, "column": o}, sort_keys=True, default=str)} for o, s in stats.items()]
+    with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
+    return {refs[o]: s for o, s in stats.items()}
+
+
+def _outputs(plan: dict) -> list[str]:
+    return [f[1] for f in plan["features"]] + [a["output"] for a in plan["aggregations"]]
+
+
+def _is_pii(store: "FeatureStore", ref: str) -> bool:
+    group, feature = ref.split(":", 1)
+    try:
+        g = store.group(group)
+    except Exception:  # a group since removed from the repository: nothing known, nothing masked
+        return False
+    return any(f.name == feature and f.pii for f in g.features) or \
+        str(g.tags.get("pii", "false")).lower() in ("true", "1", "yes")
 
 
 def read_statistics(store: "FeatureStore", *, scope: Optional[str] = None, scope_id: Optional[str] = None,

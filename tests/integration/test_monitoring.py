@@ -80,8 +80,9 @@ def lake(tmp_path_factory, spark, dynamodb_endpoint):
         if k == 1:  # a model trained after batch B
             spine = spark.createDataFrame([(i, NOW - 4 * day) for i in range(0, 2 * N, 40)],
                                           "customer_id bigint, event_ts timestamp")
-            store.ts_id = store.training_set(spine, ["payments:amount_sum_7d", "payments:channel"],
-                                             timestamp_column="event_ts").id
+            store.ts = store.training_set(spine, ["payments:amount_sum_7d", "payments:channel"],
+                                          timestamp_column="event_ts")
+            store.ts_id = store.ts.id
         runs.append(dict(run_id=run_id, group="payments", group_version=1, kind="ingest", status="succeeded",
                          started_at=start + 3 * day, ended_at=start + 3 * day, rows_written=N,
                          delta_version=version, user="etl"))
@@ -133,6 +134,16 @@ def test_batch_statistics_read_the_batch_twice_with_exact_values(lake):
     recorded = monitoring.read_statistics(lake, scope="run", scope_id="run-stats-test")
     assert {r["feature"] for r in recorded} == {"amount", "channel", "is_night", "email"}
     assert next(r for r in recorded if r["feature"] == "amount")["stats"]["mean"] == 2.5
+
+
+def test_training_set_statistics_are_recorded_per_feature(lake):
+    stats = monitoring.record_training_set_statistics(lake, lake.ts)
+    assert set(stats) == {"payments:amount_sum_7d", "payments:channel"}
+    channel = stats["payments:channel"]  # the last spine key had no payment yet at its time
+    assert (channel["count"], channel["null_fraction"], channel["kind"]) == (10, 0.1, "categorical")
+    assert stats["payments:amount_sum_7d"]["kind"] == "numeric"
+    recorded = monitoring.read_statistics(lake, scope="training_set", scope_id=lake.ts_id)
+    assert {(r["group"], r["feature"]) for r in recorded} == {("payments", "amount_sum_7d"), ("payments", "channel")}
 
 
 # ---- drift ----------------------------------------------------------------------------------

@@ -60,9 +60,11 @@ def test_clip_outliers_one_job_and_recorded(spark):
     df = spark.range(1, 101).select(F.col("id").cast("int").alias("id"), F.col("id").cast("double").alias("x"),
                                     (F.col("id") * 10).alias("y"))
     df = df.union(spark.createDataFrame([(0, None, 0)], "id int, x double, y bigint"))
+    one_column = jobs_during(spark, lambda: T.clip_outliers(df, "x", 0.05, 0.95))
     with T.recording() as params:
         box = {}
-        assert jobs_during(spark, lambda: box.setdefault("out", T.clip_outliers(df, ["x", "y"], 0.05, 0.95))) == 1
+        both = jobs_during(spark, lambda: box.setdefault("out", T.clip_outliers(df, ["x", "y"], 0.05, 0.95)))
+    assert both == one_column <= 2  # one aggregation (AQE runs its shuffle stage as a job of its own)
     out = box["out"]
     assert params == {"clip_outliers:x": {"lower_q": 0.05, "upper_q": 0.95, "lower": 5.0, "upper": 95.0},
                       "clip_outliers:y": {"lower_q": 0.05, "upper_q": 0.95, "lower": 50, "upper": 950}}

@@ -76,6 +76,7 @@ def test_failing_batch_reports_what_was_observed(bad):
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount_brl"}},
         {"type": "expect_column_values_to_be_of_type", "kwargs": {"column": "customer_id", "type_": "StringType"}},
         {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 5}, "severity": "warning"},
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "currency", "regex": "([A-Z"}},
     ]
     result = validate_batch(bad, suite, group="customer_txn", persist=False)
     assert not result.success and not result.persisted
@@ -97,14 +98,16 @@ def test_failing_batch_reports_what_was_observed(bad):
     assert "column 'amount_brl' is not in the batch (did you mean 'amount'" in missing["error"]
     warning = failed[("expect_table_row_count_to_equal", None)]
     assert warning["severity"] == "warning" and warning["observed_value"] == 6
+    bad_regex = failed[("expect_column_values_to_match_regex", "currency")]  # not Java regex: GE reports it
+    assert bad_regex["engine"] == "great_expectations" and "([A-Z" in bad_regex["error"]
 
     lines = result.summary_lines()
-    assert len(lines) == len(result.failures) == 9
+    assert len(lines) == len(result.failures) == 10
     assert ("expect_column_values_to_be_between(amount, min_value=0, max_value=1000): 2 unexpected of 6 rows "
             "(33.33%), e.g. [") in "\n".join(lines)
     assert "expect_table_row_count_to_equal(value=5) [warning]: observed 6" in lines
-    assert str(result.error()).startswith("customer_txn: 9 of 13 expectations failed\n  - ")
-    assert result.statistics["unsuccessful_expectations"] == 9
+    assert str(result.error()).startswith("customer_txn: 10 of 14 expectations failed\n  - ")
+    assert result.statistics["unsuccessful_expectations"] == 10
 
 
 def test_warning_only_failures_pass_the_batch(good):
