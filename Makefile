@@ -9,6 +9,10 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 SCALE   ?= small
+# The local services accept any credentials; real ones already in the environment are kept.
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export AWS_DEFAULT_REGION ?= us-east-1
 # `down` must work even without a venv: services.py needs only the standard library.
 ANY_PY   = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 

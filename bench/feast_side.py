@@ -55,6 +55,8 @@ class Peak:
 
     def __enter__(self):
         self.py = self.total = 0
+        self._sample()
+        self.py_start, self.total_start = self.py, self.total
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
         self._t.start()
@@ -157,7 +159,8 @@ class FeastSide:
             self.store.materialize(start_date=datetime.fromisoformat(start), end_date=datetime.fromisoformat(end),
                                    feature_views=views)
             seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "peak_rss_python": peak.py, "peak_rss_total": peak.total}
+        return {"seconds": seconds, "peak_rss_python": peak.py, "peak_rss_total": peak.total,
+                "rss_growth_python": peak.py - peak.py_start, "rss_growth_total": peak.total - peak.total_start}
 
     def materialize_incremental(self, views: list, end: str) -> dict:
         self.spark()
@@ -165,7 +168,8 @@ class FeastSide:
             t0 = time.perf_counter()
             self.store.materialize_incremental(end_date=datetime.fromisoformat(end), feature_views=views)
             seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "peak_rss_python": peak.py, "peak_rss_total": peak.total}
+        return {"seconds": seconds, "peak_rss_python": peak.py, "peak_rss_total": peak.total,
+                "rss_growth_python": peak.py - peak.py_start, "rss_growth_total": peak.total - peak.total_start}
 
     # ---- workload 4: get_online_features -----------------------------------------------------
 

@@ -150,7 +150,8 @@ class OfflineTable:
         props = {"delta.enableChangeDataFeed": "true", "featurelake.group": g.name,
                  "featurelake.owner": g.owner or "", "comment": g.description or ""}
         target = self.table_name or f"delta.`{self.path}`"
-        sets = ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in props.items())
+        quote = lambda v: v.replace("\\", "\\\\").replace("'", "\\'")  # Spark SQL escapes with backslashes
+        sets = ", ".join(f"'{k}' = '{quote(v)}'" for k, v in props.items())
         self.spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({sets})")
 
 

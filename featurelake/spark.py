@@ -32,7 +32,13 @@ def get_spark(config: Optional["Config"] = None) -> "SparkSession":
     from featurelake.config import Config
 
     config = config or Config()
-    builder = SparkSession.builder.master(config.spark.master).appName(config.spark.app_name)
+    if config.spark.master.startswith("local"):
+        # Local executors run this interpreter, so they see the same packages (boto3 for exports).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Under spark-submit its --master and --packages rule: the JVM is already running.
+        builder = builder.master(config.spark.master).appName(config.spark.app_name)
     settings = {
         "spark.jars.packages": ",".join(PACKAGES + list(config.spark.packages)),
         "spark.jars.ivy": IVY_CACHE,
@@ -46,6 +52,8 @@ def get_spark(config: Optional["Config"] = None) -> "SparkSession":
         "spark.sql.shuffle.partitions": "8",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # JDBC drivers (SQLite) report varchar(0) columns that Delta would refuse to hold.
+        "spark.sql.legacy.charVarcharAsString": "true",
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.attempts.maximum": "3",
         "spark.hadoop.fs.s3a.retry.limit": "3",

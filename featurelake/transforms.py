@@ -116,25 +116,22 @@ def fill_nulls(df: "DataFrame", values: Optional[dict] = None, *, strategy: str 
     if strategy == "constant":
         if not values:
             raise UsageError("fill_nulls: give values={'column': constant, ...} or strategy='mean' or 'median'")
-        out = df
-        for c in _columns(df, list(values), "fill_nulls"):
-            if values[c] is not None:
-                out = out.withColumn(c, F.coalesce(F.col(c), F.lit(values[c]).cast(df.schema[c].dataType)))
-        return out
+        return df.withColumns({c: F.coalesce(F.col(c), F.lit(values[c]).cast(df.schema[c].dataType))
+                               for c in _columns(df, list(values), "fill_nulls") if values[c] is not None})
     if strategy not in ("mean", "median"):
         raise UsageError(f"fill_nulls: unknown strategy {strategy!r}"
                          f"{did_you_mean(strategy, ['constant', 'mean', 'median'])}")
     names = _columns(df, columns if columns is not None else _numeric_columns(df), "fill_nulls", numeric=True)
     stat = F.avg if strategy == "mean" else (lambda c: F.percentile_approx(c, 0.5))
     fitted = _fit(df, {c: stat(F.col(c)) for c in names if _given(params, "fill_nulls", c, ["value"]) is None})
-    out = df
+    new = {}
     for c in names:
         given = _given(params, "fill_nulls", c, ["value"])
         value = given["value"] if given else fitted[c]
         _record("fill_nulls", c, {"strategy": strategy, "value": value})
         if value is not None:  # an all-null column has no mean: it stays null
-            out = out.withColumn(c, F.coalesce(F.col(c), F.lit(value).cast(df.schema[c].dataType)))
-    return out
+            new[c] = F.coalesce(F.col(c), F.lit(value).cast(df.schema[c].dataType))
+    return df.withColumns(new)
 
 
 def drop_nulls(df: "DataFrame", columns: Optional[Columns] = None) -> "DataFrame":
@@ -156,18 +153,18 @@ def clip_outliers(df: "DataFrame", columns: Columns, lower_q: float = 0.01, uppe
     keys = ["lower", "upper"]
     fitted = _fit(df, {c: F.percentile_approx(F.col(c), [lower_q, upper_q]) for c in names
                        if _given(params, "clip_outliers", c, keys) is None})
-    out = df
+    new = {}
     for c in names:
         given = _given(params, "clip_outliers", c, keys)
         lo, hi = (given["lower"], given["upper"]) if given else (fitted[c] or [None, None])
         _record("clip_outliers", c, {"lower_q": lower_q, "upper_q": upper_q, "lower": _plain(lo),
-                                         "upper": _plain(hi)})
+                                     "upper": _plain(hi)})
         if lo is None:
             continue
-        col, dtype = F.col(c), df.schema[c].dataType
-        out = out.withColumn(c, F.when(col < F.lit(lo), F.lit(lo)).when(col > F.lit(hi), F.lit(hi))
-                             .otherwise(col).cast(dtype))
-    return out
+        col = F.col(c)
+        new[c] = F.when(col < F.lit(lo), F.lit(lo)).when(col > F.lit(hi), F.lit(hi)).otherwise(col) \
+            .cast(df.schema[c].dataType)
+    return df.withColumns(new)
 
 
 def normalize(df: "DataFrame", columns: Columns, *, suffix: str = "", params: Optional[dict] = None) -> "DataFrame":
@@ -181,13 +178,13 @@ def normalize(df: "DataFrame", columns: Columns, *, suffix: str = "", params: Op
         if _given(params, "normalize", c, ["min", "max"]) is None:
             fit[f"{c}.min"], fit[f"{c}.max"] = F.min(F.col(c)), F.max(F.col(c))
     fitted = _fit(df, fit)
-    out = df
+    new = {}
     for c in names:
         given = _given(params, "normalize", c, ["min", "max"])
         lo, hi = (given["min"], given["max"]) if given else (fitted[f"{c}.min"], fitted[f"{c}.max"])
         _record("normalize", c, {"min": lo, "max": hi})
-        out = out.withColumn(c + suffix, _scaled(F.col(c), lo, None if lo is None else hi - lo))
-    return out
+        new[c + suffix] = _scaled(F.col(c), lo, None if lo is None else hi - lo)
+    return df.withColumns(new)
 
 
 def standardize(df: "DataFrame", columns: Columns, *, suffix: str = "",
@@ -202,13 +199,13 @@ def standardize(df: "DataFrame", columns: Columns, *, suffix: str = "",
         if _given(params, "standardize", c, ["mean", "stddev"]) is None:
             fit[f"{c}.mean"], fit[f"{c}.stddev"] = F.avg(F.col(c)), F.stddev_pop(F.col(c))
     fitted = _fit(df, fit)
-    out = df
+    new = {}
     for c in names:
         given = _given(params, "standardize", c, ["mean", "stddev"])
         mean, std = (given["mean"], given["stddev"]) if given else (fitted[f"{c}.mean"], fitted[f"{c}.stddev"])
         _record("standardize", c, {"mean": mean, "stddev": std})
-        out = out.withColumn(c + suffix, _scaled(F.col(c), mean, std))
-    return out
+        new[c + suffix] = _scaled(F.col(c), mean, std)
+    return df.withColumns(new)
 
 
 def _scaled(col: "Column", center: Any, spread: Any) -> "Column":

@@ -388,7 +388,7 @@ def _compile(entry: dict, schema: dict, df: "DataFrame") -> Optional[_Plan]:
     col = F.col(f"`{name}`") if name else None
     dtype = schema.get(name) if name else None
     numeric = isinstance(dtype, T.NumericType)
-    mostly = kw.get("mostly", 1.0)
+    mostly = 1.0 if kw.get("mostly") is None else kw["mostly"]
     if etype == "expect_column_values_to_not_be_null":
         return _Plan([F.count(F.when(col.isNull(), 1))], _map_result("not_null", mostly), col.isNull())
     if etype == "expect_column_values_to_be_between":
@@ -437,7 +437,7 @@ def _compile(entry: dict, schema: dict, df: "DataFrame") -> Optional[_Plan]:
     if etype in _AGGREGATES:
         if not numeric or not _bounds_ok(kw):
             return None
-        agg = _AGGREGATES[etype](col)
+        agg = getattr(F, _AGGREGATES[etype])(col)
 
         def finish(v: list, rows: int) -> dict:
             value = float(v[0]) if isinstance(v[0], decimal.Decimal) else v[0]
@@ -465,19 +465,9 @@ _COMPILABLE: dict[str, set] = {
 }
 
 
-def _agg_fns() -> dict:
-    def make(fn: str) -> Callable:
-        def build(col: Any) -> Any:
-            from pyspark.sql import functions as F
-
-            return getattr(F, fn)(col)
-        return build
-    return {"expect_column_min_to_be_between": make("min"), "expect_column_max_to_be_between": make("max"),
-            "expect_column_mean_to_be_between": make("avg"),
-            "expect_column_sum_to_be_between": make("try_sum")}  # an overflow observes null, not an error
-
-
-_AGGREGATES = _agg_fns()
+_AGGREGATES = {"expect_column_min_to_be_between": "min", "expect_column_max_to_be_between": "max",
+               "expect_column_mean_to_be_between": "avg",
+               "expect_column_sum_to_be_between": "try_sum"}  # an overflow observes null, not an error
 
 
 def _java_regex_ok(df: "DataFrame", regex: Any) -> bool:
@@ -617,12 +607,26 @@ def _run_ge(df: "DataFrame", entries: list[dict]) -> list[dict]:
 
 
 def _ge_exception(info: Any) -> Optional[str]:
-    """GE keeps an expectation's exception either flat or per metric; return the first message."""
+    """The cause of an expectation's exception, kept by GE flat or per metric: the Java or Python
+    exception under Py4J's and Spark's wrappers, e.g. `PatternSyntaxException: Unclosed ...`."""
     if not isinstance(info, dict):
         return None
-    if info.get("raised_exception"):
-        return str(info.get("exception_message") or "raised an exception").splitlines()[0]
+    entries = [info] if "raised_exception" in info else []
     for value in info.values():
-        if isinstance(value, dict) and value.get("raised_exception"):
-            return str(value.get("exception_message") or "raised an exception").splitlines()[0]
+        if not isinstance(value, dict):
+            try:
+                value = json.loads(str(value))
+            except ValueError:
+                continue
+        if isinstance(value, dict) and "raised_exception" in value:
+            entries.append(value)
+    for entry in entries:
+        if not entry.get("raised_exception"):
+            continue
+        message = str(entry.get("exception_message") or "")
+        text = f"{message}\n{entry.get('exception_traceback') or ''}".replace("\\n", "\n")
+        for cls, msg in re.findall(r"([A-Za-z_][\w.$]*(?:Exception|Error)): ([^\n]+)", text):
+            if not cls.endswith(("Py4JJavaError", "SparkException")):
+                return f"{cls.rsplit('.', 1)[-1]}: {msg.strip()}"
+        return message.splitlines()[0] if message else "raised an exception"
     return None

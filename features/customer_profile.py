@@ -45,6 +45,6 @@ customer_profile = FeatureGroup(
         Feature("tenure_days", "int", "Days between sign-up and this profile version"),
     ],
     online=True, owner="crm-team",
-    tags={"domain": "customers", "pii": "true"},
+    tags={"domain": "customers"},
     description="Customer demographics and account age from the CRM, versioned by update time",
     expectations="expectations/customer_profile.yml")

@@ -10,6 +10,16 @@ A key's online row can change between the last export (Delta version v, end t0) 
   - an event left an aggregation window w: event time in (t0 - w, t1 - w].
 A row that aged past the ttl needs no write: the client hides it (exact to the microsecond).
 Each event-time range is its own scan, pruned to its `_event_date` partitions.
+
+Two ways to compute an increment:
+- `increment_frame`, when the group has no window features and the commits since v only added
+  or updated rows (no DELETE, overwrite or RESTORE): the candidates are the changed rows
+  themselves (change data feed) and the rows that became current; the newest candidate per key
+  is written only where it is newer than the key's item online (the writer reads the items'
+  `_event_ts`/`_ingested_ts` first, strongly consistent, under the export's lease). Its cost
+  follows the change, not the table.
+- otherwise `export_frame` with `since`: the offline rule over every row of the changed keys
+  (a scan of the table within the ttl), and the window features of those keys.
 """
 from __future__ import annotations
 
@@ -151,9 +161,17 @@ def export_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[
                   if n in aggregated and fn in ("count", "approx_count_distinct")]
         current = current.select(*[F.coalesce(F.col(c), F.lit(0)).cast(aggregated[c]).alias(c) if c in counts
                                    else F.col(c) for c in current.columns])
+    return _select(current, group, features)
+
+
+def _select(current: "DataFrame", group: "FeatureGroup", features: list[OnlineFeature]) -> "DataFrame":
+    """The writer's columns, by position: keys, `_event_us`, `_ing_us`, features (codec.export_sql)."""
+    from pyspark.sql import functions as F
+
     present = set(current.columns)
-    cols = [F.col(k) for k in keys]
-    cols += [F.expr(f"unix_micros(`{ts}`)").alias("_event_us"), F.expr("unix_micros(`_ingested_at`)").alias("_ing_us")]
+    cols = [F.col(k) for k in group.keys]
+    cols += [F.expr(f"unix_micros(`{group.timestamp_column}`)").alias("_event_us"),
+             F.expr("unix_micros(`_ingested_at`)").alias("_ing_us")]
     for f in features:
         if f.name in present:
             dtype = current.schema[f.name].dataType.simpleString()
@@ -174,3 +192,54 @@ def column_dtypes(offline_frame: "DataFrame", group: "FeatureGroup", features: l
         out.append({"name": f.name, "dtype": dtype, "kind": f.kind})
     return keys, out
 
+
+
+APPEND_ONLY_OPERATIONS = {"WRITE", "MERGE", "STREAMING UPDATE", "OPTIMIZE", "VACUUM START", "VACUUM END",
+                          "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN", "CREATE TABLE"}
+
+
+def only_additions(offline: "OfflineTable", since: Since, version: int) -> bool:
+    """True when the commits after since.version up to `version` only added or updated rows: no
+    DELETE, no overwrite, no MERGE that deleted, no RESTORE (read from the Delta log, no Spark job)."""
+    from delta.tables import DeltaTable
+
+    table = (DeltaTable.forName(offline.spark, offline.table_name) if offline.table_name
+             else DeltaTable.forPath(offline.spark, offline.path))
+    latest = offline.version() or 0
+    commits = [r for r in table.history(max(1, latest - since.version)).select(
+        "version", "operation", "operationParameters", "operationMetrics").collect()
+        if since.version < r["version"] <= version]
+    if len(commits) != version - since.version:
+        return False
+    for c in commits:
+        params, metrics = c["operationParameters"] or {}, c["operationMetrics"] or {}
+        if c["operation"] not in APPEND_ONLY_OPERATIONS:
+            return False
+        if c["operation"] == "WRITE" and str(params.get("mode", "Append")).lower() != "append":
+            return False
+        if c["operation"] == "MERGE" and int(metrics.get("numTargetRowsDeleted", 0) or 0) > 0:
+            return False
+    return True
+
+
+def increment_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[OnlineFeature], *,
+                    version: int, end: datetime, since: Since) -> "DataFrame":
+    """The newest candidate row per key (see the module's docstring); the same columns as
+    export_frame. The writer keeps only those newer than what is online."""
+    from pyspark.sql import functions as F
+
+    from featurelake.offline import as_of
+
+    keys, ts = group.keys, group.timestamp_column
+    table = offline.read(version=version)
+    columns = table.columns
+    parts = [_window(table, ts, since.as_of, end)]
+    if version > since.version:
+        reader = (offline.spark.read.format("delta").option("readChangeFeed", "true")
+                  .option("startingVersion", since.version + 1).option("endingVersion", version))
+        cdf = reader.table(offline.table_name) if offline.table_name else reader.load(offline.path)
+        parts.append(cdf.where(F.col("_change_type").isin("insert", "update_postimage")).select(*columns))
+    # a row in both parts, or updated twice, appears more than once: as_of ranks the copies
+    candidates = reduce(lambda a, b: a.unionByName(b), parts).where(
+        reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys]))
+    return _select(as_of(candidates, group, end), group, features)

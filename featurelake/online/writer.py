@@ -38,10 +38,10 @@ class StatsParam:
     MAX_MESSAGES error messages (nothing large reaches the driver)."""
 
     def zero(self, value: dict) -> dict:
-        return {"rows": 0, "items": 0, "bytes": 0, "too_large": 0, "messages": []}
+        return {"rows": 0, "items": 0, "bytes": 0, "too_large": 0, "not_newer": 0, "messages": []}
 
     def addInPlace(self, a: dict, b: dict) -> dict:
-        for k in ("rows", "items", "bytes", "too_large"):
+        for k in ("rows", "items", "bytes", "too_large", "not_newer"):
             a[k] += b[k]
         a["messages"] = (a["messages"] + b["messages"])[:MAX_MESSAGES]
         return a
@@ -206,14 +206,55 @@ class LeaseLost(JobError):
     """The export's lease passed to another export."""
 
 
+def online_versions(client: Any, table: str, pks: list[str], max_rounds: int = 10) -> dict:
+    """pk -> (event µs, ingested µs) of the items online now; strongly consistent (the last export's
+    writes must be seen), UnprocessedKeys asked again with backoff, bounded."""
+    request = {"Keys": [{"pk": {"S": pk}} for pk in pks], "ConsistentRead": True,
+               "ProjectionExpression": "pk, #e, #i",
+               "ExpressionAttributeNames": {"#e": codec.EVENT_TS, "#i": codec.INGESTED_TS}}
+    found, pending = {}, {table: request}
+    for attempt in range(max_rounds):
+        if attempt:
+            time.sleep(backoff(attempt, base=0.05, cap=5.0))
+        try:
+            answer = client.batch_get_item(RequestItems=pending)
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            continue
+        for item in answer.get("Responses", {}).get(table, []):
+            found[item["pk"]["S"]] = (codec.ms_text_to_micros(item[codec.EVENT_TS]["N"]),
+                                      codec.ms_text_to_micros(item.get(codec.INGESTED_TS, {}).get("N", "0")))
+        pending = answer.get("UnprocessedKeys") or {}
+        if not pending:
+            return found
+    raise JobError(f"export to {table}: could not read the items' versions after {max_rounds} rounds (throttled): "
+                   f"raise the table's read capacity, or rerun the export with --full")
+
+
 def write_partition(rows: Iterable[Any], spec: dict, stats: Any) -> None:
-    """foreachPartition body: one boto3 client per task, items written in batches of 25."""
+    """foreachPartition body: one boto3 client per task, items written in batches of 25. With
+    spec["compare"], an item is written only when its row is newer than the key's item online."""
     encoder = ItemEncoder(spec)
     client = make_client(spec["region"], spec["endpoint_url"], pool=spec["concurrency"] + 2)
     writer = BatchWriter(client, spec["table"], concurrency=spec["concurrency"], max_rounds=spec["max_rounds"],
                          lease_token=spec.get("lease_token"), check_every=spec.get("check_every", 5.0),
                          items_per_s=spec.get("items_per_s"))
     local = StatsParam().zero({})
+    held: list[tuple] = []  # compare mode: (item, size, version) waiting for the online versions
+
+    def release() -> None:
+        online = online_versions(client, spec["table"], [item["pk"]["S"] for item, _, _ in held])
+        for item, size, version in held:
+            current = online.get(item["pk"]["S"])
+            if current is not None and current >= version:
+                local["not_newer"] += 1
+                continue
+            writer.add(item)
+            local["items"] += 1
+            local["bytes"] += size
+        held.clear()
+
     try:
         writer.check_lease(force=True)
         for row in rows:
@@ -227,9 +268,16 @@ def write_partition(rows: Iterable[Any], spec: dict, stats: Any) -> None:
                         f"DynamoDB's 400 KB limit; feature {largest!r} alone is {largest_size:,} bytes: make it "
                         f"smaller (fewer or float32 elements) or leave it out of the online group")
                 continue
+            if spec.get("compare"):
+                held.append((item, size, (row[encoder.event_idx], row[encoder.ing_idx] or 0)))
+                if len(held) == 100:
+                    release()
+                continue
             writer.add(item)
             local["items"] += 1
             local["bytes"] += size
+        if held:
+            release()
     except BaseException:
         writer.abort()
         raise

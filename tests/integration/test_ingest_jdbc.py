@@ -102,9 +102,10 @@ def test_watermark_reads_only_new_rows_then_a_late_correction_keeps_the_old_valu
     assert now == {10: 6.5}
     old = store.read_offline("payments", version=before).where("customer_id = 10 AND created_at = '2024-05-01 12:00:00'")
     assert [r.amount for r in old.collect()] == [5.5]
-    path = store.offline("payments").path
-    committed = {r.version: r.ts for r in store.spark.sql(
-        f"SELECT version, CAST(timestamp AS STRING) AS ts FROM (DESCRIBE HISTORY delta.`{path}`)").collect()}
+    from delta.tables import DeltaTable
+
+    commits = DeltaTable.forPath(store.spark, store.offline("payments").path).history()
+    committed = {r.version: r.ts for r in commits.selectExpr("version", "CAST(timestamp AS STRING) AS ts").collect()}
     as_of = store.read_offline("payments", timestamp=committed[before])
     assert sorted((r.customer_id, r.amount) for r in as_of.collect()) == [(10, 1.25), (10, 5.5), (11, 7.0)]
 

@@ -37,6 +37,7 @@ pair_stats = FeatureGroup(
     features=[Feature("score", "double"), Feature("amount", "double")])
 short = FeatureGroup("short", entity=customer, source=files, timestamp_column="ts",
                      features=[Feature("v", "bigint")], ttl="1h")
+plain = FeatureGroup("plain", entity=customer, source=files, timestamp_column="ts", features=[Feature("v", "bigint")])
 blobs = FeatureGroup("blobs", entity=customer, source=files, timestamp_column="ts",
                      features=[Feature("payload", "binary"), Feature("size", "bigint")])
 '''
@@ -206,6 +207,28 @@ def test_incremental_export_writes_only_the_changed_keys(lake, client, spark):
     assert recorded[first.export_id]["from_version"] == 0 and recorded[first.export_id]["rows"] == first.rows
 
 
+def test_an_increment_writes_a_changed_row_only_where_it_is_newer_than_online(lake, client, spark):
+    """No window features, rows only added or updated: the increment reads the changed rows (change
+    data feed) and compares them with the items online; a late row older than online is skipped."""
+    now = datetime.now(timezone.utc)
+    schema = "customer_id bigint, ts timestamp, v bigint"
+    lake.offline("plain").merge(spark.createDataFrame([(k, now - timedelta(hours=1), k) for k in range(10)], schema),
+                                "p-1")
+    assert lake.export("plain").items_written == 10
+    changes = [(0, now - timedelta(minutes=10), 100),  # newer: written
+               (1, now - timedelta(hours=2), -1),       # late and older than online: not written
+               (2, now - timedelta(hours=1), 222)]      # the same event, corrected: written
+    lake.offline("plain").merge(spark.createDataFrame(changes, schema), "p-2")
+    result = lake.export("plain")
+    assert result.mode == "incremental"
+    assert any("newer than its item online" in n for n in result.notes), result.notes
+    assert (result.items_written, result.not_newer) == (2, 1), result.summary()
+    assert [r["v"] for r in client.get_many("plain", range(4), consistent=True)] == [100, 1, 222, 3]
+    want = expected(lake, "plain", result.as_of)
+    assert {k: r["v"] for (k,), r in want.items()} == {k: r["v"] for k, r in
+                                                       zip(range(10), client.get_many("plain", range(10)))}
+
+
 def test_an_overlapping_older_export_does_not_win(lake, client, spark):
     """A (slow) reads version v; while it writes, a newer version lands and B starts. B waits for
     A's lease, then writes the newer rows: online ends equal to the offline rule as of B."""
@@ -251,12 +274,14 @@ def test_an_overlapping_older_export_does_not_win(lake, client, spark):
         assert row["score"] == exp["score"] == c + 0.5 and row["amount"] == 2.0
         assert codec.datetime_to_micros(row["ts"]) == exp["ts"]
     # features of two groups for one request: the clashing name `amount` is qualified
-    features = client.get_features([{"customer_id": 3, "merchant_id": "m|0%"}, {"customer_id": 10 ** 6,
-                                                                                "merchant_id": "x"}],
+    c = next(c for c in range(40) if client.get("txn", c) is not None)
+    features = client.get_features([{"customer_id": c, "merchant_id": f"m|{c % 3}%"},
+                                    {"customer_id": 10 ** 6, "merchant_id": "x"}],
                                    ["txn:amount", "txn:currency", "pair_stats:*"])
-    assert features[0]["pair_stats__amount"] == 2.0 and features[0]["score"] == 3.5
-    assert features[0]["txn__amount"] == client.get("txn", 3)["amount"]
-    assert features[1]["score"] is None and features[1]["customer_id"] == 10 ** 6
+    assert features[0]["pair_stats__amount"] == 2.0 and features[0]["score"] == c + 0.5
+    assert features[0]["txn__amount"] == client.get("txn", c)["amount"]
+    assert features[1]["score"] is None and features[1]["txn__amount"] is None
+    assert features[1]["customer_id"] == 10 ** 6
 
 
 def test_a_writer_that_lost_its_lease_stops(lake):
@@ -281,16 +306,17 @@ def test_a_writer_that_lost_its_lease_stops(lake):
 
 
 def test_expired_rows_read_as_none(lake, client, spark):
-    rows = [(1, NOW - timedelta(minutes=50), 10), (2, NOW - timedelta(minutes=5), 20),
-            (3, NOW - timedelta(hours=2), 30)]
+    now = datetime.now(timezone.utc)
+    rows = [(1, now - timedelta(minutes=30), 10), (2, now - timedelta(minutes=5), 20),
+            (3, now - timedelta(hours=2), 30)]
     lake.offline("short").merge(spark.createDataFrame(rows, "customer_id bigint, ts timestamp, v bigint"), "s-1")
     result = lake.export("short")
     assert result.ok and result.items_written == 2  # key 3 was already past its 1h ttl
     assert [r and r["v"] for r in client.get_many("short", [1, 2, 3])] == [10, 20, None]
     item = scan(lake, result.table_name)[0]
     assert int(item["_expires_at"]["N"]) * 1000 >= float(item["_event_ts"]["N"]) + 3600 * 1000
-    # twenty minutes on (the client's clock): key 1 is past its ttl, as offline; dynalite keeps the item
-    later = NOW + timedelta(minutes=20)
+    # forty minutes on (the client's clock): key 1 is past its ttl, as offline; dynalite keeps the item
+    later = now + timedelta(minutes=40)
     client._clock_us = lambda: codec.datetime_to_micros(later)
     try:
         assert [r and r["v"] for r in client.get_many("short", [1, 2, 3])] == [None, 20, None]
@@ -320,7 +346,7 @@ def test_importing_the_client_does_not_import_pyspark():
 def test_the_spark_submit_job_exports(lake, client, spark, tmp_path):
     from featurelake.spark import IVY_CACHE, PACKAGES
 
-    rows = [(k, NOW - timedelta(minutes=30), 100 + k) for k in range(10, 15)]
+    rows = [(k, datetime.now(timezone.utc) - timedelta(minutes=10), 100 + k) for k in range(10, 15)]
     lake.offline("short").merge(spark.createDataFrame(rows, "customer_id bigint, ts timestamp, v bigint"), "s-2")
     spark_submit = Path(sys.executable).parent / "spark-submit"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}

@@ -99,7 +99,7 @@ def test_failing_batch_reports_what_was_observed(bad):
     warning = failed[("expect_table_row_count_to_equal", None)]
     assert warning["severity"] == "warning" and warning["observed_value"] == 6
     bad_regex = failed[("expect_column_values_to_match_regex", "currency")]  # not Java regex: GE reports it
-    assert bad_regex["engine"] == "great_expectations" and "([A-Z" in bad_regex["error"]
+    assert bad_regex["engine"] == "great_expectations" and bad_regex["error"].startswith("PatternSyntaxException: ")
 
     lines = result.summary_lines()
     assert len(lines) == len(result.failures) == 10

@@ -326,3 +326,51 @@ def test_throttling_errors_are_retried_then_reported(monkeypatch):
     writer.add({"pk": {"S": "1"}})
     with pytest.raises(JobError, match="kept refusing writes for 3 rounds.*ProvisionedThroughputExceeded"):
         writer.close()
+
+
+class OnlineTable:
+    """A dict-backed table: batch_get_item (projection ignored) and batch_write_item."""
+
+    def __init__(self, items):
+        self.items, self.written = {i["pk"]["S"]: i for i in items}, []
+
+    def batch_get_item(self, RequestItems):
+        (table, req), = RequestItems.items()
+        return {"Responses": {table: [self.items[k["pk"]["S"]] for k in req["Keys"] if k["pk"]["S"] in self.items]}}
+
+    def batch_write_item(self, RequestItems):
+        for r in next(iter(RequestItems.values())):
+            self.written.append(r["PutRequest"]["Item"]["pk"]["S"])
+        return {}
+
+    def get_item(self, **kw):
+        return {}
+
+
+def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
+    from featurelake.online import writer
+
+    def version(ev, ing):
+        return {"pk": {"S": str(ev)}, "_event_ts": {"N": codec.micros_to_ms_text(ev)},
+                "_ingested_ts": {"N": codec.micros_to_ms_text(ing)}}
+
+    online = [{**version(10, 5), "pk": {"S": "1"}}, {**version(10, 5), "pk": {"S": "2"}},
+              {**version(10, 5), "pk": {"S": "3"}}]
+    table = OnlineTable(online)
+    monkeypatch.setattr(writer, "make_client", lambda *a, **k: table)
+
+    class Stats:
+        def add(self, value):
+            self.value = value
+
+    spec = {**SPEC, "keys": [SPEC["keys"][0]], "features": [{"name": "v", "dtype": "bigint"}], "ttl_s": None,
+            "table": "t", "region": "us-east-1", "endpoint_url": None, "concurrency": 2, "max_rounds": 3,
+            "compare": True}
+    rows = [(1, 11, 0, 7),   # newer event: written
+            (2, 9, 9, 7),    # older event: kept online
+            (3, 10, 6, 7),   # same event, re-ingested later: written
+            (4, 1, 1, 7)]    # not online yet: written
+    stats = Stats()
+    writer.write_partition(iter(rows), spec, stats)
+    assert sorted(table.written) == ["1", "3", "4"]
+    assert (stats.value["items"], stats.value["not_newer"], stats.value["rows"]) == (3, 1, 4)

@@ -1,0 +1,346 @@
+"""Training sets: the point-in-time engine against a brute-force oracle (hypothesis), replay after
+later merges, a hot key, and the user-facing errors and names."""
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, example, given, settings, strategies as st
+
+from conftest import write_config
+from featurelake.errors import FeaturelakeError, NotFoundError, UsageError
+from featurelake.pointintime import ROW, point_in_time
+from featurelake.training import NullKeysWarning, resolve
+
+GROUPS = '''
+from featurelake import Aggregation, DeltaSource, Entity, Feature, FeatureGroup
+
+customer = Entity("customer", join_keys=["customer_id"])
+pair = Entity("pair", join_keys=["customer_id", "merchant_id"])
+nowhere = DeltaSource("nowhere", path="/nonexistent/source", timestamp_column="ts")
+
+cust = FeatureGroup(
+    "cust", entity=customer, source=nowhere, timestamp_column="ts", ttl="3h",
+    features=[Feature("amount", "double"), Feature("tag", "string")],
+    aggregations=[Aggregation("amount", ["sum", "count", "avg", "min", "max", "stddev", "last",
+                                         "approx_count_distinct"], windows=["1h", "3h"]),
+                  Aggregation("tag", ["min", "max", "last", "approx_count_distinct"], windows=["2h"])])
+profile = FeatureGroup(
+    "profile", entity=customer, source=nowhere, timestamp_column="updated_at",
+    features=[Feature("level", "bigint")])
+pair_stats = FeatureGroup(
+    "pair_stats", entity=pair, source=nowhere, timestamp_column="ts", ttl="2h",
+    features=[Feature("amount", "double"), Feature("score", "bigint")],
+    aggregations=[Aggregation("score", ["sum", "max"], windows=["1h"])])
+'''
+SCHEMAS = {
+    "cust": ("customer_id bigint, ts timestamp, amount double, tag string", ["customer_id"], "ts"),
+    "profile": ("customer_id bigint, updated_at timestamp, level bigint", ["customer_id"], "updated_at"),
+    "pair_stats": ("customer_id bigint, merchant_id bigint, ts timestamp, amount double, score bigint",
+                   ["customer_id", "merchant_id"], "ts"),
+}
+BOOKKEEPING = ", _ingested_at timestamp, _run_id string, _event_date date"
+REFS = ["cust:*", "profile:*", "pair_stats:*"]
+BASE = datetime(2024, 3, 1, tzinfo=timezone.utc)
+STEP = timedelta(minutes=30)
+US = timedelta(microseconds=1)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, spark):
+    """A store over a fresh lake with the three test groups applied."""
+    from featurelake.store import FeatureStore
+
+    tmp = tmp_path_factory.mktemp("training")
+    (tmp / "features").mkdir()
+    (tmp / "features" / "groups.py").write_text(GROUPS)
+    store = FeatureStore.from_config(write_config(tmp), repo=tmp / "features", spark=spark)
+    store.apply()
+    return store
+
+
+# ---- the oracle -------------------------------------------------------------------------------
+
+def micros(t: datetime | None) -> int | None:
+    """Spark hands back naive datetimes: the session and the tests run in UTC."""
+    if t is not None and t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return None if t is None else round((t - datetime(1970, 1, 1, tzinfo=timezone.utc)) / US)
+
+
+def oracle(spine: list[dict], tables: dict[str, list[dict]], plans: list) -> list[dict]:
+    """Every output of every spine row by brute force, straight from the architecture's rules."""
+    out = []
+    for s in spine:
+        row: dict = {}
+        t = micros(s["event_ts"])
+        for plan in plans:
+            keys = tuple(s[k] for k in plan.keys)
+            ok = None not in keys and t is not None
+            ts_col = plan.timestamp_column
+            mine = [e for e in tables[plan.group] if ok and tuple(e[k] for k in plan.keys) == keys]
+            past = [e for e in mine if micros(e[ts_col]) <= t] if ok else []
+            newest = max(past, key=lambda e: (e[ts_col], e["_ingested_at"]), default=None)
+            if newest is not None and plan.ttl_us is not None and micros(newest[ts_col]) < t - plan.ttl_us:
+                newest = None
+            for column, name in plan.features:
+                row[name] = newest[column] if newest is not None else None
+            for a in plan.aggregations:
+                if not ok:
+                    row[a.output] = None
+                    continue
+                win = sorted((e for e in mine if t - a.window_us < micros(e[ts_col]) <= t and e[a.column] is not None),
+                             key=lambda e: (e[ts_col], e["_ingested_at"]))
+                vals = [e[a.column] for e in win]
+                row[a.output] = {
+                    "sum": lambda: float(sum(vals)) if vals else None,
+                    "count": lambda: len(vals),
+                    "avg": lambda: sum(vals) / len(vals) if vals else None,
+                    "min": lambda: min(vals) if vals else None,
+                    "max": lambda: max(vals) if vals else None,
+                    "stddev": lambda: statistics.stdev(vals) if len(vals) > 1 else None,
+                    "last": lambda: vals[-1] if vals else None,
+                    "approx_count_distinct": lambda: len(set(vals)),
+                }[a.function]()
+        out.append(row)
+    return out
+
+
+def assert_rows_match(got: list[dict], want: list[dict], spine: list[dict]) -> None:
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        for name, expected in w.items():
+            actual = g[name]
+            if isinstance(actual, float) and math.isnan(actual):
+                actual = None
+            same = (actual is None and expected is None) or (
+                actual is not None and expected is not None and (
+                    math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-7)
+                    if isinstance(expected, float) else actual == expected))
+            assert same, f"spine row {i} {spine[i]}: {name} = {actual!r}, expected {expected!r}"
+
+
+# ---- random small data ------------------------------------------------------------------------
+
+def at(step: int, offset_us: int = 0) -> datetime:
+    return BASE + step * STEP + offset_us * US
+
+
+def table_rows(group: str, raw: list[tuple]) -> list[dict]:
+    """(keys..., step, ingest rank, values...) -> offline rows; one row per (key, time, rank)."""
+    names = [c.split()[0] for c in SCHEMAS[group][0].split(", ")]
+    keys, ts_col = SCHEMAS[group][1], SCHEMAS[group][2]
+    rows, seen = [], set()
+    for r in raw:
+        k, (step, rank), values = r[:len(keys)], r[len(keys):len(keys) + 2], r[len(keys) + 2:]
+        if (k, step, rank) in seen:
+            continue
+        seen.add((k, step, rank))
+        row = dict(zip(keys, k))
+        row[ts_col] = at(step)
+        row.update(zip([n for n in names if n not in keys and n != ts_col], values))
+        row.update(_ingested_at=BASE + timedelta(days=30, seconds=rank), _run_id=f"r{rank}",
+                   _event_date=at(step).date())
+        rows.append(row)
+    return rows
+
+
+def frame(spark, group: str, rows: list[dict]):
+    schema = SCHEMAS[group][0] + BOOKKEEPING
+    names = [c.split()[0] for c in schema.split(", ")]
+    return spark.createDataFrame([tuple(r[n] for n in names) for r in rows], schema)
+
+
+AMOUNTS = st.sampled_from([None, 1.0, 2.5, -3.0, 10.0, 0.0])
+STEPS = st.integers(0, 10)
+RANKS = st.integers(0, 2)
+cust_rows = st.lists(st.tuples(st.sampled_from([1, 2, 3]), STEPS, RANKS, AMOUNTS,
+                               st.sampled_from([None, "a", "b", "c"])), max_size=14)
+profile_rows = st.lists(st.tuples(st.sampled_from([1, 2, 3]), STEPS, RANKS, st.sampled_from([None, 1, 2, 3])),
+                        max_size=6)
+pair_rows = st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from([1, 2]), STEPS, RANKS, AMOUNTS,
+                               st.sampled_from([None, 1, 5, -2])), max_size=10)
+spine_rows = st.lists(st.tuples(st.sampled_from([1, 2, 3, 4, None]), st.sampled_from([1, 2, None]),
+                                st.integers(0, 12), st.sampled_from([0, 0, 0, 1, -1]), st.integers(0, 1)),
+                      min_size=1, max_size=10)
+# Ties (same time, later ingest wins), a row exactly at t - ttl and one a microsecond older, a
+# spine row before any feature row, null keys, a duplicate spine row, a composite key.
+TRICKY = dict(
+    cust=[(1, 2, 0, 1.0, "a"), (1, 2, 1, 2.5, "b"), (1, 4, 0, None, "c"), (2, 0, 0, 10.0, "a"), (2, 6, 2, 0.0, None)],
+    profile=[(1, 3, 1, 2), (1, 3, 0, 1), (3, 0, 0, None)],
+    pair=[(1, 1, 2, 0, 1.0, 5), (1, 2, 2, 0, 2.5, -2), (1, 1, 3, 1, None, 1)],
+    spine=[(1, 1, 2, 0, 1), (1, 1, 8, 0, 0), (1, 1, 8, 1, 0), (1, 1, 8, 0, 0), (2, None, 6, 0, 1),
+           (None, 1, 5, 0, 0), (3, 2, 0, -1, 1), (2, 2, 12, 0, 0), (1, 2, 6, -1, 1)])
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@example(**TRICKY)
+@given(cust=cust_rows, profile=profile_rows, pair=pair_rows, spine=spine_rows)
+def test_point_in_time_matches_brute_force(lake, cust, profile, pair, spine):
+    spark = lake.spark
+    tables = {"cust": table_rows("cust", cust), "profile": table_rows("profile", profile),
+              "pair_stats": table_rows("pair_stats", pair)}
+    spine_dicts = [{"customer_id": c, "merchant_id": m, "event_ts": at(step, off), "label": y, ROW: i}
+                   for i, (c, m, step, off, y) in enumerate(spine)]
+    spine_df = spark.createDataFrame([tuple(r.values()) for r in spine_dicts],
+                                     f"customer_id int, merchant_id bigint, event_ts timestamp, label int, {ROW} bigint")
+    plans = resolve(lake, REFS, spine_columns=spine_df.columns)
+    result = point_in_time(spine_df, {g: frame(spark, g, rows) for g, rows in tables.items()}, plans,
+                           timestamp_column="event_ts", partitions=3)
+    got = sorted((r.asDict() for r in result.collect()), key=lambda r: r[ROW])
+    assert [r["label"] for r in got] == [r["label"] for r in spine_dicts]  # every spine row, once
+    assert_rows_match(got, oracle(spine_dicts, tables, plans), spine_dicts)
+
+
+# ---- through the store: Delta, manifest, replay -------------------------------------------------
+
+def merge(store, group: str, rows: list[tuple], run_id: str) -> None:
+    store.offline(group).merge(store.spark.createDataFrame(rows, SCHEMAS[group][0]), run_id)
+
+
+def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path):
+    store = lake
+    merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")], "r1")
+    merge(store, "profile", [(1, at(0), 1), (2, at(3), 2)], "r1")
+    merge(store, "pair_stats", [(1, 1, at(1), 3.0, 5), (1, 2, at(2), 4.0, 7)], "r1")
+    spine = pd.DataFrame({"customer_id": pd.array([1, 1, 2, None, 3, 1], dtype="Int64"),
+                          "merchant_id": pd.array([1, 2, 1, 1, 1, 1], dtype="Int64"),
+                          "event_ts": [at(s) for s in (1, 4, 5, 2, 3, 4)], "label": [0, 1, 0, 1, 0, 1]})
+    spine["event_ts"] = spine["event_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+    with pytest.warns(NullKeysWarning, match="1 for cust"):
+        ts = store.training_set(spine, REFS)
+    before = ts.to_pandas()
+    versions = {g: store.offline(g).version() for g in ("cust", "profile", "pair_stats")}
+    assert ts.manifest["table_versions"] == versions
+    assert ts.manifest["spine_rows"] == 6 and len(before) == 6
+    assert list(before["label"]) == [0, 1, 0, 1, 0, 1]  # to_pandas keeps the spine's order
+    tables = {g: [r.asDict() for r in store.read_offline(g).collect()] for g in versions}
+    spine_dicts = [{"customer_id": None if pd.isna(c) else int(c), "merchant_id": int(m),
+                    "event_ts": t.to_pydatetime().replace(tzinfo=timezone.utc), "label": y}
+                   for c, m, t, y in spine.itertuples(index=False)]
+    want = oracle(spine_dicts, tables, resolve(store, REFS))
+    assert_rows_match(before.to_dict("records"), want, spine_dicts)
+    ts.write(tmp_path / "first")
+
+    # Later ingests change a row the set read, and add newer ones.
+    merge(store, "cust", [(1, at(2), 99.0, "z"), (1, at(3), 7.0, "y")], "r2")
+    merge(store, "pair_stats", [(1, 1, at(1), 30.0, 50)], "r2")
+    fresh = store.training_set(spine, REFS).to_pandas()
+    assert not fresh.equals(before)  # the data did change
+
+    with pytest.warns(NullKeysWarning):
+        again = store.load_training_set(ts.id)
+    assert again.id == ts.id and again.manifest["table_versions"] == versions
+    pd.testing.assert_frame_equal(again.to_pandas(), before, check_exact=True)
+    again.write(tmp_path / "replay")
+    first, replay = (pd.read_parquet(tmp_path / d) for d in ("first", "replay"))
+    pd.testing.assert_frame_equal(replay, first, check_exact=True)  # same rows in the same order
+
+    row = store.catalog.rows("training_sets", f"id = '{ts.id}'")[0]
+    assert row["spine_rows"] == 6 and row["spine_path"].endswith(f"{ts.id}/spine")
+    assert "cust:amount_sum_1h" in row["features"]
+    usage = store.catalog.rows("usage", f"detail LIKE '%{ts.id}%'")
+    assert {(u["action"], u["object"]) for u in usage} == {
+        (a, g) for a in ("training_set", "training_set_replay") for g in ("cust", "profile", "pair_stats")}
+
+
+def test_a_hot_key_with_half_the_rows(make_store, tmp_path):
+    """One customer holds half of 200k rows (events and spine): no memory error with the test
+    session's ordinary settings, and its values are right (checked on a sample)."""
+    from pyspark.sql import functions as F
+
+    store = make_store({"groups.py": GROUPS})
+    store.apply()
+    spark = store.spark
+    year = 365 * 86400
+    key = F.when(F.rand(1) < 0.5, F.lit(7)).otherwise((F.rand(2) * 5000).cast("bigint") + 100)
+    events = spark.range(150_000).select(
+        key.alias("customer_id"), F.timestamp_seconds(F.lit(1_700_000_000) + (F.rand(3) * year).cast("bigint")).alias("ts"),
+        F.round(F.rand(4) * 100, 2).alias("amount"), F.lit("h").alias("tag"))
+    store.offline("cust").merge(events, "hot")
+    spine = spark.range(50_000).select(
+        key.alias("customer_id"), F.timestamp_seconds(F.lit(1_700_000_000) + (F.rand(5) * year).cast("bigint")).alias("event_ts"),
+        F.col("id").alias("n"))
+    refs = ["cust:amount", "cust:amount_sum_3h", "cust:amount_count_3h", "cust:amount_max_3h", "cust:amount_last_1h"]
+    ts = store.training_set(spine, refs)
+    ts.write(tmp_path / "hot")
+    out = spark.read.parquet(str(tmp_path / "hot"))
+    assert out.count() == 50_000
+    assert out.where("customer_id = 7").count() > 20_000
+
+    sample = out.where("customer_id = 7").orderBy("n").limit(25)
+    rows = store.read_offline("cust").where("customer_id = 7").select("ts", "amount")
+    check = sample.alias("s").join(rows.alias("e"), (F.col("e.ts") <= F.col("s.event_ts"))
+                                    & (F.col("e.ts") >= F.col("s.event_ts") - F.expr("INTERVAL 3 HOURS")), "left")
+    inside = F.col("e.ts") > F.col("s.event_ts") - F.expr("INTERVAL 3 HOURS")
+    expected = check.groupBy("s.n").agg(
+        F.sum(F.when(inside, F.col("e.amount"))).alias("sum"), F.count(F.when(inside, F.col("e.amount"))).alias("count"),
+        F.max(F.when(inside, F.col("e.amount"))).alias("max"), F.max_by("e.amount", "e.ts").alias("asof")).collect()
+    got = {r["n"]: r for r in sample.collect()}
+    assert len(expected) == 25
+    for e in expected:
+        g = got[e["n"]]
+        assert g["amount_count_3h"] == e["count"] and g["amount_max_3h"] == e["max"] and g["amount"] == e["asof"]
+        assert (g["amount_sum_3h"] is None and e["sum"] is None) or math.isclose(g["amount_sum_3h"], e["sum"],
+                                                                                 rel_tol=1e-9)
+
+
+# ---- what users see ------------------------------------------------------------------------------
+
+def test_unknown_references_name_the_nearest(lake):
+    with pytest.raises(NotFoundError, match=r"unknown feature 'amount_sum_1' in group 'cust' \(did you mean "
+                                            r"'amount_sum_1h'"):
+        resolve(lake, ["cust:amount_sum_1"])
+    with pytest.raises(NotFoundError, match=r"unknown feature group 'custs'.*did you mean 'cust'"):
+        resolve(lake, ["custs:*"])
+    with pytest.raises(UsageError, match=r"bad feature reference 'amount_sum_1h': write group:feature or "
+                                         r"group:\*.*'cust:amount_sum_1h'"):
+        resolve(lake, ["amount_sum_1h"])
+
+
+def test_output_names_and_spine_inputs(lake, tmp_path):
+    """Shared names get group__feature, full_names forces it, a spine column keeps its name; a CSV
+    path with text timestamps is a spine too; a missing time or key column is a clear error."""
+    names = [o for p in resolve(lake, ["cust:amount", "cust:tag", "pair_stats:amount"]) for o in p.outputs]
+    assert names == ["cust__amount", "tag", "pair_stats__amount"]
+    names = [o for p in resolve(lake, ["profile:level", "cust:tag"], full_names=True) for o in p.outputs]
+    assert names == ["profile__level", "cust__tag"]
+
+    merge(lake, "profile", [(5, at(0), 3)], "names")
+    csv = tmp_path / "spine.csv"
+    csv.write_text("customer_id,when,tag\n5,2024-03-01T01:00:00Z,x\n6,2024-03-01T01:00:00Z,y\n")
+    ts = lake.training_set(str(csv), ["profile:level", "cust:tag"], timestamp_column="when")
+    assert ts.columns == ["customer_id", "when", "tag", "level", "cust__tag"]
+    assert ts.to_pandas()["level"].tolist()[0] == 3
+
+    with pytest.raises(UsageError, match=r"no timestamp column 'event_ts'.*timestamp_column="):
+        lake.training_set(str(csv), ["profile:level"])
+    with pytest.raises(UsageError, match=r"lacks \['merchant_id'\], the key of group 'pair_stats'"):
+        lake.training_set(str(csv), ["pair_stats:score"], timestamp_column="when")
+
+
+def test_to_pandas_refuses_large_sets_and_mlflow_is_optional(make_store, tmp_path):
+    store = make_store({"groups.py": GROUPS}, training="training:\n  max_pandas_rows: 2")
+    store.apply()
+    merge(store, "profile", [(1, at(0), 1)], "r1")
+    spine = pd.DataFrame({"customer_id": [1, 1, 2], "event_ts": [at(1).replace(tzinfo=None)] * 3})
+    ts = store.training_set(spine, ["profile:level"])
+    with pytest.raises(UsageError, match=r"has 3 rows, more than training.max_pandas_rows \(2\).*to_spark\(\).*"
+                                         r"write\(path\)"):
+        ts.to_pandas()
+    assert ts.to_spark().count() == 3
+    ts.write(tmp_path / "out.csv", format="csv")
+    assert len(pd.read_csv(next((tmp_path / "out.csv").glob("*.csv")))) == 3
+    with pytest.raises(UsageError, match="unknown format 'orc'"):
+        ts.write(tmp_path / "x", format="orc")
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        with pytest.raises(FeaturelakeError, match=r"pip install 'featurelake\[mlflow\]'"):
+            ts.log_to_mlflow()
