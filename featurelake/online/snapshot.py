@@ -109,7 +109,10 @@ def changed_keys(offline: "OfflineTable", group: "FeatureGroup", table: "DataFra
 
 
 def _aggregates(group: "FeatureGroup", table: "DataFrame", end: datetime, wanted: dict) -> "DataFrame":
-    """Window features per key as of `end`: events in (end - w, end]; count is 0 over no events."""
+    """Window features per key as of `end`: events in (end - w, end], with the training sets'
+    semantics (featurelake.pointintime): nulls ignored, an empty window gives null except for count
+    and approx_count_distinct (0), stddev needs two values. Computed directly, not as a difference
+    of running totals, so a sum can differ from a training set's in the last bit."""
     from pyspark.sql import functions as F
 
     ts = group.timestamp_column
@@ -122,12 +125,14 @@ def _aggregates(group: "FeatureGroup", table: "DataFrame", end: datetime, wanted
                 continue
             inside = F.col(ts) > _ts_lit(end - width)
             value = F.when(inside, F.col(agg.column))
-            if fn == "last":
-                newest = F.max(F.when(inside, F.struct(F.col(ts).alias("t"), F.col("_ingested_at").alias("i"),
-                                                       F.col(agg.column).alias("v"))))
+            if fn == "last":  # the newest non-null value in the window; the later ingested on a tie
+                newest = F.max(F.when(inside & F.col(agg.column).isNotNull(), F.struct(
+                    F.col(ts).alias("t"), F.col("_ingested_at").alias("i"), F.col(agg.column).alias("v"))))
                 out = newest.getField("v")
             elif fn == "stddev":
                 out = F.stddev_samp(value)
+            elif fn == "approx_count_distinct":  # exact, as the training sets count it
+                out = F.count_distinct(value)
             else:
                 out = getattr(F, fn)(value)
             exprs.append(out.cast(wanted[name]).alias(name))
