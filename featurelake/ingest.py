@@ -26,7 +26,7 @@ from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_dur
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
-                                 read_delta, read_files, read_jdbc, root_message, scratch_path, stream_files, utc)
+                                 max_text, read_delta, read_files, read_jdbc, root_message, scratch_path, stream_files, utc)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -91,7 +91,8 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
         batch = _read(ctx, window, *state)
         clock.result.window = batch.window
         if batch.df is not None:
-            _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True)
+            _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
+                     watermark_column=batch.watermark_column)
     failed = any(not v.get("success", True) for v in clock.validation)
     clock.result.status = "invalid" if failed else "valid"
     return clock.finish()
@@ -114,7 +115,7 @@ def _incremental(ctx: _Context) -> IngestResult:
         r = clock.result
         r.window, r.watermark, r.source_version = batch.window, batch.watermark, batch.source_version
         if batch.df is not None:
-            _process(ctx, clock, batch.df, guard=batch.guard)
+            _process(ctx, clock, batch.df, guard=batch.guard, watermark_column=batch.watermark_column)
 
     return _run(ctx, clock, body)
 
@@ -213,7 +214,8 @@ def _run(ctx: _Context, clock: RunClock, body: Callable[[], None]) -> IngestResu
 
 def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Optional[Window] = None,
              guard: Callable[[Callable[[], Any]], Any] = lambda action: action(),
-             txn: Optional[tuple[str, int]] = None, dry: bool = False, transformed: bool = False) -> None:
+             txn: Optional[tuple[str, int]] = None, dry: bool = False, transformed: bool = False,
+             watermark_column: Optional[str] = None) -> None:
     """One batch through transform, contract, suite and policy into the table or the quarantine."""
     from pyspark import StorageLevel
 
@@ -221,8 +223,10 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
     cached = raw.persist(StorageLevel.MEMORY_AND_DISK)
     batch = None
     try:
-        n, files = guard(lambda: _count(cached))
+        n, files, high = guard(lambda: _count(cached, watermark_column))
         r.rows_read += n
+        if high is not None:
+            r.window, r.watermark = f"{watermark_column} in ({r.watermark or '-inf'}, {high}]", high
         if files is not None:
             r.files_read = (r.files_read or 0) + files
         log.info("%s: read %d rows%s (%.1fs)", g.name, n, f" from {files} files" if files else "", clock.elapsed())
@@ -253,14 +257,16 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
             batch.unpersist()
 
 
-def _count(df: "DataFrame") -> tuple[int, Optional[int]]:
-    """Rows, and files when the source says which file each row came from, in one job."""
+def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optional[int], Optional[str]]:
+    """Rows, files (when the source says which file each row came from) and the highest
+    watermark read, in one job."""
     from pyspark.sql import functions as F
 
-    if FILE_COLUMN not in df.columns:
-        return df.count(), None
-    row = df.agg(F.count(F.lit(1)).alias("n"), F.countDistinct(FILE_COLUMN).alias("files")).first()
-    return int(row["n"]), int(row["files"])
+    aggs = [F.count(F.lit(1)).alias("n"),
+            F.countDistinct(FILE_COLUMN).alias("files") if FILE_COLUMN in df.columns else F.lit(None).alias("files"),
+            max_text(df, watermark_column).alias("high") if watermark_column else F.lit(None).alias("high")]
+    row = df.agg(*aggs).first()
+    return int(row["n"]), row["files"], row["high"]
 
 
 def _transform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":

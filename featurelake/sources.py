@@ -59,6 +59,8 @@ class SourceBatch:
     df: Optional["DataFrame"]
     window: str
     watermark: Optional[str] = None
+    """JDBC: the watermark the read starts after; the run records the maximum it read instead."""
+    watermark_column: Optional[str] = None
     source_version: Optional[int] = None
     guard: Callable[[Callable[[], Any]], Any] = field(default=lambda action: action())
     """Runs an action that reads the source (JDBC: with the connection's bounded retry)."""
@@ -257,19 +259,24 @@ def _jdbc_frame(spark: "SparkSession", conn: "ConnectionConfig", source: "JdbcSo
     return reader.load()
 
 
-def _max_text(df: "DataFrame", column: str) -> Optional[str]:
-    """The column's maximum as text that casts back exactly (microseconds for timestamps)."""
+def max_text(df: "DataFrame", column: str) -> Any:
+    """An aggregate: the column's maximum as text that casts back exactly (microseconds for
+    timestamps), to record as the next run's watermark."""
     from pyspark.sql import functions as F
 
     top = F.max(column)
     if df.schema[column].dataType.typeName() in ("timestamp", "timestamp_ntz"):
         top = F.date_format(top, "yyyy-MM-dd HH:mm:ss.SSSSSS")
-    return df.agg(top.cast("string").alias("m")).first()["m"]
+    return top.cast("string")
 
 
 def read_jdbc(spark: "SparkSession", store: "FeatureStore", source: "JdbcSource", since: Optional[str],
               window: Window) -> SourceBatch:
-    """Rows past the watermark `since` up to the current maximum, or the window's rows."""
+    """Rows past the watermark `since`, or the window's rows. The lower bound is pushed down to
+    the database; the new watermark is the maximum of the rows actually read (computed with the
+    batch's count), so no row committed between two queries can fall between runs. A database
+    that compares timestamps as text (SQLite) may return the boundary row again: the MERGE makes
+    that harmless."""
     from pyspark.sql import functions as F
 
     conn = store.config.connection(source.connection)
@@ -284,14 +291,9 @@ def read_jdbc(spark: "SparkSession", store: "FeatureStore", source: "JdbcSource"
 
         raise DefinitionError(f"source {source.name!r}: watermark column {wm!r} is not in {source.table or 'the query'}"
                               f" (columns: {', '.join(df.columns)})")
-    dtype = df.schema[wm].dataType.simpleString()
     if since is not None:
-        df = df.where(F.col(wm) > F.lit(since).cast(dtype))
-    high = guard(lambda: _max_text(df, wm))
-    if high is None:
-        return SourceBatch(None, f"{wm} > {since}", watermark=since, guard=guard)
-    df = df.where(F.col(wm) <= F.lit(high).cast(dtype))
-    return SourceBatch(df, f"{wm} in ({since or '-inf'}, {high}]", watermark=high, guard=guard)
+        df = df.where(F.col(wm) > F.lit(since).cast(df.schema[wm].dataType.simpleString()))
+    return SourceBatch(df, f"{wm} > {since or '-inf'}", watermark=since, watermark_column=wm, guard=guard)
 
 
 # ---- Delta ------------------------------------------------------------------------------------

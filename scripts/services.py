@@ -6,7 +6,7 @@ exactly as it talks to AWS and to a production database: over the network, with 
 Nothing here is mocked in-process. This module is stdlib-only on purpose: `make` runs it
 before the virtualenv is complete, and `down` must work even when the venv is gone.
 
-    python scripts/services.py install   # dynalite (npm) and postgresql (apt) if missing
+    python scripts/services.py install   # dynalite (npm), postgresql and chromium (apt) if missing
     python scripts/services.py up        # fixed demo ports: dynalite 8000, moto 9000, pg 5433
     python scripts/services.py status
     python scripts/services.py down
@@ -417,18 +417,22 @@ def install_dynalite() -> None:
         raise ServiceError(f"npm install {DYNALITE_SPEC} failed:\n{res.stdout}{res.stderr}")
 
 
+def _apt_install(package: str) -> None:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ServiceError(f"{package} is missing: install the Debian package `{package}` (needs root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", package]):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            raise ServiceError(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+
+
 def install_postgres() -> str:
     """The PostgreSQL server binaries' directory, installing the Debian package if missing."""
     bin_dir = _pg_bin_dir()
     if bin_dir:
         return bin_dir
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ServiceError("PostgreSQL server binaries not found: install the `postgresql` package")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]):
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if res.returncode != 0:
-            raise ServiceError(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    _apt_install("postgresql")
     bin_dir = _pg_bin_dir()
     if not bin_dir:
         raise ServiceError("apt-get installed postgresql but no initdb/pg_ctl was found")
@@ -439,6 +443,8 @@ def install() -> None:
     """Idempotent; a no-op taking milliseconds when everything is already there."""
     install_dynalite()
     install_postgres()
+    if not shutil.which("chromium"):  # the monitoring report test renders the HTML page headless
+        _apt_install("chromium")
 
 
 # --------------------------------------------------------------------------- CLI

