@@ -141,18 +141,23 @@ def _bounded(table: "DataFrame", plan: GroupPlan, bounds: Optional[tuple]) -> "D
 
     if bounds is None or bounds[0] is None:
         return table
+    from pyspark.sql.types import TimestampType
+
     lo_us, hi_us = bounds
-    micros = to_micros(F.col(plan.timestamp_column), table.schema[plan.timestamp_column].dataType,
-                       f"column {plan.timestamp_column!r} of group {plan.group!r}")
-    cond = micros <= F.lit(hi_us)
+    dtype = table.schema[plan.timestamp_column].dataType
+    if isinstance(dtype, TimestampType):  # compared with a literal: Delta skips files by their stats
+        ts, hi, lo = F.col(plan.timestamp_column), F.timestamp_micros(F.lit(hi_us)), F.timestamp_micros
+    else:
+        ts, hi, lo = to_micros(F.col(plan.timestamp_column), dtype, plan.timestamp_column), F.lit(hi_us), F.lit
+    cond = ts <= hi
     dates = "_event_date" in table.columns
     if dates:
         cond = cond & (F.col("_event_date") <= F.lit(_date(hi_us)))
     horizon = plan.horizon_us
     if horizon is not None:
-        cond = cond & (micros > F.lit(lo_us - horizon - 1))
+        cond = cond & (ts >= lo(F.lit(lo_us - horizon)))
         if dates:
-            cond = cond & (F.col("_event_date") >= F.lit(_date(lo_us - horizon - 1)))
+            cond = cond & (F.col("_event_date") >= F.lit(_date(lo_us - horizon)))
     return table.where(cond)
 
 

@@ -3,8 +3,9 @@
 Suites are GE's own serialized form (`features/expectations/<group>.yml`), checked by GE's own
 expectation classes when they load, so a typo fails at load time with the file and line.
 
-Speed: GE on Spark computes its metrics in many small jobs (14 Spark jobs, each a scan of the
-batch, for a 10-expectation suite). The common expectations (not null, between, in set, match
+Speed: GE on Spark computes its metrics in many small jobs: 22 Spark jobs for a 10-expectation
+suite on a cached 1M-row batch (16.0 s), against 5 jobs (7.4 s) here; 16 against 2 jobs (8.2 s
+against 2.3 s) without its uniqueness check. The common expectations (not null, between, in set, match
 regex, unique, row count, column exists, type, column min/max/mean/sum) are therefore compiled
 into ONE aggregation pass over the batch (plus one shuffle per `unique`, and one short `limit`
 job per failed expectation for its examples), with GE's semantics (`mostly`, nulls ignored except
