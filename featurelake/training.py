@@ -190,7 +190,7 @@ def _warn_null_keys(counts: dict, timestamp_column: str) -> None:
     if bad:
         detail = ", ".join(f"{n:,} for {g}" for g, n in bad.items())
         warnings.warn(f"spine rows with a null entity key or a null/unparseable {timestamp_column!r} get null "
-                      f"features: {detail}", NullKeysWarning, stacklevel=3)
+                      f"features: {detail}", NullKeysWarning, stacklevel=4)  # the caller of store.training_set
 
 
 # ---- building and replaying -----------------------------------------------------------------
