@@ -26,7 +26,8 @@ from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_dur
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
-                                 max_text, read_delta, read_files, read_jdbc, root_message, scratch_path, stream_files, utc)
+                                 max_text, read_delta, read_files, read_jdbc, root_message, scratch_path,
+                                 stream_files, utc)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -233,7 +234,7 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
         if n == 0:
             return
         source = cached.drop(FILE_COLUMN) if FILE_COLUMN in cached.columns else cached
-        out = conform(g, source if transformed else _transform(g, source))
+        out = conform(g, source if transformed else _transform(g, source, clock.params))
         if window:
             out = in_window(out, g.timestamp_column, window)
         batch = out.persist(StorageLevel.MEMORY_AND_DISK)
@@ -269,9 +270,12 @@ def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optio
     return int(row["n"]), row["files"], row["high"]
 
 
-def _transform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":
-    """The group's function, or its SQL over a temporary view named after the source."""
+def _transform(group: "FeatureGroup", df: "DataFrame", params: dict) -> "DataFrame":
+    """The group's function, or its SQL over a temporary view named after the source. Parameters
+    the transforms helpers fit on the batch (means, quantiles) are added to `params`."""
     from pyspark.sql import DataFrame
+
+    from featurelake.transforms import recording
 
     t = group.transform
     if t is None:
@@ -286,7 +290,9 @@ def _transform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":
             finally:
                 df.sparkSession.catalog.dropTempView(view)
         else:
-            out = t(df)
+            with recording() as fitted:
+                out = t(df)
+            params.update(fitted)
     except FeaturelakeError:
         raise
     except Exception as exc:

@@ -140,7 +140,8 @@ class OfflineTable:
         if not self.exists():
             return 0
         total = 0
-        for commit in self._delta().history(last).select("operation", "operationMetrics", "userMetadata").collect():
+        commits = self._delta().history(last).select("operation", "operationMetrics", "userMetadata")
+        for commit in commits.collect():
             if commit["userMetadata"] == f"run_id={run_id}":
                 total += commit_rows(commit["operation"], commit["operationMetrics"] or {})
         return total

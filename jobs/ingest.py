@@ -31,7 +31,27 @@ def main(argv: Optional[list] = None) -> int:
     for flag, value in (("--start", a.start), ("--end", a.end), ("--chunk", a.chunk),
                         ("--from-quarantine", a.from_quarantine)):
         args += [flag, value] if value else []
+    missing = _without_delta(a.conf)
+    if missing:
+        print(f"jobs/ingest.py: error: {missing}", file=sys.stderr)
+        return 2
     return cli.main(args)
+
+
+def _without_delta(conf: Optional[str]) -> Optional[str]:
+    """Builds the session from the config; says so when Delta's classes are missing, which is what
+    spark-submit without --packages gives (the JVM starts before featurelake can add them)."""
+    from featurelake.config import load_config
+    from featurelake.errors import FeaturelakeError
+    from featurelake.spark import PACKAGES, get_spark
+
+    try:
+        spark = get_spark(load_config(conf))
+    except FeaturelakeError:
+        return None  # the CLI reports it, with its exit code
+    if type(spark.sparkContext._jvm.io.delta.tables.DeltaTable).__name__ == "JavaClass":
+        return None
+    return f"Delta Lake's classes are not on the classpath: spark-submit --packages {','.join(PACKAGES)} ..."
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from featurelake.errors import DefinitionError, UsageError, ValidationFailed
 
 REPO = '''
 from featurelake import Entity, Feature, FeatureGroup, S3Source
+from featurelake import transforms as T
 
 item = Entity("item", join_keys=["id"])
 
@@ -25,9 +26,11 @@ def group(name, **kw):
 
 quality = group("quality")                      # the config's policy: quarantine
 strict = group("strict", validation="fail")
-lenient = group("lenient", validation="warn")
+lenient = group("lenient", validation="warn",   # fits a mean: recorded with the run
+                transform=lambda df: T.fill_nulls(df, strategy="mean", columns=["v"]))
 '''
-SUITE = "expectations:\n  - type: expect_column_values_to_be_between\n    kwargs: {{column: v, min_value: {low}, max_value: 100}}\n"
+SUITE = ("expectations:\n  - type: expect_column_values_to_be_between\n"
+         "    kwargs: {{column: v, min_value: {low}, max_value: 100}}\n")
 
 
 def put(folder: Path, name: str, rows: list[tuple]) -> None:
@@ -105,11 +108,16 @@ def test_fail_policy_writes_nothing_and_reads_the_same_files_again_next_time(env
     assert sorted(r["status"] for r in store.catalog.rows("runs", "`group` = 'strict'")) == ["failed", "succeeded"]
 
 
-def test_warn_policy_writes_the_batch_and_reports_the_failures(env):
+def test_warn_policy_writes_the_batch_and_reports_the_failures_and_fitted_parameters(env):
+    import json
+
     store, data, _, _ = env
-    put(data / "lenient", "batch", [(1, "2024-06-01T00:00:00Z", 500.0)])
+    put(data / "lenient", "batch", [(1, "2024-06-01T00:00:00Z", 500.0), (2, "2024-06-01T00:00:00Z", None)])
     warned = store.ingest("lenient")
-    assert warned.ok and warned.status == "warned" and warned.rows_written == 1 and warned.failures
+    assert warned.ok and warned.status == "warned" and warned.rows_written == 2 and warned.failures
+    assert {r.id: r.v for r in store.read_offline("lenient").collect()} == {1: 500.0, 2: 500.0}
+    [run] = store.catalog.rows("runs", "`group` = 'lenient'")
+    assert json.loads(run["params"]) == {"fill_nulls:v": {"strategy": "mean", "value": 500.0}}
 
 
 def test_the_transform_output_must_carry_keys_timestamp_and_typed_features(env):

@@ -56,5 +56,6 @@ def test_the_spark_submit_job_passes_the_cli_the_same_arguments(monkeypatch):
 
     seen = []
     monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(jobs.ingest, "_without_delta", lambda conf: None)
     assert jobs.ingest.main(["--conf", "c.yaml", "--group", "a", "--group", "b", "--start", "2024-01-01"]) == 0
     assert seen == [["--repo", "features", "--conf", "c.yaml", "ingest", "a", "b", "--start", "2024-01-01"]]
