@@ -134,7 +134,8 @@ def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
     while s < end:
         windows.append(Window(s, min(s + step, end)))
         s = windows[-1].end  # type: ignore[assignment]
-    key = hashlib.sha1(f"{ctx.version}|{start}|{end}|{step}".encode()).hexdigest()[:10]
+    # an open end (until now) keeps the same id, so a rerun catches up: done chunks are skipped
+    key = hashlib.sha1(f"{ctx.version}|{start}|{window.end and end or 'open'}|{step}".encode()).hexdigest()[:10]
     prefix = f"backfill-{ctx.group.name}-{key}-"
     finished = RunLog(ctx.store.catalog, ctx.group.name).finished_windows(prefix)
     attempt = max((int(b.rsplit("-", 1)[1]) for b in finished), default=1)

@@ -108,11 +108,12 @@ class OfflineTable:
                 self._describe()
                 return self.version()
             before = self.version()
-            batch = self._changes(batch, key_cols, value_cols)
+            target = self.read()
+            present = set(target.columns)  # a new column (schema evolution) is not in the table yet
+            batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
             if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
                 return None
             cond = " AND ".join([f"t.`{c}` <=> s.`{c}`" for c in key_cols] + ["t._event_date = s._event_date"])
-            present = set(self.read().columns)  # a new column (schema evolution) is not in t yet
             changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" if c in present else f"s.`{c}` IS NOT NULL"
                                   for c in value_cols) or "false"
             (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
@@ -121,19 +122,6 @@ class OfflineTable:
             return after if after != before else None
         finally:
             self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-
-    def _changes(self, batch: "DataFrame", key_cols: list, value_cols: list) -> "DataFrame":
-        """The batch's rows that are new or differ from the table (a column the table lacks yet
-        differs when not null), so that a rerun finds nothing to do."""
-        from functools import reduce
-
-        from pyspark.sql import functions as F
-
-        present = set(self.read().columns)
-        same = [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) for c in [*key_cols, "_event_date"]]
-        same += [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) if c in present else F.col(f"s.`{c}`").isNull()
-                 for c in value_cols]
-        return batch.alias("s").join(self.read().alias("t"), reduce(lambda a, b: a & b, same), "left_anti")
 
     def rows_written(self, run_id: str, last: int = 50) -> int:
         """Rows the run's commits (among the last few) inserted or updated, from Delta's metrics."""
@@ -154,6 +142,20 @@ class OfflineTable:
         quote = lambda v: v.replace("\\", "\\\\").replace("'", "\\'")  # Spark SQL escapes with backslashes
         sets = ", ".join(f"'{k}' = '{quote(v)}'" for k, v in props.items())
         self.spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({sets})")
+
+
+def _changes(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> "DataFrame":
+    """The batch's rows that are new or differ from the table (a column the table lacks yet
+    differs when not null), so that a rerun finds nothing to do."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    present = set(target.columns)
+    same = [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) for c in key_cols]
+    same += [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) if c in present else F.col(f"s.`{c}`").isNull()
+             for c in value_cols]
+    return batch.alias("s").join(target.alias("t"), reduce(lambda a, b: a & b, same), "left_anti")
 
 
 def commit_rows(operation: str, metrics: dict) -> int:

@@ -47,7 +47,6 @@ NULL_KEY = "_fl_null"  # the row id of a spine row with a null key or time; null
 EVENT = "_fl_ev"       # index of the group an event row comes from; null for spine rows
 INGESTED, TIE = "_fl_ing", "_fl_tie"  # _ingested_at; a hash of the row, the last tie-break
 INTERNAL = "_fl_"
-MICROS = {"s": 10**6, "m": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6, "w": 7 * 86400 * 10**6}
 
 
 @dataclass(frozen=True)
@@ -246,7 +245,9 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
 
     asc = Window.partitionBy(*part).orderBy(TIME)
     upto = asc.rangeBetween(Window.unboundedPreceding, 0)
-    newest = asc.rowsBetween(Window.unboundedPreceding, Window.currentRow)  # the sort's order, ties too
+    # Row frames follow the full order, ties included (stated, so Spark never reorders them).
+    newest = Window.partitionBy(*part).orderBy(TIME, ROW, EVENT, INGESTED, TIE) \
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
     def before(w: int) -> Any:
         return asc.rangeBetween(Window.unboundedPreceding, -w)

@@ -171,7 +171,7 @@ def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoin
     ready, state = threading.Event(), {}
 
     def on_batch(df: "DataFrame", batch_id: int) -> None:
-        ready.wait(60)
+        ready.wait()  # start() has returned the query id
         try:
             handle(df, batch_id, state["query_id"])
         except BaseException as exc:

@@ -96,7 +96,8 @@ class FeatureStore:
         """A point-in-time correct training set for the spine's rows."""
         from featurelake.training import build_training_set
 
-        return build_training_set(self, spine, list(features), timestamp_column=timestamp_column,
+        refs = [features] if isinstance(features, str) else list(features)
+        return build_training_set(self, spine, refs, timestamp_column=timestamp_column,
                                   full_names=full_names)
 
     def load_training_set(self, training_set_id: str) -> Any:

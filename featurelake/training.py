@@ -17,11 +17,11 @@ import re
 import warnings
 from functools import reduce
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
-from featurelake.catalog import current_user, new_id, now, with_retry
+from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
-from featurelake.pointintime import INTERNAL, MICROS, ROW, GroupPlan, WindowAgg, point_in_time, to_micros
+from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, point_in_time, to_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -213,6 +213,8 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     ts_id = new_id("ts")
     spine_path = f"{store.config.root.rstrip('/')}/training_sets/{ts_id}/spine"
     stats = copy_spine(df, spine_path, plans, timestamp_column)
+    log.info("training set %s: %s spine rows copied to %s; reading %s", ts_id, f"{stats['rows']:,}", spine_path,
+             ", ".join(f"{g} v{v}" for g, v in table_versions.items()))
     copy = spark.read.format("delta").load(spine_path)
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "200"))

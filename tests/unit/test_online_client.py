@@ -357,7 +357,7 @@ def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
     online = [{**version(10, 5), "pk": {"S": "1"}}, {**version(10, 5), "pk": {"S": "2"}},
               {**version(10, 5), "pk": {"S": "3"}}]
     table = OnlineTable(online)
-    monkeypatch.setattr(writer, "make_client", lambda *a, **k: table)
+    monkeypatch.setattr(writer, "task_client", lambda *a, **k: table)
 
     class Stats:
         def add(self, value):
