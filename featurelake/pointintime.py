@@ -164,6 +164,14 @@ def _date(us: int) -> Any:
     return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).date()
 
 
+def hashable(df: "DataFrame", column: str) -> "Column":
+    """Spark refuses to hash maps; their JSON text stands in."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    return F.to_json(F.col(column)) if isinstance(df.schema[column].dataType, MapType) else F.col(column)
+
+
 def _as_key(col: "Column", have: "DataType", want: "DataType") -> "Column":
     return col if have == want else col.try_cast(want)
 
@@ -194,7 +202,7 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
             *[F.col(k).cast(t).alias(c) for k, t, c in zip(keys, key_types, ik)],
             to_micros(F.col(plan.timestamp_column), ts_type, f"column {plan.timestamp_column!r}").alias(TIME),
             F.lit(gi).alias(EVENT), F.col("_ingested_at").alias(INGESTED),
-            F.xxhash64(*[F.col(c) for c in need] or [F.lit(0)]).alias(TIE),
+            F.xxhash64(*[hashable(table, c) for c in need] or [F.lit(0)]).alias(TIE),
             *[F.col(c).alias(columns[(gi, c)]) for c in need])
         union = union.unionByName(events, allowMissingColumns=True)
     part = [*ik, NULL_KEY]

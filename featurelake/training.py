@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
-from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, point_in_time, to_micros
+from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, hashable, point_in_time, to_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -146,10 +146,8 @@ def _stat_columns(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column:
     """Aggregates over the spine: rows, a content fingerprint (order-free: sums of two 64-bit row
     hashes), rows with a null key or time per group, and the time range (for pruning)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import MapType
 
-    content = [c for c in df.columns if c != ROW]
-    hashed = [F.to_json(F.col(c)) if isinstance(df.schema[c].dataType, MapType) else F.col(c) for c in content]
+    hashed = [hashable(df, c) for c in df.columns if c != ROW]
     micros = to_micros(df[timestamp_column], df.schema[timestamp_column].dataType, timestamp_column)
     aggs = [F.count(F.lit(1)).alias("rows"),
             F.sum(F.xxhash64(*hashed).cast("decimal(20,0)")).cast("string").alias("h1"),
@@ -388,7 +386,8 @@ class TrainingSet:
         try:
             import mlflow
         except ImportError:
-            raise UsageError("log_to_mlflow needs MLflow, an optional extra: pip install 'featurelake[mlflow]'") from None
+            raise UsageError("log_to_mlflow needs MLflow, an optional extra: "
+                             "pip install 'featurelake[mlflow]'") from None
         m = self.manifest
         mlflow.set_tags({"featurelake.training_set_id": self.id,
                          "featurelake.spine_fingerprint": m["spine_fingerprint"]})

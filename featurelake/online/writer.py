@@ -123,6 +123,7 @@ class BatchWriter:
         self.last_check = 0.0
         self.started = time.monotonic()
         self.sent = 0
+        self.error: Optional[BaseException] = None
         self._check_lock = threading.Lock()
 
     def add(self, item: dict) -> None:
@@ -138,14 +139,19 @@ class BatchWriter:
             if ahead > 0:
                 time.sleep(ahead)
         self.slots.acquire()
+        if self.error is not None:  # a batch failed: stop feeding the others
+            self.slots.release()
+            raise self.error
         future = self.pool.submit(self._write, batch)
-        future.add_done_callback(lambda _: self.slots.release())
+        future.add_done_callback(self._done)
         self.futures.append(future)
-        if len(self.futures) > 256:  # surface errors early, keep the list short
-            done = [f for f in self.futures if f.done()]
-            for f in done:
-                f.result()
+        if len(self.futures) > 256:  # keep the list short
             self.futures = [f for f in self.futures if not f.done()]
+
+    def _done(self, future: Future) -> None:
+        if not future.cancelled() and future.exception() is not None and self.error is None:
+            self.error = future.exception()
+        self.slots.release()
 
     def check_lease(self, force: bool = False) -> None:
         """Stop when this export no longer holds the group's lease (another export took over)."""
@@ -198,6 +204,8 @@ class BatchWriter:
                 self._submit()
             for f in self.futures:
                 f.result()
+            if self.error is not None:
+                raise self.error
         finally:
             self.abort()
 

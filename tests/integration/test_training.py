@@ -188,8 +188,8 @@ def test_point_in_time_matches_brute_force(lake, cust, profile, pair, spine):
               "pair_stats": table_rows("pair_stats", pair)}
     spine_dicts = [{"customer_id": c, "merchant_id": m, "event_ts": at(step, off), "label": y, ROW: i}
                    for i, (c, m, step, off, y) in enumerate(spine)]
-    spine_df = spark.createDataFrame([tuple(r.values()) for r in spine_dicts],
-                                     f"customer_id int, merchant_id bigint, event_ts timestamp, label int, {ROW} bigint")
+    schema = f"customer_id int, merchant_id bigint, event_ts timestamp, label int, {ROW} bigint"
+    spine_df = spark.createDataFrame([tuple(r.values()) for r in spine_dicts], schema)
     plans = resolve(lake, REFS, spine_columns=spine_df.columns)
     result = point_in_time(spine_df, {g: frame(spark, g, rows) for g, rows in tables.items()}, plans,
                            timestamp_column="event_ts", partitions=3)
@@ -206,7 +206,8 @@ def merge(store, group: str, rows: list[tuple], run_id: str) -> None:
 
 def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path):
     store = lake
-    merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")], "r1")
+    merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")],
+          "r1")
     merge(store, "profile", [(1, at(0), 1), (2, at(3), 2)], "r1")
     merge(store, "pair_stats", [(1, 1, at(1), 3.0, 5), (1, 2, at(2), 4.0, 7)], "r1")
     spine = pd.DataFrame({"customer_id": pd.array([1, 1, 2, None, 3, 1], dtype="Int64"),
@@ -258,15 +259,16 @@ def test_a_hot_key_with_half_the_rows(make_store, tmp_path):
     store = make_store({"groups.py": GROUPS})
     store.apply()
     spark = store.spark
-    year = 365 * 86400
     key = F.when(F.rand(1) < 0.5, F.lit(7)).otherwise((F.rand(2) * 5000).cast("bigint") + 100)
-    events = spark.range(150_000).select(
-        key.alias("customer_id"), F.timestamp_seconds(F.lit(1_700_000_000) + (F.rand(3) * year).cast("bigint")).alias("ts"),
-        F.round(F.rand(4) * 100, 2).alias("amount"), F.lit("h").alias("tag"))
+
+    def within_a_year(seed: int):
+        return F.timestamp_seconds(F.lit(1_700_000_000) + (F.rand(seed) * 365 * 86400).cast("bigint"))
+
+    events = spark.range(150_000).select(key.alias("customer_id"), within_a_year(3).alias("ts"),
+                                         F.round(F.rand(4) * 100, 2).alias("amount"), F.lit("h").alias("tag"))
     store.offline("cust").merge(events, "hot")
-    spine = spark.range(50_000).select(
-        key.alias("customer_id"), F.timestamp_seconds(F.lit(1_700_000_000) + (F.rand(5) * year).cast("bigint")).alias("event_ts"),
-        F.col("id").alias("n"))
+    spine = spark.range(50_000).select(key.alias("customer_id"), within_a_year(5).alias("event_ts"),
+                                       F.col("id").alias("n"))
     refs = ["cust:amount", "cust:amount_sum_3h", "cust:amount_count_3h", "cust:amount_max_3h", "cust:amount_last_1h"]
     ts = store.training_set(spine, refs)
     ts.write(tmp_path / "hot")
@@ -280,7 +282,8 @@ def test_a_hot_key_with_half_the_rows(make_store, tmp_path):
                                     & (F.col("e.ts") >= F.col("s.event_ts") - F.expr("INTERVAL 3 HOURS")), "left")
     inside = F.col("e.ts") > F.col("s.event_ts") - F.expr("INTERVAL 3 HOURS")
     expected = check.groupBy("s.n").agg(
-        F.sum(F.when(inside, F.col("e.amount"))).alias("sum"), F.count(F.when(inside, F.col("e.amount"))).alias("count"),
+        F.sum(F.when(inside, F.col("e.amount"))).alias("sum"),
+        F.count(F.when(inside, F.col("e.amount"))).alias("count"),
         F.max(F.when(inside, F.col("e.amount"))).alias("max"), F.max_by("e.amount", "e.ts").alias("asof")).collect()
     got = {r["n"]: r for r in sample.collect()}
     assert len(expected) == 25
