@@ -69,9 +69,12 @@ def update_results_md(scale: str, rows: Sequence[Row], machine: dict, meta: dict
         by_workload.setdefault(r.workload.split()[0], []).append(r)
     for w, wrows in sorted(by_workload.items()):
         start, end = f"<!-- bench:{scale}:w{w}:start -->", f"<!-- bench:{scale}:w{w}:end -->"
-        notes = []
+        notes: list[str] = []
         for r in wrows:
-            notes += [f"- {r.case} / {r.against}: {n}" for n in r.notes if n]
+            for n in r.notes:  # a case's checks are on each of its rows: list them once
+                line = f"- {r.case}: {n}"
+                if n and line not in notes:
+                    notes.append(line)
             if r.error:
                 notes.append(f"- {r.case}: ERROR {r.error}")
         body = "\n".join([

@@ -50,6 +50,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="workload 1's 3-group and 4x cases, workload 2's 2x history (default: on below medium)")
     p.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=None,
                    help="brute-force oracle checks in pandas (default: on below medium)")
+    p.add_argument("--driver-memory", help="both sides' Spark driver memory (default: the scale's; 8g at medium)")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (outputs, lakes)")
     return p.parse_args(argv)
 
@@ -57,6 +58,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     scale = SCALES[args.scale]
+    if args.driver_memory:
+        from dataclasses import replace
+        scale = replace(scale, driver_memory=args.driver_memory)
     selected = [int(w) for w in args.workloads.split(",") if w.strip()]
     small = scale.name != "medium"
     variants = small if args.variants is None else args.variants
@@ -144,8 +148,8 @@ def main(argv: list[str]) -> int:
             "duration_s": (finished - started).total_seconds(), "driver_memory": scale.driver_memory,
             "feast": not args.no_feast}
     name = f"{scale.name}-{started:%Y%m%dT%H%M%S}.json"
-    report.write_json(BENCH / "results" / name, {"meta": meta, "machine": m, "rows": [r.to_dict() for r in rows]})
-    if scale.name != "tiny":
+    if scale.name != "tiny":  # tiny is the test suite's scale, not a result
+        report.write_json(BENCH / "results" / name, {"meta": meta, "machine": m, "rows": [r.to_dict() for r in rows]})
         report.update_results_md(scale.name, rows, m, meta, name)
     print()
     print(report.console_table(rows))
