@@ -2,6 +2,7 @@
 # `make` reuse what the first one installed (pip reruns only when setup.cfg/pyproject.toml change).
 #
 #   make test            unit + integration + e2e; the tests start their own services
+#   make test-cluster    the same jobs on a Spark standalone cluster on loopback (slow)
 #   make demo            services on the demo ports, then scripts/demo.py
 #   make bench SCALE=... benchmarks (small by default)
 
@@ -50,7 +51,7 @@ test: setup
 	$(PY) -m pytest tests -q
 
 test-cluster: setup
-	$(PY) -m pytest tests -m cluster
+	$(PY) -m pytest tests -m cluster -q -s
 
 bench: setup
 	$(PY) bench/run.py --scale $(SCALE)

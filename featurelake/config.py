@@ -48,6 +48,8 @@ class ConnectionConfig:
     user: Optional[str] = None
     password: Optional[str] = None
     """Only from the environment: password: ${PAYMENTS_PASSWORD}."""
+    password_file: Optional[str] = None
+    """Or a file holding it (a mounted secret); its first line is the password."""
     driver: Optional[str] = None
     """JDBC driver class; inferred from the URL for PostgreSQL and SQLite."""
     properties: dict = field(default_factory=dict)
@@ -98,6 +100,8 @@ class MonitoringConfig:
     skew_sample: int = 1000
     skew_threshold: float = 0.0
     """Largest share of sampled keys whose online value may differ before `monitor skew` alerts."""
+    statistics: bool = True
+    """Record statistics of every batch an ingest writes and of every training set written."""
 
 
 @dataclass
@@ -221,12 +225,32 @@ class _Loader:
             kwargs[name] = self.convert(hints[name], value, sub, key)
         if cls is ConnectionConfig:
             pw = self.child(node, "password")
+            if "password=" in str(kwargs.get("url", "")).lower():
+                raise ConfigError(f"{self.where(self.child(node, 'url') or node, prefix + '.url')}: the JDBC url "
+                                  f"carries a password: move it to password: ${{SOME_ENV_VAR}} or password_file")
             if pw is not None and "${" not in str(pw.value):
                 raise ConfigError(f"{self.where(pw, prefix + '.password')}: passwords come only from the "
-                                  f"environment: write password: ${{SOME_ENV_VAR}}")
+                                  f"environment or a file: write password: ${{SOME_ENV_VAR}} or password_file: PATH")
+            if kwargs.get("password_file"):
+                kwargs["password"] = self.read_secret(kwargs, node, prefix)
             if not kwargs.get("url"):
                 raise ConfigError(f"{self.where(node, prefix)}: a connection needs a url (jdbc:...)")
         return cls(**kwargs)
+
+    def read_secret(self, kwargs: dict, node: yaml.Node, prefix: str) -> str:
+        """The first line of password_file (relative to the config's folder); never echoed."""
+        where = self.where(self.child(node, "password_file") or node, prefix + ".password_file")
+        if kwargs.get("password"):
+            raise ConfigError(f"{where}: give password or password_file, not both")
+        path = Path(self.path).parent / kwargs["password_file"]
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the password file {str(path)!r} ({exc.strerror}): "
+                              f"check the path and its permissions") from None
+        if not lines or not lines[0]:
+            raise ConfigError(f"{where}: the password file {str(path)!r} is empty")
+        return lines[0]
 
     def convert(self, hint: Any, value: Any, node: yaml.Node, key: str) -> Any:
         if get_origin(hint) is Union:

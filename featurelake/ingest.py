@@ -30,7 +30,7 @@ from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoi
                                  stream_files, utc)
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from featurelake.definitions import FeatureGroup
     from featurelake.offline import OfflineTable
@@ -220,6 +220,7 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
              watermark_column: Optional[str] = None) -> None:
     """One batch through transform, contract, suite and policy into the table or the quarantine."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     r, g = clock.result, ctx.group
     cached = raw.persist(StorageLevel.MEMORY_AND_DISK)
@@ -239,7 +240,9 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
         if window:
             out = in_window(out, g.timestamp_column, window)
         batch = out.persist(StorageLevel.MEMORY_AND_DISK)
-        rows = batch.count()
+        unaddressable = _unaddressable(g)
+        counts = batch.agg(F.count(F.lit(1)), F.count(F.when(unaddressable, 1))).first()
+        rows = counts[0]
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
         if rows == 0:
             return
@@ -248,15 +251,56 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
             return
         if not passed and _handle_failure(ctx, clock, batch, rows, txn):
             return
-        version = ctx.table.merge(batch, r.run_id)
+        writable = batch
+        if counts[1]:
+            writable = batch.where(~unaddressable)
+            _set_aside(ctx, clock, batch.where(unaddressable), counts[1], txn)
+        version = ctx.table.merge(writable, r.run_id)
         if version is not None:
             r.delta_version = version
+            _record_statistics(ctx, r.run_id, batch)
         log.info("%s: merged into %s: %s (%.1fs)", g.name, ctx.table.table_name or ctx.table.path,
                  f"version {version}" if version is not None else "nothing new", clock.elapsed())
     finally:
         cached.unpersist()
         if batch is not None:
             batch.unpersist()
+
+
+def _unaddressable(group: "FeatureGroup") -> "Column":
+    """Rows that no lookup can reach and no MERGE can match: a null entity key or event time."""
+    from pyspark.sql import functions as F
+
+    cond = F.col(f"`{group.timestamp_column}`").isNull()
+    for key in group.keys:
+        cond = cond | F.col(f"`{key}`").isNull()
+    return cond
+
+
+def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", n: int, txn: Optional[tuple[str, int]]) -> None:
+    """Null-key rows go to the quarantine, not the table (a rerun would add them again, as
+    null never equals null in the MERGE); the rest of the batch is written."""
+    r, g = clock.result, ctx.group
+    reason = (f"null entity key {g.keys} or event timestamp {g.timestamp_column!r}: fix the source or "
+              f"fill it in the transform, then `featurelake ingest {g.name} --from-quarantine {r.run_id}`")
+    quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), rows, r.run_id, reason, txn)
+    r.rows_quarantined += n
+    r.worsen("warned")
+    log.warning("%s: %d rows with a null entity key or event timestamp set aside in the quarantine (run %s)",
+                g.name, n, r.run_id)
+
+
+def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame") -> None:
+    """The written batch's statistics into the catalogue. The rows are already committed, so a
+    failure here is a warning, not a failed run."""
+    if not ctx.store.config.monitoring.statistics:
+        return
+    from featurelake.monitoring import batch_statistics, record_statistics
+
+    try:
+        record_statistics(ctx.store, "run", run_id, ctx.group, batch_statistics(batch, ctx.group))
+    except Exception as exc:  # noqa: BLE001 - statistics must never fail a committed ingest
+        log.warning("%s: statistics of run %s not recorded: %s", ctx.group.name, run_id, root_message(exc))
 
 
 def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optional[int], Optional[str]]:

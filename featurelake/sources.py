@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 from featurelake.errors import FeaturelakeError, JobError
 
@@ -242,7 +243,26 @@ def _retrying(name: str, conn: "ConnectionConfig", what: str) -> Callable[[Calla
     return guard
 
 
+@contextmanager
+def _py4j_below_debug() -> Iterator[None]:
+    """py4j logs every command it sends to the JVM at DEBUG, option values (the password)
+    included: never let that happen while a secret crosses, whatever the application's level."""
+    logger = logging.getLogger("py4j")
+    old = logger.level
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def _jdbc_frame(spark: "SparkSession", conn: "ConnectionConfig", source: "JdbcSource") -> "DataFrame":
+    with _py4j_below_debug():
+        return _jdbc_reader(spark, conn, source).load()
+
+
+def _jdbc_reader(spark: "SparkSession", conn: "ConnectionConfig", source: "JdbcSource") -> Any:
     table = source.table or f"({source.query.strip().rstrip(';')}) {source.name}_q"  # type: ignore[union-attr]
     reader = (spark.read.format("jdbc").option("url", conn.url).option("dbtable", table)
               .option("fetchsize", str(source.fetch_size)).option("pushDownAggregate", "true"))
@@ -256,7 +276,7 @@ def _jdbc_frame(spark: "SparkSession", conn: "ConnectionConfig", source: "JdbcSo
         reader = (reader.option("partitionColumn", source.partition_column)
                   .option("lowerBound", str(source.lower_bound)).option("upperBound", str(source.upper_bound))
                   .option("numPartitions", str(source.num_partitions)))
-    return reader.load()
+    return reader
 
 
 def max_text(df: "DataFrame", column: str) -> Any:

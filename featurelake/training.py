@@ -378,6 +378,12 @@ class TrainingSet:
             writer = writer.option("overwriteSchema", True)
         target = os.fspath(path)
         writer.save(target)
+        if self._store.config.monitoring.statistics:
+            from featurelake.monitoring import record_training_set_statistics
+
+            reader = self._store.spark.read.format(format)
+            record_training_set_statistics(self._store, self, (reader.option("header", True).option(
+                "inferSchema", True) if format == "csv" else reader).load(target))
         return target
 
     def log_to_mlflow(self) -> None:

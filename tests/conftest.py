@@ -58,3 +58,14 @@ def make_store(tmp_path, spark):
         return FeatureStore.from_config(write_config(tmp_path, **sections), repo=repo, spark=spark)
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """Cluster tests (marker `cluster`) take minutes and need the cores to themselves: a run
+    without -m leaves them out; `make test-cluster` (pytest -m cluster) runs them."""
+    if config.option.markexpr:
+        return
+    cluster = [item for item in items if item.get_closest_marker("cluster")]
+    if cluster:
+        config.hook.pytest_deselected(items=cluster)
+        items[:] = [item for item in items if not item.get_closest_marker("cluster")]

@@ -57,6 +57,7 @@ def check_validation(store: Any, run_id: str, expect_success: bool = True) -> di
 
 def check_bad_batch(ctx: Context) -> dict:
     """The suite must catch a broken batch: it is quarantined, nothing reaches the offline table."""
+    ctx.data.path("ingest_bad")  # generated on first use
     store = fresh_store(ctx, "bad")
     _, result = ingest(store, "ing_bad")
     written = store.offline("ing_bad").exists() and store.read_offline("ing_bad").count() > 0

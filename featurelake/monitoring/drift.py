@@ -114,6 +114,7 @@ def drift(store: "FeatureStore", groups: Sequence[str] | str, reference: Optiona
     names = [groups] if isinstance(groups, str) else list(groups)
     results = []
     for name in names:
+        store.group(name)  # an unknown group is named as such before any reference is looked for
         ref_text = reference or default_reference(store, name)
         results.append(group_drift(store, name, parse_ref(ref_text, "--reference"),
                                    parse_ref(current, "--current"), features))

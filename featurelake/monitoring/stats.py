@@ -172,22 +172,24 @@ def record_statistics(store: "FeatureStore", scope: str, scope_id: str,
     with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
 
 
-def record_training_set_statistics(store: "FeatureStore", training_set: Any) -> dict[str, dict]:
-    """Statistics of every feature column of a training set (its point-in-time rows, so this
-    computes them: call it where the rows are computed anyway, e.g. after ts.write), recorded with
-    scope "training_set" in one commit; returns "group:feature" -> stats."""
+def record_training_set_statistics(store: "FeatureStore", training_set: Any,
+                                   rows: Optional["DataFrame"] = None) -> dict[str, dict]:
+    """Statistics of every feature column of a training set, recorded with scope "training_set"
+    in one commit; returns "group:feature" -> stats. `rows` is the set as written (cheap to read
+    back); without it the point-in-time rows are computed again."""
     from featurelake.catalog import now, with_retry
 
     m = training_set.manifest
     outputs = [o for p in m["options"]["plan"] for o in _outputs(p)]
     refs = dict(zip(outputs, m["features"]))  # output column -> group:feature, in build order
     pii = [o for o, ref in refs.items() if _is_pii(store, ref)]
-    stats = batch_statistics(training_set.to_spark(), columns=outputs, pii=pii)
+    frame = training_set.to_spark() if rows is None else rows
+    stats = batch_statistics(frame, columns=outputs, pii=pii)
     stamp = now()
-    rows = [{"scope": "training_set", "scope_id": training_set.id, "group": refs[o].split(":", 1)[0],
+    records = [{"scope": "training_set", "scope_id": training_set.id, "group": refs[o].split(":", 1)[0],
              "feature": refs[o].split(":", 1)[1], "computed_at": stamp,
              "stats": json.dumps({**s, "column": o}, sort_keys=True, default=str)} for o, s in stats.items()]
-    with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
+    with_retry(lambda: store.catalog.append("statistics", records), "catalogue table statistics")
     return {refs[o]: s for o, s in stats.items()}
 
 

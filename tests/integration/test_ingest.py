@@ -58,7 +58,8 @@ def env(tmp_path_factory, spark):
 def test_a_failing_batch_is_quarantined_then_reingested_once_after_the_suite_is_fixed(env, capsys):
     store, data, suite, conf = env
     put(data / "quality", "good", [(1, "2024-06-01T00:00:00Z", 1.0)])
-    assert store.ingest("quality").ok
+    good = store.ingest("quality")
+    assert good.ok
     version = store.offline("quality").version()
 
     put(data / "quality", "bad", [(2, "2024-06-02T00:00:00Z", -5.0), (3, "2024-06-02T00:00:00Z", 2.0)])
@@ -84,6 +85,12 @@ def test_a_failing_batch_is_quarantined_then_reingested_once_after_the_suite_is_
     assert back.ok and back.rows_written == 2 and back.parent_run_id == bad.run_id, back.summary()
     assert again.ok and (again.rows_written, again.delta_version) == (0, None), "no double write"
     assert store.read_offline("quality").count() == 3
+
+    from featurelake.monitoring import read_statistics
+
+    stats = {r["scope_id"]: r["stats"] for r in read_statistics(store, scope="run", group="quality")}
+    assert set(stats) == {good.run_id, back.run_id}, "written batches have statistics, a quarantined one not"
+    assert (stats[back.run_id]["count"], stats[back.run_id]["min"], stats[back.run_id]["max"]) == (2, -5.0, 2.0)
 
     run = next(r for r in store.catalog.rows("runs", f"run_id = '{bad.run_id}'"))
     assert run["status"] == "quarantined" and '"success": false' in run["validation"]

@@ -146,6 +146,19 @@ def test_training_set_statistics_are_recorded_per_feature(lake):
     assert {(r["group"], r["feature"]) for r in recorded} == {("payments", "amount_sum_7d"), ("payments", "channel")}
 
 
+def test_writing_a_training_set_records_its_statistics_from_the_written_rows(lake, tmp_path):
+    spine = lake.spark.createDataFrame([(i, NOW) for i in range(0, N, 25)], "customer_id bigint, event_ts timestamp")
+    ts = lake.training_set(spine, ["payments:amount", "payments:channel"])
+    ts.write(tmp_path / "ts", format="csv")
+    recorded = {r["feature"]: r["stats"] for r in monitoring.read_statistics(lake, scope="training_set",
+                                                                             scope_id=ts.id)}
+    assert set(recorded) == {"amount", "channel"}
+    want = ts.to_pandas()
+    assert recorded["amount"]["count"] == len(want) and recorded["amount"]["null_fraction"] == pytest.approx(
+        want["amount"].isna().mean())
+    assert recorded["amount"]["max"] == pytest.approx(want["amount"].max())
+
+
 # ---- drift ----------------------------------------------------------------------------------
 
 def test_no_drift_between_batches_with_the_same_values(lake):

@@ -67,6 +67,27 @@ def test_literal_passwords_are_refused(tmp_path):
     assert "hunter2" not in str(err.value)
 
 
+def test_a_password_in_the_url_is_refused(tmp_path):
+    text = "connections:\n  pg:\n    url: jdbc:postgresql://h/db?user=a&password=hunter2\n"
+    with pytest.raises(ConfigError, match=r"conf.yaml:3: connections.pg.url: the JDBC url carries a password") as err:
+        load_config(write(tmp_path, text), env={})
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_password_file_is_read_relative_to_the_config_and_never_echoed(tmp_path):
+    (tmp_path / "pg.secret").write_text("s3cret-value\nignored\n")
+    text = "connections:\n  pg:\n    url: jdbc:postgresql://h/db\n    password_file: {file}\n"
+    config = load_config(write(tmp_path, text.format(file="pg.secret")), env={})
+    assert config.connection("pg").password == "s3cret-value"
+    with pytest.raises(ConfigError, match=r"conf.yaml:4: connections.pg.password_file: cannot read the password "
+                                          r"file .*missing.secret.*check the path"):
+        load_config(write(tmp_path, text.format(file="missing.secret")), env={})
+    both = text.format(file="pg.secret") + "    password: ${PW}\n"
+    with pytest.raises(ConfigError, match="password or password_file, not both") as err:
+        load_config(write(tmp_path, both), env={"PW": "x"})
+    assert "s3cret-value" not in str(err.value)
+
+
 def test_bad_validation_policy(tmp_path):
     with pytest.raises(ConfigError, match="on_failure must be fail, quarantine or warn"):
         load_config(write(tmp_path, "validation:\n  on_failure: ignore\n"), env={})
