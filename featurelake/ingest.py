@@ -27,7 +27,7 @@ from featurelake.errors import FeaturelakeError, JobError, UsageError, Validatio
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
                                  max_text, read_delta, read_files, read_jdbc, root_message, scratch_path,
-                                 stream_files, utc)
+                                 stream_files, unreadable_file, utc)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -197,7 +197,8 @@ def _run(ctx: _Context, clock: RunClock, body: Callable[[], None]) -> IngestResu
     except FeaturelakeError as exc:
         error = exc
     except Exception as exc:  # Spark or Python errors from the read or the write
-        error = JobError(f"feature group {r.group!r}: {r.kind} failed: {root_message(exc)}")
+        reason = _unreadable_source_file(ctx, exc) or root_message(exc)
+        error = JobError(f"feature group {r.group!r}: {r.kind} failed: {reason}")
         error.__cause__ = exc
     if error is not None:
         r.status, r.error = "failed", str(error)
@@ -399,6 +400,11 @@ def _read(ctx: _Context, window: Window, watermark: Optional[str] = None,
     if isinstance(src, DeltaSource):
         return read_delta(spark, ctx.store, src, version, window)
     raise UsageError(f"feature group {ctx.group.name!r}: unknown source kind {type(src).__name__}")
+
+
+def _unreadable_source_file(ctx: _Context, exc: BaseException) -> Optional[str]:
+    src = ctx.group.source
+    return unreadable_file(exc, ctx.store.config.resolve(src.path)) if isinstance(src, S3Source) else None
 
 
 def _checkpoint(ctx: _Context) -> str:

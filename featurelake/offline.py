@@ -6,9 +6,11 @@ Bookkeeping columns beside the group's own: `_ingested_at` (the later ingested r
 """
 from __future__ import annotations
 
+import threading
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
+from featurelake.catalog import with_retry
 from featurelake.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -18,6 +20,25 @@ if TYPE_CHECKING:
     from featurelake.definitions import FeatureGroup
 
 BOOKKEEPING = ["_ingested_at", "_run_id", "_event_date"]
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+_COMMIT_LOCKS: dict = {}
+_COMMIT_LOCKS_GUARD = threading.Lock()
+
+
+def _commit_lock(spark: "SparkSession") -> Any:
+    """One lock per Spark session. Delta takes a MERGE's label (userMetadata: the run that wrote
+    the commit, which rows_written and the history read) from a session-wide setting, so two
+    threads merging at once in one session would label each other's commits: they take turns.
+    Other sessions and processes are left to Delta's optimistic concurrency (see merge)."""
+    jsession = getattr(spark, "_jsparkSession", None)
+    key = jsession.hashCode() if jsession is not None else id(spark)  # the JVM session, whatever wraps it
+    with _COMMIT_LOCKS_GUARD:
+        return _COMMIT_LOCKS.setdefault(key, threading.Lock())
+
+
+def _already_exists(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return any(s in text for s in ("DELTA_PATH_EXISTS", "TABLE_OR_VIEW_ALREADY_EXISTS", "already exist"))
 
 
 class OfflineTable:
@@ -84,7 +105,12 @@ class OfflineTable:
     def merge(self, batch: "DataFrame", run_id: str) -> Optional[int]:
         """Upserts a batch on (keys, event time). Identical rows are left alone, so a rerun commits
         nothing; a changed row for an existing (key, time) replaces it (the old stays in history).
-        Returns the Delta version written, or None when nothing changed."""
+        Returns the Delta version written, or None when nothing changed.
+
+        Another job may write the table at the same moment (overlapping schedules, a rerun started
+        early). A write that loses the race (a Delta conflict, or a table that another run created
+        between the check and the write) is worked out again against the table as the winner left
+        it, so every row lands once and the loser writes only what is still new."""
         from pyspark.sql import Window, functions as F
 
         g = self.group
@@ -99,29 +125,54 @@ class OfflineTable:
                  .withColumn("_event_date", F.to_date(g.timestamp_column)))
         self.check_schema(batch)
         meta = f"run_id={run_id}"
-        self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", meta)
+        with _commit_lock(self.spark):
+            self.spark.conf.set(USER_METADATA, meta)
+            try:
+                return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols),
+                                  f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
+            finally:
+                self.spark.conf.unset(USER_METADATA)
+
+    def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list) -> Optional[int]:
+        if not self.exists() and self._create(batch, meta):
+            return self._committed(meta)
+        target = self.read()
+        present = set(target.columns)  # a new column (schema evolution) is not in the table yet
+        batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
+        if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
+            return None
+        cond = " AND ".join([f"t.`{c}` <=> s.`{c}`" for c in key_cols] + ["t._event_date = s._event_date"])
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" if c in present else f"s.`{c}` IS NOT NULL"
+                              for c in value_cols) or "false"
+        (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
+         .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
+        return self._committed(meta)
+
+    def _create(self, batch: "DataFrame", meta: str) -> bool:
+        """Writes the batch as the table's first version. False when another run created the table
+        since exists() said it was missing: an append would then add every row a second time, so
+        the write insists on a new table and the caller merges instead."""
+        writer = (batch.write.format("delta").mode("errorifexists").partitionBy("_event_date")
+                  .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
         try:
-            if not self.exists():
-                writer = (batch.write.format("delta").mode("append").partitionBy("_event_date")
-                          .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
-                (writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path))
-                self._describe()
-                return self.version()
-            before = self.version()
-            target = self.read()
-            present = set(target.columns)  # a new column (schema evolution) is not in the table yet
-            batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
-            if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
-                return None
-            cond = " AND ".join([f"t.`{c}` <=> s.`{c}`" for c in key_cols] + ["t._event_date = s._event_date"])
-            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" if c in present else f"s.`{c}` IS NOT NULL"
-                                  for c in value_cols) or "false"
-            (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
-             .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
-            after = self.version()
-            return after if after != before else None
-        finally:
-            self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+            writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
+        except Exception as exc:  # Spark and Delta errors arrive as Py4J/Spark exceptions
+            if not _already_exists(exc):
+                raise
+            return False
+        self._describe()
+        return True
+
+    def _committed(self, meta: str) -> Optional[int]:
+        """This run's newest version, found by its label rather than as the table's latest version
+        (another job may have committed since); None when that commit changed no row."""
+        from pyspark.sql import functions as F
+
+        row = (self._delta().history(50).where(F.col("userMetadata") == meta).orderBy(F.col("version").desc())
+               .select("version", "operation", "operationMetrics").first())
+        if row is None or (row["operation"] == "MERGE" and not commit_rows("MERGE", row["operationMetrics"] or {})):
+            return None
+        return int(row["version"])
 
     def rows_written(self, run_id: str, last: int = 50) -> int:
         """Rows the run's commits (among the last few) inserted or updated, from Delta's metrics."""

@@ -202,8 +202,11 @@ def _one_pass(spine: "DataFrame", keys: list, members: list, partitions: int) ->
             *[F.col(k).cast(t).alias(c) for k, t, c in zip(keys, key_types, ik)],
             to_micros(F.col(plan.timestamp_column), ts_type, f"column {plan.timestamp_column!r}").alias(TIME),
             F.lit(gi).alias(EVENT), F.col("_ingested_at").alias(INGESTED),
-            F.xxhash64(*[hashable(table, c) for c in need] or [F.lit(0)]).alias(TIE),
-            *[F.col(c).alias(columns[(gi, c)]) for c in need])
+            *[F.col(c).alias(columns[(gi, c)]) for c in need],
+            # After the renames, not before: Spark's constraint propagation rewrites every constraint
+            # holding a renamed column once per rename, so a hash of n columns placed first became
+            # 2^n constraints (a 1 GB driver ran out of heap planning a group of 20 features).
+            F.xxhash64(*[hashable(table, c) for c in need] or [F.lit(0)]).alias(TIE))
         union = union.unionByName(events, allowMissingColumns=True)
     part = [*ik, NULL_KEY]
     union = union.repartition(partitions, *part)

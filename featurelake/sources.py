@@ -13,6 +13,7 @@ An explicit window [start, end) reads the source afresh and touches none of that
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from contextlib import contextmanager
 import time
@@ -115,6 +116,26 @@ def root_message(exc: BaseException) -> str:
 
 
 # ---- S3 and other file systems ----------------------------------------------------------------
+
+_FAILED_READ = re.compile(r"\[FAILED_READ_FILE\.(\w+)\] Encountered error while reading file (\S+?)\.?\s")
+
+
+def unreadable_file(exc: BaseException, source_path: str) -> Optional[str]:
+    """When a file under the source's path could not be read (corrupt, or deleted after the run
+    listed it): which file, and what to do. None for any other error."""
+    found = _FAILED_READ.search(str(exc))
+    if not found:
+        return None
+    kind, path = found.groups()
+    bare = lambda p: re.sub(r"^file:(//)?", "", p)  # noqa: E731 - Spark names local files file:/...
+    if not bare(path).startswith(bare(source_path).rstrip("/") + "/"):
+        return None
+    if kind == "FILE_NOT_EXIST":
+        return (f"source file {path} was deleted after this run listed it; nothing was written: run the "
+                f"ingest again (it lists the files afresh)")
+    return (f"source file {path} cannot be read ({root_message(exc)}); nothing was written: replace it with a "
+            f"good file or remove it, then run the ingest again (it reads the same batch of files)")
+
 
 def _file_reader(spark: "SparkSession", source: "S3Source", streaming: bool) -> Any:
     reader = (spark.readStream if streaming else spark.read).format(source.format)

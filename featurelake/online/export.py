@@ -35,7 +35,7 @@ from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageE
 from featurelake.online import codec
 from featurelake.online.snapshot import (Since, column_dtypes, export_frame, increment_frame, online_features,
                                          only_additions)
-from featurelake.online.table import Lease, ensure_table, read_meta, write_meta
+from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import StatsParam, make_client, write_partition
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
         result.timings = mark.times
         if isinstance(exc, FeaturelakeError):
             raise
-        raise JobError(f"export of {group.name!r} to {result.table_name} failed: {exc}") from exc
+        raise JobError(f"export of {group.name!r} to {result.table_name} failed: {exc}"
+                       f"{refusal(client, exc)}") from exc
     mark("release")
     result.duration_s = time.monotonic() - t0
     _record(store, result, group_version, started)

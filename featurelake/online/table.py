@@ -39,6 +39,19 @@ def _code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
+THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "LimitExceededException"}
+
+
+def refusal(client: Any, exc: Exception) -> str:
+    """Where the request went and, for throttling, what to do: appended to a DynamoDB error."""
+    where = f" (DynamoDB at {client.meta.endpoint_url})"
+    if _code(exc) in THROTTLING:
+        return (f"{where}: still throttled after the SDK's retries: rerun later, or raise the table's "
+                f"capacity or the account's request limits")
+    return where
+
+
 def ensure_table(client: Any, table: str, *, ttl: bool, wait_s: float = 300.0) -> bool:
     """Creates the table when missing (on-demand billing, pk a string), waits for ACTIVE, and enables
     DynamoDB TTL on `_expires_at` for a group with a ttl. Returns True when it created the table."""
@@ -47,7 +60,7 @@ def ensure_table(client: Any, table: str, *, ttl: bool, wait_s: float = 300.0) -
         status = client.describe_table(TableName=table)["Table"]["TableStatus"]
     except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
-            raise JobError(f"online table {table}: cannot describe it: {exc}") from None
+            raise JobError(f"online table {table}: cannot describe it: {exc}{refusal(client, exc)}") from None
         try:
             client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -56,8 +69,8 @@ def ensure_table(client: Any, table: str, *, ttl: bool, wait_s: float = 300.0) -
             created = True
         except Exception as exc2:
             if _code(exc2) != "ResourceInUseException":  # another export created it just now
-                raise JobError(f"online table {table}: cannot create it: {exc2}: check the IAM policy "
-                               f"(dynamodb:CreateTable on the prefix) or create it yourself") from None
+                raise JobError(f"online table {table}: cannot create it: {exc2}{refusal(client, exc2)}: check the "
+                               f"IAM policy (dynamodb:CreateTable on the prefix) or create it yourself") from None
         status = "CREATING"
     deadline = time.monotonic() + wait_s
     while status != "ACTIVE":

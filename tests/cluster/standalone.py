@@ -164,7 +164,8 @@ class SubmitResult:
 
 def submit(cmd: list, *, env: dict, cwd: Path, log: Path, timeout_s: float = 900.0) -> SubmitResult:
     """Runs a spark-submit command line, polling the peak RSS (VmHWM) of the driver's JVM and of
-    its Python child until they exit. stdout is kept; stderr goes to `log` (it is long)."""
+    its Python child until they exit. stderr (Spark's log) goes to `log`; stdout, which carries
+    the driver's own output and logs, is kept and also written next to it (.out)."""
     started = time.monotonic()
     jvm_peak = python_peak = 0
     with open(log, "wb") as err:
@@ -187,5 +188,22 @@ def submit(cmd: list, *, env: dict, cwd: Path, log: Path, timeout_s: float = 900
             if proc.poll() is None:
                 _stop_group(proc, grace_s=5)
             reader.join(timeout=30)
-    return SubmitResult(cmd, proc.returncode, (chunks[0] if chunks else b"").decode(errors="replace"),
-                        _tail(log, 6000), time.monotonic() - started, jvm_peak, python_peak)
+    stdout = (chunks[0] if chunks else b"").decode(errors="replace")
+    log.with_suffix(".out").write_text(stdout)
+    return SubmitResult(cmd, proc.returncode, stdout, _tail(log, 6000), time.monotonic() - started, jvm_peak,
+                        python_peak)
+
+
+def last_json(text: str) -> object:
+    """The last JSON document printed at the start of a line: spark-submit merges the driver's
+    stderr (featurelake's logs) into its stdout, so the CLI's --json output sits among log lines."""
+    decoder, found = json.JSONDecoder(), None
+    for start in [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]:
+        if text[start:start + 1] in ("[", "{"):
+            try:
+                found = decoder.raw_decode(text, start)[0]
+            except ValueError:
+                continue
+    if found is None:
+        raise ValueError(f"no JSON document in the output:\n{text[-2000:]}")
+    return found

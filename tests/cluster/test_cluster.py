@@ -17,7 +17,6 @@ quick look (test_the_data_outgrows_the_driver then fails, as it should).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ import pytest
 
 from conftest import ROOT
 from service_fixtures import AWS_TEST_ENV
-from standalone import SubmitResult, start_cluster, submit
+from standalone import SubmitResult, last_json, start_cluster, submit
 
 pytestmark = pytest.mark.cluster
 
@@ -123,7 +122,7 @@ def dataset(cluster, workspace) -> dict:
     done = spark_submit(cluster, HERE / "make_data.py", str(out), "--rows", str(ROWS), "--sensors", str(SENSORS),
                         "--features", str(FEATURES), "--spine-rows", str(SPINE_ROWS),
                         "--sample-every", str(SAMPLE_EVERY), name="make_data", packages=False)
-    info = json.loads(done.stdout.strip().splitlines()[-1])
+    info = last_json(done.stdout)
     info["bytes_on_disk"] = sum(f.stat().st_size for f in (out / "readings").glob("*.parquet"))
     info["bytes_in_memory"] = info["rows"] * info["columns"] * 8   # 8-byte longs, timestamps and doubles
     info.update({name: out / name for name in ("readings", "readings_sample", "spine", "spine_sample")})
@@ -199,11 +198,11 @@ def offline(spark, lake: Path):
 
 def test_every_job_runs_on_the_cluster_with_a_1g_driver_that_holds_no_data(cluster, cluster_run, dataset):
     steps = cluster_run["steps"]
-    ingest = json.loads(steps["ingest"].stdout)[0]
+    ingest = last_json(steps["ingest"].stdout)[0]
     assert ingest["ok"] and ingest["rows_read"] == dataset["rows"] and ingest["rows_written"] == dataset["rows"]
-    export = json.loads(steps["export"].stdout)[0]
+    export = last_json(steps["export"].stdout)[0]
     assert export["ok"] and export["mode"] == "full" and export["items_written"] == dataset["sensors"]
-    assert json.loads(steps["training_set"].stdout)["id"].startswith("ts-")
+    assert last_json(steps["training_set"].stdout)["id"].startswith("ts-")
 
     apps = {a["name"]: a for a in cluster.state()["completedapps"]}
     for name in steps:  # ran on the cluster's executors, both of them, and finished there

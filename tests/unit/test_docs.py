@@ -14,34 +14,19 @@ import pytest
 import yaml
 
 from featurelake.cli import build_parser
+from guides import FENCE, blocks, language, title
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE = re.compile(r"`([^`\n]+)`")
 JOBS = ("ingest.py", "export_online.py")
 GUIDES = ["concepts.md", "adding-a-feature-group.md", "scheduling.md", "cluster.md", "online-service.md",
-          "iam.md", "configuration.md"]
+          "iam.md", "configuration.md", "reliability.md"]
 
 
 def rel(doc: Path) -> str:
     return str(doc.relative_to(ROOT))
-
-
-def blocks(doc: Path) -> list[tuple[str, str, int]]:
-    """(info string, code, line number) of every fenced code block."""
-    text = doc.read_text()
-    return [(m.group(1).strip(), m.group(2), text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
-
-
-def language(info: str) -> str:
-    return info.split()[0].lower() if info else ""
-
-
-def title(info: str) -> str | None:
-    m = re.search(r"\btitle=(\S+)", info)
-    return m.group(1) if m else None
 
 
 def prose(doc: Path) -> str:
@@ -270,3 +255,12 @@ def test_the_catalogue_table_in_concepts_lists_every_column():
         columns = [c.strip().split(" ")[0] for c in re.split(r",\s*(?![^<]*>)", schema)]
         assert documented.get(table) == columns, \
             f"docs/concepts.md: the columns of catalogue table {table!r} differ from SCHEMAS"
+
+
+def test_every_test_the_reliability_page_cites_exists():
+    """docs/reliability.md proves each guarantee by a test name: a renamed or removed test must
+    not leave a guarantee pointing at nothing."""
+    cited = set(re.findall(r"\b(test_\w+)(?!\.py)\b", (ROOT / "docs" / "reliability.md").read_text()))
+    defined = {m for p in (ROOT / "tests").rglob("test_*.py") for m in re.findall(r"^def (test_\w+)", p.read_text(), re.M)}
+    modules = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
+    assert cited and not cited - defined - modules, sorted(cited - defined - modules)
