@@ -134,6 +134,8 @@ class OfflineTable:
                 self.spark.conf.unset(USER_METADATA)
 
     def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list) -> Optional[int]:
+        """One attempt, against the table as it is now: what another run wrote since the last
+        attempt is already there, and _changes leaves it out."""
         if not self.exists() and self._create(batch, meta):
             return self._committed(meta)
         target = self.read()

@@ -135,9 +135,11 @@ def main(argv: Optional[list] = None) -> int:
 
         report_dir = ROOT / ".featurelake" / "reports"
         report_dir.mkdir(parents=True, exist_ok=True)
+        version = store.offline("customer_txn").version() or 0
+        previous = f"v{version - 1}" if version > 1 else None  # this batch against the table before it
         for check, group in (("freshness", None), ("drift", "customer_txn"), ("skew", "customer_txn")):
-            ns = argparse.Namespace(check=check, group=group, all=group is None, reference=None, current=None,
-                                    sample=200, report=None, json=False)
+            ns = argparse.Namespace(check=check, group=group, all=group is None, current=None, sample=200,
+                                    reference=previous if check == "drift" else None, report=None, json=False)
             report = monitoring.run_monitor(store, ns)
             path = report_dir / f"{check}.html"
             monitoring.write_html(report, str(path))

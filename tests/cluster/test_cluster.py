@@ -71,7 +71,10 @@ def project(folder: Path, source: Path, dynamodb_endpoint: str, table_prefix: st
     (repo / "expectations" / "readings.yml").write_text(SUITE)
     conf = folder / "conf.yaml"
     conf.write_text(f"project: cluster_test\nstorage:\n  root: {folder / 'lake'}\n"
-                    f"spark:\n  master: local[2]\n  conf: {{spark.sql.shuffle.partitions: 16}}\n"
+                    # master: ignored under spark-submit, whose --master rules. Splits of 32 MB of parquet,
+                    # not 128: ingest caches a batch twice (as read, as transformed), and a 128 MB split of
+                    # these doubles is ~500 MB of rows, too much twice over for a 2 GB, one-core executor.
+                    "spark:\n  master: local[2]\n  conf: {spark.sql.files.maxPartitionBytes: 32m}\n"
                     f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
                     f"    table_prefix: {table_prefix}\n")
     return repo, conf

@@ -34,7 +34,7 @@ BUCKET = f"fl-faults-{uuid.uuid4().hex[:6]}"
 BASE = datetime(2024, 3, 1, tzinfo=timezone.utc)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 PG_ROLE, PG_SECRET, PASSWORD_ENV = "faults_reader", "Fault-Secret-7731", "FL_FAULTS_PG_PASSWORD"
-SUBPROCESS_TIMEOUT = 300
+WAIT_S = 300  # the longest any one step may take (a subprocess starts a JVM: slow on a busy machine)
 
 REPO = '''
 from featurelake import Entity, Feature, FeatureGroup, JdbcSource, S3Source
@@ -121,7 +121,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def wait_until(what: str, check: Callable[[], object], proc: Optional[subprocess.Popen] = None,
-               timeout: float = SUBPROCESS_TIMEOUT) -> None:
+               timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -313,7 +313,7 @@ def together(**runs: Callable[[], object]) -> dict:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(SUBPROCESS_TIMEOUT)
+        t.join(WAIT_S)
     assert not any(t.is_alive() for t in threads), "a run did not finish"
     return results
 
@@ -537,9 +537,9 @@ def test_two_ingests_of_a_group_at_once_write_each_row_once(lake, pg, monkeypatc
     def save_in_turn(writer, path=None, *args, **kwargs):
         if path == table.path and threading.current_thread().name == "late":
             late_checked.set()
-            assert early_done.wait(SUBPROCESS_TIMEOUT)
+            assert early_done.wait(WAIT_S)
         elif path == table.path and threading.current_thread().name == "early":
-            assert late_checked.wait(SUBPROCESS_TIMEOUT)
+            assert late_checked.wait(WAIT_S)
         return save(writer, path, *args, **kwargs)
 
     def early():
@@ -601,7 +601,7 @@ def test_an_ingest_during_an_export_then_the_next_export_makes_online_equal_offl
             ingested = store.ingest("busy")  # commits while the export writes the version before it
         finally:
             proxy.release()
-            exporting.join(SUBPROCESS_TIMEOUT)
+            exporting.join(WAIT_S)
     assert ingested.ok and ingested.rows_written == 100, ingested.summary()
     held = results["export"]
     assert not isinstance(held, Exception) and held.ok and held.to_version == version, held.summary()
