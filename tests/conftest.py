@@ -31,11 +31,14 @@ def spark(s3_endpoint):
 
 
 def write_config(tmp_path: Path, **sections: str) -> Path:
-    """A config file under tmp_path with storage in tmp_path; sections override YAML blocks."""
+    """A config file under tmp_path with storage in tmp_path; sections override YAML blocks.
+    Statistics of written batches are off unless a test gives its own monitoring block: they
+    cost a Spark job per write, and test_ingest and test_monitoring check them."""
     blocks = {
         "project": "project: test",
         "storage": f"storage:\n  root: {tmp_path / 'lake'}",
         "spark": "spark:\n  master: local[2]",
+        "monitoring": "monitoring:\n  statistics: false",
     }
     blocks.update(sections)
     path = tmp_path / "conf.yaml"

@@ -49,7 +49,7 @@ def env(tmp_path_factory, spark):
     (repo / "expectations").mkdir(parents=True)
     (repo / "groups.py").write_text(REPO.format(root=tmp / "data"))
     (repo / "expectations" / "range.yml").write_text(SUITE.format(low=0))
-    conf = write_config(tmp)
+    conf = write_config(tmp, monitoring="monitoring:\n  statistics: true")
     store = FeatureStore.from_config(conf, repo=repo, spark=spark)
     store.apply()
     return store, tmp / "data", repo / "expectations" / "range.yml", conf
