@@ -211,11 +211,12 @@ def test_every_job_runs_on_the_cluster_with_a_1g_driver_that_holds_no_data(clust
     for name in steps:  # ran on the cluster's executors, both of them, and finished there
         app = apps[f"featurelake-{name}"]
         assert app["state"] == "FINISHED" and app["cores"] == 2, app
-    # The driver's Python process imports pyspark, pandas and Great Expectations (~300 MB) and
-    # must stay there: a collect of the data would add gigabytes. The JVM's heap is capped at 1 GB;
-    # its resident size adds metaspace, threads and off-heap buffers.
+    # The driver's Python process holds pyspark, pandas and, to validate, Great Expectations: measured
+    # ~740 MB for the ingest, the same with 200k rows as with 6M. The rows as Python objects would be
+    # several times the 1.4 GB of doubles. The JVM's heap is capped at 1 GB; its resident size adds
+    # metaspace, threads and off-heap buffers.
     for name, step in steps.items():
-        assert step.driver_python_peak < 0.5 * GiB, f"{name}: driver's Python peaked at {step.driver_python_peak:,} B"
+        assert step.driver_python_peak < 1 * GiB, f"{name}: driver's Python peaked at {step.driver_python_peak:,} B"
         assert step.driver_jvm_peak < 1.75 * GiB, f"{name}: driver's JVM peaked at {step.driver_jvm_peak:,} B"
 
 
