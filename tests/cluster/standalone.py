@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,9 +64,14 @@ class StandaloneCluster:
     procs: list = field(default_factory=list)   # (name, Popen, log path)
 
     def stop(self) -> None:
-        """Workers first (they end their executors), then the master; safe to call twice."""
+        """Workers first (they end their executors), then the master; safe to call twice. Then
+        deletes the jars every executor copied (~580 MB each, the AWS SDK bundle) and the scratch
+        dirs, keeping the logs."""
         for _, proc, _ in reversed(self.procs):
             _stop_group(proc)
+        for jar in self.workdir.glob("worker*/app-*/*/*.jar"):
+            jar.unlink()
+        shutil.rmtree(self.workdir / "local", ignore_errors=True)
 
     def state(self) -> dict:
         with urllib.request.urlopen(f"{self.ui_url}/json/", timeout=5) as response:

@@ -11,9 +11,10 @@ cluster's results restricted to the sample must equal local mode's exactly; the 
 checked against the source (every row ingested intact, one training row per spine row, one
 item per sensor).
 
-Slow (minutes) and needs the cores to itself: marked `cluster`, deselected from a plain
-`pytest tests`; run it with `make test-cluster`. FEATURELAKE_CLUSTER_ROWS shrinks the data for a
-quick look (test_the_data_outgrows_the_driver then fails, as it should).
+Slow (20-30 minutes on a busy 2-core machine, most of it the fixed cost of each job's start and
+of its Delta commits, not the data) and needs the cores to itself: marked `cluster`, deselected
+from a plain `pytest tests`; run it with `make test-cluster`. FEATURELAKE_CLUSTER_ROWS shrinks the
+data for a quick look (test_the_data_outgrows_the_driver then fails, as it should).
 """
 from __future__ import annotations
 
