@@ -23,6 +23,7 @@ from typing import Optional
 
 import pyspark
 
+from procs import processes
 from services import free_port
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
@@ -135,15 +136,7 @@ def _wait_alive(cluster: StandaloneCluster, workers: int, timeout_s: float) -> N
 # ---- spark-submit with the driver's memory watched ---------------------------------------------
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
+    return [child for child, fields in processes() if int(fields[1]) == pid]
 
 
 def _peak_rss(pid: int) -> tuple[str, int]:

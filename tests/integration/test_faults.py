@@ -27,6 +27,7 @@ import pytest
 
 import services
 import throttle_proxy
+from procs import processes
 from featurelake.errors import JobError
 from featurelake.online import OnlineClient
 
@@ -134,15 +135,7 @@ def wait_until(what: str, check: Callable[[], object], proc: Optional[subprocess
 
 def _group_alive(pgid: int) -> list[int]:
     """Processes of the group that are still running (zombies excluded)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(stat.parent.name))
-    return alive
+    return [pid for pid, fields in processes() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def kill_hard(proc: subprocess.Popen) -> None:
