@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from contextlib import contextmanager
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
