@@ -154,7 +154,9 @@ class OfflineTable:
         """Writes the batch as the table's first version. False when another run created the table
         since exists() said it was missing: an append would then add every row a second time, so
         the write insists on a new table and the caller merges instead."""
-        writer = (batch.write.format("delta").mode("errorifexists").partitionBy("_event_date")
+        # One file per event date (more where a date is large): a task per shuffle partition
+        # writing into every date made thousands of small files, slow to write and to read.
+        writer = (batch.hint("rebalance", "_event_date").write.format("delta").mode("errorifexists").partitionBy("_event_date")
                   .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
         try:
             writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
