@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import re
+from typing import Iterable, Optional
 
 
 class FeaturelakeError(Exception):
@@ -62,3 +63,22 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
         shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
         return f" (known: {shown})"
     return ""
+
+
+_PYTHON_ERROR = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception)): (.+)$")
+
+
+def executor_error(exc: BaseException) -> Optional[str]:
+    """What Python code running in an executor raised, from the Java error that carries its whole
+    traceback to the driver: the traceback's last line (a featurelake error's message alone)."""
+    text = str(exc)
+    marker = "Traceback (most recent call last)"
+    if marker not in text:
+        return None
+    for line in reversed(text.split(marker)[-1].splitlines()):
+        m = _PYTHON_ERROR.match(line.strip())
+        if m:
+            name, message = m.groups()
+            ours = {c.__name__ for c in (FeaturelakeError, *FeaturelakeError.__subclasses__())}
+            return message if name in ours else f"{name}: {message}"
+    return None

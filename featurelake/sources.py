@@ -201,18 +201,32 @@ def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoin
             raise
 
     stream = _with_file_column(reader.load(path), source)
-    query = (stream.writeStream.foreachBatch(on_batch).trigger(availableNow=True)
-             .option("checkpointLocation", checkpoint).start())
-    state["query_id"] = str(query.id)
-    ready.set()
+    # A second run on the same checkpoint must fail, not stop the first one half-way (Spark's
+    # default for a restart in the same application), which would then look like a finished run.
+    spark.conf.set("spark.sql.streaming.stopActiveRunOnRestart", "false")
     try:
+        query = (stream.writeStream.foreachBatch(on_batch).trigger(availableNow=True)
+                 .option("checkpointLocation", checkpoint).start())
+        state["query_id"] = str(query.id)
+        ready.set()
         query.awaitTermination()
     except Exception as exc:
         if "error" in state:
             raise state["error"] from None
+        if _checkpoint_in_use(exc):
+            raise JobError(f"source {source.name!r}: another ingest of these files is running (it holds the "
+                           f"checkpoint {checkpoint}); this run wrote nothing: run it again once the other has "
+                           f"finished") from None
         raise JobError(f"source {source.name!r}: reading new {source.format} files at {path} failed: "
                        f"{root_message(exc)}") from None
     return True
+
+
+def _checkpoint_in_use(exc: BaseException) -> bool:
+    """Spark's words for a checkpoint another query holds: in this application ("already
+    active"), or in another process that wrote the same offset first ("concurrently using")."""
+    text = f"{exc}"
+    return "already active" in text or "concurrently using" in text or "ConcurrentModificationException" in text
 
 
 def copy_checkpoint(spark: "SparkSession", checkpoint: str, scratch: str) -> bool:

@@ -2,7 +2,7 @@
 (dynalite), for tests that must see what featurelake does when DynamoDB throttles or stalls.
 
     python tests/throttle_proxy.py --target http://127.0.0.1:8000 --port 8001 \
-        [--throttle-every 4] [--partial-every 3] [--max-streak 2] [--hold-after N]
+        [--throttle-every 4] [--partial-every 3] [--max-streak 2] [--hold-after N] [--only OPERATION]
 
 or, from a test, `with throttle_proxy.start(target, throttle_every=4) as proxy: ... proxy.url`.
 
@@ -15,6 +15,7 @@ Faults are decided by counting requests per operation (not by chance), so a test
   written or read: a client that ignores them loses data;
 - `--max-streak N`: one request (the same body) is refused at most N times in a row, so a client
   that retries a few times gets through (0: no limit, for a table that never recovers);
+- `--only OPERATION` (repeatable): throttle and withhold only in these operations, forward the rest;
 - `--hold-after N`: BatchWriteItem requests after the first N wait, unanswered, until GET
   /__release__ (then they are forwarded): an export caught in the middle of its write.
 
@@ -72,6 +73,8 @@ class Faults:
             streak = self.streaks.get(key, 0)
             a = self.args
             if a.max_streak and streak >= a.max_streak:
+                choice = "forward"
+            elif a.only and operation not in a.only:
                 choice = "forward"
             elif a.throttle_every and n % a.throttle_every == 0:
                 choice = "throttle"
@@ -209,6 +212,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--partial-every", type=int, default=0)
     p.add_argument("--max-streak", type=int, default=2)
     p.add_argument("--hold-after", type=int, default=-1, help="-1: never hold")
+    p.add_argument("--only", action="append", default=[], help="fault only this operation (repeatable)")
     p.add_argument("--seed", type=int, default=7)
     return p
 
@@ -256,7 +260,7 @@ class ProxyProcess:
 
 
 def start(target: str, *, throttle_every: int = 0, partial_every: int = 0, max_streak: int = 2,
-          hold_after: int = -1, port: Optional[int] = None, timeout: float = 30.0) -> ProxyProcess:
+          hold_after: int = -1, only: tuple = (), port: Optional[int] = None, timeout: float = 30.0) -> ProxyProcess:
     """Starts the proxy as its own process on a free loopback port and waits until it answers."""
     if port is None:
         with socket.socket() as s:
@@ -264,7 +268,7 @@ def start(target: str, *, throttle_every: int = 0, partial_every: int = 0, max_s
             port = s.getsockname()[1]
     cmd = [sys.executable, __file__, "--target", target, "--port", str(port),
            "--throttle-every", str(throttle_every), "--partial-every", str(partial_every),
-           "--max-streak", str(max_streak), "--hold-after", str(hold_after)]
+           "--max-streak", str(max_streak), "--hold-after", str(hold_after), *[a for op in only for a in ("--only", op)]]
     proxy = ProxyProcess(subprocess.Popen(cmd, stdin=subprocess.DEVNULL), port)
     deadline = time.monotonic() + timeout
     while True:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -36,7 +37,12 @@ def _now_ms() -> int:
 
 
 def _code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    """DynamoDB's error code, also when boto3 raised it in an executor (then it is in the text)."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    if code:
+        return code
+    found = re.search(r"An error occurred \((\w+)\)", str(exc))
+    return found.group(1) if found else ""
 
 
 THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",

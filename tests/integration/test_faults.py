@@ -1,8 +1,8 @@
 """Faults, each ending with the data checked exactly (every row once, online equal to offline):
 an ingest and an export killed with SIGKILL in the middle of their write and run again, DynamoDB
 throttling through a fault proxy (tests/throttle_proxy.py), PostgreSQL stopping during an ingest,
-a corrupt and a vanished S3 object, and runs that overlap (two ingests of one group at once, an
-ingest during an export).
+a corrupt and a vanished S3 object, and runs that overlap (two ingests of one group at once, from
+a database and from files, an ingest during an export).
 
 The killed runs are real `featurelake` processes (their own JVM); everything else runs in the
 tests' Spark session, with a second session where two independent jobs are needed."""
@@ -60,6 +60,7 @@ exported = files("exported", "{local}/unused/")   # filled by OfflineTable.merge
 throttled = files("throttled", "{local}/unused/")
 corrupt = files("corrupt", "s3a://{bucket}/corrupt/")
 vanished = files("vanished", "s3a://{bucket}/vanished/")
+shared = files("shared", "s3a://{bucket}/shared/")
 pg_down = rows("pg_down")
 twice = rows("twice")
 '''
@@ -420,6 +421,20 @@ def test_dynamodb_refusing_every_request_is_a_clear_error_in_bounded_time(lake):
         assert table in message and host in message, message
         assert "ProvisionedThroughputExceeded" in message or "throttl" in message.lower(), message
 
+    # The table answers but refuses every write: the error now starts in the executors' writers
+    # and must reach the user as what happened, not as the executors' Python and Java tracebacks.
+    lake.store.offline("throttled").merge(lake.frame(events(range(300))), "refusing-writes")
+    with throttle_proxy.start(lake.dynamodb, throttle_every=1, max_streak=0, only=("BatchWriteItem",)) as proxy:
+        started = time.monotonic()
+        with pytest.raises(JobError) as write_error:
+            lake.through(proxy.url, "refusing-writes").export("throttled", full=True)
+        took = time.monotonic() - started
+        assert proxy.faults()["throttled"] > 0
+    message = str(write_error.value)
+    assert took < 120, f"{took:.0f}s to give up: {message}"
+    assert table in message and f"127.0.0.1:{proxy.port}" in message and "throttled" in message, message
+    assert "Traceback" not in message and "\tat " not in message and len(message) < 1000, message
+
 
 # ---- 4. a source that fails: PostgreSQL stopping, S3 objects corrupt or gone ---------------------
 
@@ -565,6 +580,46 @@ def test_two_ingests_of_a_group_at_once_write_each_row_once(lake, pg, monkeypatc
             assert history[r.delta_version]["userMetadata"] == f"run_id={r.run_id}", (r.summary(), history)
     again = store.ingest("twice")
     assert again.ok and again.rows_read == 0, again.summary()
+
+
+def test_a_second_ingest_of_a_file_group_while_one_runs_fails_clearly_and_writes_nothing(lake, monkeypatch):
+    """A file source's progress is a streaming checkpoint, which one query at a time may hold:
+    the second run (another job's session) must fail at once, not stop the first one half-way
+    (Spark's default), and every row must land once."""
+    from featurelake.offline import OfflineTable
+
+    store, other = lake.store, lake.second_job()
+    first = events(range(60))
+    lake.put_s3("shared/a.parquet", parquet(first))
+    writing, late_done, merge = threading.Event(), threading.Event(), OfflineTable.merge
+
+    def merge_held(table, batch, run_id):  # the early run holds the checkpoint until the late one ended
+        if threading.current_thread().name == "early":
+            writing.set()
+            assert late_done.wait(WAIT_S)
+        return merge(table, batch, run_id)
+
+    def late():
+        assert writing.wait(WAIT_S)
+        try:
+            return store.ingest("shared")
+        finally:
+            late_done.set()
+
+    monkeypatch.setattr(OfflineTable, "merge", merge_held)
+    results = together(early=lambda: other.ingest("shared"), late=late)
+    monkeypatch.setattr(OfflineTable, "merge", merge)
+    early, refused = results["early"], results["late"]
+    assert not isinstance(early, Exception) and early.ok and early.rows_written == 60, early
+    assert isinstance(refused, JobError), refused
+    assert "another ingest" in str(refused) and "wrote nothing" in str(refused), refused
+    assert offline(store, "shared") == exact(first)
+
+    more = events(range(60, 90), day=1)
+    lake.put_s3("shared/b.parquet", parquet(more))
+    again = store.ingest("shared")  # the refused run left the checkpoint as the early one committed it
+    assert again.ok and again.rows_read == 30 and again.rows_written == 30, again.summary()
+    assert offline(store, "shared") == exact(first + more)
 
 
 def test_an_ingest_during_an_export_then_the_next_export_makes_online_equal_offline(lake):

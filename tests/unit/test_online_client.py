@@ -374,3 +374,28 @@ def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
     writer.write_partition(iter(rows), spec, stats)
     assert sorted(table.written) == ["1", "3", "4"]
     assert (stats.value["items"], stats.value["not_newer"], stats.value["rows"]) == (3, 1, 4)
+
+
+EXECUTOR_FAILURE = """An error occurred while calling o4121.foreachPartition.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 31.0 failed 1 times
+org.apache.spark.api.python.PythonException: Traceback (most recent call last):
+  File "/lib/featurelake/online/writer.py", line 197, in flush
+    raise JobError(f"export to {{self.table}}: ...")
+{last}
+
+\tat org.apache.spark.api.python.BasePythonRunner$ReaderIterator.handlePythonException(PythonRunner.scala:581)
+"""
+
+
+def test_an_executor_failure_reaches_the_driver_as_its_last_line_and_its_dynamodb_code():
+    from featurelake.errors import executor_error
+    from featurelake.online.table import THROTTLING, _code
+
+    ours = Exception(EXECUTOR_FAILURE.format(last="featurelake.errors.JobError: export to t: kept refusing writes"))
+    assert executor_error(ours) == "export to t: kept refusing writes"
+    boto = Exception(EXECUTOR_FAILURE.format(
+        last="botocore.exceptions.ClientError: An error occurred (ProvisionedThroughputExceededException) when "
+             "calling the BatchWriteItem operation: slow down"))
+    assert executor_error(boto).startswith("ClientError: An error occurred (ProvisionedThroughput")
+    assert _code(boto) in THROTTLING
+    assert executor_error(Exception("plain driver error")) is None
