@@ -243,6 +243,7 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
         batch = out.persist(StorageLevel.MEMORY_AND_DISK)
         unaddressable = _unaddressable(g)
         counts = batch.agg(F.count(F.lit(1)), F.count(F.when(unaddressable, 1))).first()
+        cached.unpersist()  # the batch is cached now: holding the raw rows too would double the memory
         rows = counts[0]
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
         if rows == 0:

@@ -402,6 +402,7 @@ def test_throttling_and_unprocessed_items_lose_nothing_on_export_or_read(lake):
 
 def test_dynamodb_refusing_every_request_is_a_clear_error_in_bounded_time(lake):
     table = f"{lake.prefix}throttled"
+    lake.store.offline("throttled").merge(lake.frame(events(range(300))), "refusing")  # as the test before
     with throttle_proxy.start(lake.dynamodb, throttle_every=1, max_streak=0) as proxy:
         through = lake.through(proxy.url, "refusing")
         started = time.monotonic()
@@ -423,7 +424,6 @@ def test_dynamodb_refusing_every_request_is_a_clear_error_in_bounded_time(lake):
 
     # The table answers but refuses every write: the error now starts in the executors' writers
     # and must reach the user as what happened, not as the executors' Python and Java tracebacks.
-    lake.store.offline("throttled").merge(lake.frame(events(range(300))), "refusing-writes")
     with throttle_proxy.start(lake.dynamodb, throttle_every=1, max_streak=0, only=("BatchWriteItem",)) as proxy:
         started = time.monotonic()
         with pytest.raises(JobError) as write_error:
@@ -594,7 +594,7 @@ def test_a_second_ingest_of_a_file_group_while_one_runs_fails_clearly_and_writes
     writing, late_done, merge = threading.Event(), threading.Event(), OfflineTable.merge
 
     def merge_held(table, batch, run_id):  # the early run holds the checkpoint until the late one ended
-        if threading.current_thread().name == "early":
+        if table.spark is other.spark:  # (foreachBatch runs in a thread of Spark's, not the caller's)
             writing.set()
             assert late_done.wait(WAIT_S)
         return merge(table, batch, run_id)
