@@ -156,8 +156,9 @@ class OfflineTable:
         the write insists on a new table and the caller merges instead."""
         # One file per event date (more where a date is large): a task per shuffle partition
         # writing into every date made thousands of small files, slow to write and to read.
-        writer = (batch.hint("rebalance", "_event_date").write.format("delta").mode("errorifexists").partitionBy("_event_date")
-                  .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
+        writer = (batch.hint("rebalance", "_event_date").write.format("delta").mode("errorifexists")
+                  .partitionBy("_event_date").option("delta.enableChangeDataFeed", "true")
+                  .option("userMetadata", meta))
         try:
             writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
         except Exception as exc:  # Spark and Delta errors arrive as Py4J/Spark exceptions

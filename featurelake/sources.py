@@ -226,7 +226,7 @@ def _checkpoint_in_use(exc: BaseException) -> bool:
     """Spark's words for a checkpoint another query holds: in this application ("already
     active"), or in another process that wrote the same offset first ("concurrently using")."""
     text = f"{exc}"
-    return "already active" in text or "concurrently using" in text or "ConcurrentModificationException" in text
+    return "already active" in text or "concurrently using" in text
 
 
 def copy_checkpoint(spark: "SparkSession", checkpoint: str, scratch: str) -> bool:
