@@ -82,3 +82,21 @@ def executor_error(exc: BaseException) -> Optional[str]:
             ours = {c.__name__ for c in (FeaturelakeError, *FeaturelakeError.__subclasses__())}
             return message if name in ours else f"{name}: {message}"
     return None
+
+
+def root_message(exc: BaseException) -> str:
+    """What went wrong, in one line: an executor's Python error, else the innermost Java cause's
+    message, else the first line of the error."""
+    raised = executor_error(exc)
+    if raised:
+        return raised
+    jexc = getattr(exc, "java_exception", None)
+    if jexc is not None:
+        try:
+            while jexc.getCause() is not None:
+                jexc = jexc.getCause()
+            return f"{jexc.getClass().getSimpleName()}: {jexc.getMessage()}"
+        except Exception:  # the gateway is gone: fall back to the text
+            pass
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__

@@ -23,10 +23,10 @@ from featurelake import quarantine
 from featurelake.catalog import new_id, now
 from featurelake.contract import conform
 from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
-from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed
+from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
-                                 max_text, read_delta, read_files, read_jdbc, root_message, scratch_path,
+                                 max_text, read_delta, read_files, read_jdbc, scratch_path,
                                  stream_files, unreadable_file, utc)
 
 if TYPE_CHECKING:

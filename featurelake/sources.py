@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
-from featurelake.errors import FeaturelakeError, JobError
+from featurelake.errors import FeaturelakeError, JobError, root_message
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -99,20 +99,6 @@ def prefilter(df: "DataFrame", column: Optional[str], window: Window) -> "DataFr
     if df.schema[column].dataType.typeName() not in ("timestamp", "timestamp_ntz", "date"):
         return df
     return in_window(df, column, window)
-
-
-def root_message(exc: BaseException) -> str:
-    """The innermost Java cause's message (the useful one), else the first line of the error."""
-    jexc = getattr(exc, "java_exception", None)
-    if jexc is not None:
-        try:
-            while jexc.getCause() is not None:
-                jexc = jexc.getCause()
-            return f"{jexc.getClass().getSimpleName()}: {jexc.getMessage()}"
-        except Exception:  # the gateway is gone: fall back to the text
-            pass
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 # ---- S3 and other file systems ----------------------------------------------------------------

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from featurelake.catalog import current_user, new_id, now
-from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError, executor_error
+from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError, root_message
 from featurelake.online import codec
 from featurelake.online.snapshot import (Since, column_dtypes, export_frame, increment_frame, online_features,
                                          only_additions)
@@ -149,7 +149,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
         result.timings = mark.times
         if isinstance(exc, FeaturelakeError):
             raise
-        raise JobError(f"export of {group.name!r} to {result.table_name} failed: {executor_error(exc) or exc}"
+        raise JobError(f"export of {group.name!r} to {result.table_name} failed: {root_message(exc)}"
                        f"{refusal(client, exc)}") from exc
     mark("release")
     result.duration_s = time.monotonic() - t0
