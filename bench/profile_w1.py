@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Where workload 1's time goes: featurelake's training set on the bench data, phase by phase,
-beside the floor, in one Spark session and without Feast's process. Measures, changes nothing.
+"""Where workload 1's (or 2's) time goes: featurelake's training set on the bench data, phase by
+phase, beside the floor, in one Spark session and without Feast's process. Measures, changes nothing.
 
     .venv/bin/python bench/profile_w1.py --scale medium --runs 2
+    .venv/bin/python bench/profile_w1.py --scale medium --runs 2 --group txn   # workload 2
 
-Phases: the floor (read, shuffle, sort, no output); building the set (spine copy and catalogue
+Phases: the floor (read, shuffle, sort, no output; for workload 2 the range join, written); building the set (spine copy and catalogue
 commits, timed inside); the point-in-time rows with no output and written to parquet; the
 statistics a written set records. The last run's figures are the warm ones.
 """
@@ -25,6 +26,7 @@ from bench import flside  # noqa: E402
 from bench.data import Data  # noqa: E402
 from bench.scales import SCALES  # noqa: E402
 from bench.workloads.w1_training import GROUPS, features, floor_side  # noqa: E402
+from bench.workloads.w2_windows import baseline_side  # noqa: E402
 
 
 def timed(owner: object, name: str, spent: dict) -> None:
@@ -44,7 +46,7 @@ def timed(owner: object, name: str, spent: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
-    p.add_argument("--group", choices=["cust", "merch", "pair"], default="cust")
+    p.add_argument("--group", choices=["cust", "merch", "pair", "txn"], default="cust")
     p.add_argument("--runs", type=int, default=2)
     args = p.parse_args()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -58,7 +60,11 @@ def main() -> None:
     conf, repo = flside.write_project(work, data, None)
     spark = flside.spark_session(scale)
     store = flside.open_store(conf, repo, spark)
-    flside.load_offline(store, group, data.path(GROUPS[group][0]))
+    windows = group == "txn"
+    source = data.path("txn" if windows else GROUPS[group][0])
+    flside.load_offline(store, group, source)
+    refs, columns = ([f"txn:{f}" for f in flside.AGG_FEATURES], flside.AGG_FEATURES) if windows else \
+        ([f"{group}:*"], features(group))
     spent: dict = {}
     for owner, name in ((training, "copy_spine"), (catalog.Catalog, "record"), (training, "_audit"),
                         (catalog.Catalog, "version_of")):
@@ -66,9 +72,10 @@ def main() -> None:
     spine, noop = data.path("spine"), lambda df: df.write.format("noop").mode("overwrite").save()
     for run in range(1, args.runs + 1):
         spent.clear()
-        floor = floor_side(spark, spine, [(data.path(GROUPS[group][0]), GROUPS[group][1])])
+        floor = baseline_side(spark, spine, source, work / "range_join") if windows else \
+            floor_side(spark, spine, [(source, GROUPS[group][1])])
         t0 = time.perf_counter()
-        ts = store.training_set(spark.read.parquet(str(spine)), features=[f"{group}:*"], timestamp_column="event_ts")
+        ts = store.training_set(spark.read.parquet(str(spine)), features=refs, timestamp_column="event_ts")
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
         noop(ts.ordered())
@@ -78,7 +85,7 @@ def main() -> None:
         ts.ordered().write.parquet(out)
         written = time.perf_counter() - t0
         t0 = time.perf_counter()
-        stats.batch_statistics(spark.read.parquet(out), columns=features(group))
+        stats.batch_statistics(spark.read.parquet(out), columns=columns)
         described = time.perf_counter() - t0
         inside = ", ".join(f"{k} {v:.2f}" for k, v in spent.items())
         print(f"run {run}: floor {floor:.2f} s | build {build:.2f} s ({inside}) | point-in-time rows, no output "

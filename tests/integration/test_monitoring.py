@@ -99,9 +99,10 @@ def lake(tmp_path_factory, spark, dynamodb_endpoint):
 
 # ---- statistics -----------------------------------------------------------------------------
 
-def test_batch_statistics_read_the_batch_twice_with_exact_values(lake):
-    """Every scalar statistic of every feature in one scan, histograms and top values in one more:
-    a Python filter counts the rows each scan reads (one job per statistic would read it ~30 times)."""
+def test_batch_statistics_read_the_batch_three_times_with_exact_values(lake):
+    """Every plain statistic of every feature in one scan, every sketch in one, histograms and top
+    values in one more: a Python filter counts the rows each scan reads (one job per statistic
+    would read it ~30 times)."""
     from pyspark.sql import functions as F
 
     spark = lake.spark
@@ -115,7 +116,7 @@ def test_batch_statistics_read_the_batch_twice_with_exact_values(lake):
                                 (3, NOW, 3.0, "b", None, "z@y.com"), (4, NOW, 4.0, None, True, None),
                                 (5, NOW, None, "a", True, "w@y.com")], SCHEMA)
     stats = monitoring.batch_statistics(df.where(F.udf(counted, "boolean")(F.lit(1))), lake.group("payments"))
-    assert scanned.value == 2 * 5
+    assert scanned.value == 3 * 5
 
     amount = stats["amount"]
     assert (amount["kind"], amount["count"], amount["non_null"], amount["null_fraction"]) == ("numeric", 5, 4, 0.2)
@@ -134,6 +135,13 @@ def test_batch_statistics_read_the_batch_twice_with_exact_values(lake):
     recorded = monitoring.read_statistics(lake, scope="run", scope_id="run-stats-test")
     assert {r["feature"] for r in recorded} == {"amount", "channel", "is_night", "email"}
     assert next(r for r in recorded if r["feature"] == "amount")["stats"]["mean"] == 2.5
+
+
+def test_a_column_holding_nan_or_infinity_gets_statistics_without_a_histogram(lake):
+    df = lake.spark.createDataFrame([(1.0, 2.0), (float("nan"), 3.0), (float("inf"), None)], "a double, b double")
+    stats = monitoring.batch_statistics(df)
+    assert stats["a"]["non_null"] == 3 and stats["a"]["max"] is None and "histogram" not in stats["a"]
+    assert stats["b"]["histogram"]["counts"][0] == 1 and sum(stats["b"]["histogram"]["counts"]) == 2
 
 
 def test_training_set_statistics_are_recorded_per_feature(lake):

@@ -7,6 +7,7 @@ import statistics
 import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -14,7 +15,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import write_config
 from featurelake.errors import FeaturelakeError, NotFoundError, UsageError
-from featurelake.pointintime import ROW, point_in_time
+from featurelake import pointintime
+from featurelake.pointintime import ROW, TIME, point_in_time
 from featurelake.training import NullKeysWarning, resolve
 
 GROUPS = '''
@@ -180,9 +182,12 @@ TRICKY = dict(
 
 @settings(max_examples=20, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@example(**TRICKY)
-@given(cust=cust_rows, profile=profile_rows, pair=pair_rows, spine=spine_rows)
-def test_point_in_time_matches_brute_force(lake, cust, profile, pair, spine):
+@example(**TRICKY, sliding=True)
+@example(**TRICKY, sliding=False)
+@given(cust=cust_rows, profile=profile_rows, pair=pair_rows, spine=spine_rows, sliding=st.booleans())
+def test_point_in_time_matches_brute_force(lake, cust, profile, pair, spine, sliding):
+    """Both ways to compute min/max (sliding frames, or two blocks and a descending sort) are
+    forced in turn, whatever the engine's estimate would pick."""
     spark = lake.spark
     tables = {"cust": table_rows("cust", cust), "profile": table_rows("profile", profile),
               "pair_stats": table_rows("pair_stats", pair)}
@@ -191,11 +196,32 @@ def test_point_in_time_matches_brute_force(lake, cust, profile, pair, spine):
     schema = f"customer_id int, merchant_id bigint, event_ts timestamp, label int, {ROW} bigint"
     spine_df = spark.createDataFrame([tuple(r.values()) for r in spine_dicts], schema)
     plans = resolve(lake, REFS, spine_columns=spine_df.columns)
-    result = point_in_time(spine_df, {g: frame(spark, g, rows) for g, rows in tables.items()}, plans,
-                           timestamp_column="event_ts", partitions=3)
+    with mock.patch.object(pointintime, "SLIDING_ROWS", 10**9 if sliding else -1):
+        result = point_in_time(spine_df, {g: frame(spark, g, rows) for g, rows in tables.items()}, plans,
+                               timestamp_column="event_ts", partitions=3)
+    blocks = not sliding and bool(cust or pair)  # no rows to hold: nothing to sort twice
+    assert ("DESC" in result._jdf.queryExecution().executedPlan().toString()) == blocks
     got = sorted((r.asDict() for r in result.collect()), key=lambda r: r[ROW])
     assert [r["label"] for r in got] == [r["label"] for r in spine_dicts]  # every spine row, once
     assert_rows_match(got, oracle(spine_dicts, tables, plans), spine_dicts)
+
+
+def test_min_and_max_slide_unless_a_key_holds_many_rows_in_a_window(lake):
+    """The estimate: 100 keys of 50 rows over a year -> sliding frames, even over 30 days; one key
+    with 10k rows in a day -> the blocks, for a 1-day window (10k x 10k rows held), not for 1 minute."""
+    from pyspark.sql import functions as F
+
+    day, year = 86_400_000_000, 365 * 86_400_000_000
+    spread = lake.spark.range(5_000).select((F.col("id") % 100).alias("_fl_k0"),
+                                            (F.col("id") * (year // 5_000)).alias(TIME))
+    hot = lake.spark.range(10_000).select(F.lit(1_000).cast("bigint").alias("_fl_k0"),
+                                          (F.col("id") * (day // 10_000)).alias(TIME))
+    agg = pointintime.WindowAgg("m", "max", "x", "?", 30 * day)
+    assert pointintime._short_windows({0: spread}, ["_fl_k0"], [(0, agg)]) == {0}
+    assert pointintime._short_windows({0: hot.unionByName(spread)}, ["_fl_k0"],
+                                      [(0, pointintime.WindowAgg("m", "max", "x", "?", day))]) == set()
+    assert pointintime._short_windows({0: hot}, ["_fl_k0"],
+                                      [(0, pointintime.WindowAgg("m", "max", "x", "?", day // 1440))]) == {0}
 
 
 # ---- through the store: Delta, manifest, replay -------------------------------------------------
