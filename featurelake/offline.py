@@ -69,6 +69,10 @@ class OfflineTable:
             return None
         return int(self._delta().history(1).select("version").first()[0])
 
+    def size_bytes(self) -> int:
+        """The latest version's data files, in bytes (from the Delta log, no scan)."""
+        return int(self._delta().detail().select("sizeInBytes").first()[0])
+
     def read(self, version: Optional[int] = None, timestamp: Union[str, datetime, None] = None) -> "DataFrame":
         """The table now, or as of a Delta version or a timestamp (time travel)."""
         if not self.exists():

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
-from featurelake.online.transport import BotocoreTransport, DirectTransport, backoff, proxied
+from featurelake.online.transport import backoff, open_transport, proxied
 
 BATCH_GET_MAX = 100
 Key = Union[Mapping[str, Any], Sequence[Any], Any]
@@ -143,16 +143,9 @@ class OnlineClient:
         self.boto_client = client
         self.region = client.meta.region_name
         self.endpoint_url = client.meta.endpoint_url
-        if use_direct:
-            credentials = session.get_credentials()
-            if credentials is None:
-                raise JobError("OnlineClient: no AWS credentials found (environment, ~/.aws, instance role): "
-                               "configure them, or pass session= or client=")
-            self.transport: Any = DirectTransport(self.endpoint_url, self.region, credentials,
-                                                  connect_timeout=connect_timeout, read_timeout=read_timeout,
-                                                  max_attempts=max_attempts)
-        else:
-            self.transport = BotocoreTransport(client)
+        self.transport = open_transport(client, session, direct=use_direct, who="OnlineClient",
+                                        connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                        max_attempts=max_attempts)
         self.max_workers = max_workers
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()

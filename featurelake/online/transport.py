@@ -12,6 +12,7 @@ proxies). It still skips botocore's response parsing: a `before-parse` hook keep
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -52,16 +53,25 @@ def service_error(code: str, message: str, what: str) -> FeaturelakeError:
         return UsageError(f"{what}: DynamoDB refused the request: {message}")
     if code in ("UnrecognizedClientException", "AccessDeniedException", "InvalidSignatureException",
                 "MissingAuthenticationTokenException", "ExpiredTokenException"):
-        return JobError(f"{what}: DynamoDB refused the credentials ({code}): {message}; grant "
-                        f"dynamodb:GetItem and dynamodb:BatchGetItem on the tables (docs/iam.md)")
+        return JobError(f"{what}: DynamoDB refused the credentials ({code}): {message}; grant the "
+                        f"DynamoDB actions docs/iam.md lists on the tables")
     return JobError(f"{what}: DynamoDB error {code}: {message}")
+
+
+def _base64(value: Any) -> str:
+    """JSON for what json cannot write: binary attributes (B), which the export's items hold as
+    bytes (botocore's form), travel as base64 text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class DirectTransport:
     """Signed JSON requests over one keep-alive connection per thread."""
 
     def __init__(self, endpoint_url: str, region: str, credentials: Any, *, connect_timeout: float = 1.0,
-                 read_timeout: float = 2.0, max_attempts: int = 4):
+                 read_timeout: float = 2.0, max_attempts: int = 4, backoff_base: float = 0.025,
+                 backoff_cap: float = 1.0):
         url = urlsplit(endpoint_url)
         self.host = url.netloc
         self.hostname = url.hostname or ""
@@ -69,6 +79,7 @@ class DirectTransport:
         self.https = url.scheme == "https"
         self.region, self.credentials = region, credentials
         self.connect_timeout, self.read_timeout, self.max_attempts = connect_timeout, read_timeout, max_attempts
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self._local = threading.local()
         self._keys: dict[tuple, bytes] = {}
         self._ssl: Optional[ssl.SSLContext] = None
@@ -135,12 +146,12 @@ class DirectTransport:
 
     def call(self, operation: str, request: dict, what: str) -> dict:
         """One DynamoDB operation; retries connection failures, throttling and 5xx with backoff."""
-        body = json.dumps(request, separators=(",", ":")).encode()
+        body = json.dumps(request, separators=(",", ":"), default=_base64).encode()
         target = TARGET + operation
         last = ""
         for attempt in range(self.max_attempts):
             if attempt:
-                time.sleep(backoff(attempt))
+                time.sleep(backoff(attempt, self.backoff_base, self.backoff_cap))
             try:
                 conn = self._connection()
                 conn.request("POST", "/", body, self._headers(target, body))
@@ -210,6 +221,18 @@ class BotocoreTransport:
 
     def close(self) -> None:
         pass
+
+
+def open_transport(client: Any, session: Any, *, direct: bool, who: str, **options: Any) -> Any:
+    """`client`'s endpoint, region and (through `session`) credentials, with requests signed here
+    (`direct`) or sent through the client itself. `options` go to DirectTransport."""
+    if not direct:
+        return BotocoreTransport(client)
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise JobError(f"{who}: no AWS credentials found (environment, ~/.aws, instance role): configure them, "
+                       f"or pass session= or client=")
+    return DirectTransport(client.meta.endpoint_url, client.meta.region_name, credentials, **options)
 
 
 def proxied(endpoint_url: str) -> bool:

@@ -286,19 +286,20 @@ def test_an_overlapping_older_export_does_not_win(lake, client, spark):
 
 def test_a_writer_that_lost_its_lease_stops(lake):
     from featurelake.online.table import Lease, ensure_table
-    from featurelake.online.writer import BatchWriter, LeaseLost, make_client
+    from featurelake.online.writer import BatchWriter, LeaseLost, make_client, task_transport
 
     dyn = lake.config.online.dynamodb
     ddb = make_client(dyn.region, dyn.endpoint_url)
     table = f"{dyn.table_prefix}fencing"
     ensure_table(ddb, table, ttl=False)
+    transport = task_transport(dyn.region, dyn.endpoint_url, pool=4, max_rounds=3)
     with Lease(ddb, table, "export-a", lease_s=30) as lease:
-        writer = BatchWriter(ddb, table, lease_token=lease.token, check_every=0.0)
+        writer = BatchWriter(transport, table, lease_token=lease.token, check_every=0.0)
         writer.add({"pk": {"S": "1"}})
         writer.close()
         ddb.put_item(TableName=table, Item={"pk": {"S": codec.LOCK_PK}, "token": {"S": "someone-else"},
                                             "owner": {"S": "export-b"}, "expires_ms": {"N": "9" * 13}})
-        writer = BatchWriter(ddb, table, lease_token=lease.token, check_every=0.0)
+        writer = BatchWriter(transport, table, lease_token=lease.token, check_every=0.0)
         writer.add({"pk": {"S": "2"}})
         with pytest.raises(LeaseLost, match="export-b"):
             writer.close()

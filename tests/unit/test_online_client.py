@@ -278,11 +278,11 @@ class FakeDynamo:
     def __init__(self, unprocessed_rounds):
         self.rounds, self.calls = unprocessed_rounds, 0
 
-    def batch_write_item(self, RequestItems):
+    def call(self, operation, request, what):
         self.calls += 1
         if self.rounds:
             self.rounds -= 1
-            return {"UnprocessedItems": {t: reqs[-1:] for t, reqs in RequestItems.items()}}
+            return {"UnprocessedItems": {t: reqs[-1:] for t, reqs in request["RequestItems"].items()}}
         return {"UnprocessedItems": {}}
 
 
@@ -300,31 +300,18 @@ def test_unprocessed_items_are_resent_boundedly(monkeypatch):
         writer.close()
 
 
-class ThrottlingDynamo:
-    def __init__(self, failures):
-        self.failures, self.calls = failures, 0
-
-    def batch_write_item(self, RequestItems):
-        from botocore.exceptions import ClientError
-
-        self.calls += 1
-        if self.failures:
-            self.failures -= 1
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                              "BatchWriteItem")
-        return {}
-
-
-def test_throttling_errors_are_retried_then_reported(monkeypatch):
-    monkeypatch.setattr("featurelake.online.writer.backoff", lambda *a, **k: 0)
-    fake = ThrottlingDynamo(failures=3)
-    writer = BatchWriter(fake, "t", max_rounds=5)
+def test_the_exports_writes_retry_throttling_then_report_it(stub, monkeypatch):
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", "message": "slow"}
+    Stub.script = [(400, throttled, False)] * 3 + [(200, {"UnprocessedItems": {}}, False)]
+    writer = BatchWriter(DirectTransport(stub, "us-east-1", Creds(), max_attempts=5), "t")
     writer.add({"pk": {"S": "1"}})
     writer.close()
-    assert fake.calls == 4
-    writer = BatchWriter(ThrottlingDynamo(failures=99), "t", max_rounds=3)
+    assert [r["RequestItems"]["t"] for r in Stub.seen] == [[{"PutRequest": {"Item": {"pk": {"S": "1"}}}}]] * 4
+    Stub.script = [(400, throttled, False)] * 3
+    writer = BatchWriter(DirectTransport(stub, "us-east-1", Creds(), max_attempts=3), "t")
     writer.add({"pk": {"S": "1"}})
-    with pytest.raises(JobError, match="kept refusing writes for 3 rounds.*ProvisionedThroughputExceeded"):
+    with pytest.raises(JobError, match="export to t: DynamoDB at .* after 3 attempts .*ProvisionedThroughputExceeded"):
         writer.close()
 
 
@@ -334,17 +321,20 @@ class OnlineTable:
     def __init__(self, items):
         self.items, self.written = {i["pk"]["S"]: i for i in items}, []
 
-    def batch_get_item(self, RequestItems):
+    def BatchGetItem(self, RequestItems):
         (table, req), = RequestItems.items()
         return {"Responses": {table: [self.items[k["pk"]["S"]] for k in req["Keys"] if k["pk"]["S"] in self.items]}}
 
-    def batch_write_item(self, RequestItems):
+    def BatchWriteItem(self, RequestItems):
         for r in next(iter(RequestItems.values())):
             self.written.append(r["PutRequest"]["Item"]["pk"]["S"])
         return {}
 
-    def get_item(self, **kw):
-        return {}
+    def call(self, operation, request, what):
+        return getattr(self, operation)(request["RequestItems"]) if operation != "GetItem" else {}
+
+    def close(self):
+        pass
 
 
 def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
@@ -357,7 +347,7 @@ def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
     online = [{**version(10, 5), "pk": {"S": "1"}}, {**version(10, 5), "pk": {"S": "2"}},
               {**version(10, 5), "pk": {"S": "3"}}]
     table = OnlineTable(online)
-    monkeypatch.setattr(writer, "task_client", lambda *a, **k: table)
+    monkeypatch.setattr(writer, "task_transport", lambda *a, **k: table)
 
     class Stats:
         def add(self, value):
