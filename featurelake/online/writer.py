@@ -3,10 +3,10 @@ requests in flight per Spark task, UnprocessedItems resent with exponential back
 bounded. boto3 and the standard library only (it runs in Spark's Python workers).
 
 Requests are signed here and sent over keep-alive connections (featurelake.online.transport), not
-through botocore, whose serializer, hooks and parser cost about 3x the CPU per item: measured
-against dynalite, 65-75 vs 21 µs per item of 10 doubles (`/tmp/p3/micro.py` of session 5). On
-two cores that CPU is taken from the endpoint and the Spark job. A proxy, when one applies, is
-reached through boto3.
+through botocore, whose serializer, hooks and parser cost about 3x the CPU per item: 65-75 vs 21
+µs per item of 10 doubles, measured against dynalite (300 requests of 25 items, one thread). That
+CPU is taken from the Spark job (and, in the benchmark, from the endpoint on the same cores). A
+proxy, when one applies, is reached through boto3.
 
 Each task also checks, every few seconds, that its export still holds the group's export lease
 (see featurelake.online.table): a task of an export that lost its lease stops before its next
