@@ -305,14 +305,33 @@ def test_the_exports_writes_retry_throttling_then_report_it(stub, monkeypatch):
     throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", "message": "slow"}
     Stub.script = [(400, throttled, False)] * 3 + [(200, {"UnprocessedItems": {}}, False)]
     writer = BatchWriter(DirectTransport(stub, "us-east-1", Creds(), max_attempts=5), "t")
-    writer.add({"pk": {"S": "1"}})
+    writer.add({"pk": {"S": "1"}, "v": {"B": b"\x00\x01"}})
     writer.close()
-    assert [r["RequestItems"]["t"] for r in Stub.seen] == [[{"PutRequest": {"Item": {"pk": {"S": "1"}}}}]] * 4
+    sent = [{"PutRequest": {"Item": {"pk": {"S": "1"}, "v": {"B": "AAE="}}}}]  # binary as base64 text
+    assert [r["RequestItems"]["t"] for r in Stub.seen] == [sent] * 4
     Stub.script = [(400, throttled, False)] * 3
     writer = BatchWriter(DirectTransport(stub, "us-east-1", Creds(), max_attempts=3), "t")
     writer.add({"pk": {"S": "1"}})
     with pytest.raises(JobError, match="export to t: DynamoDB at .* after 3 attempts .*ProvisionedThroughputExceeded"):
         writer.close()
+
+
+def test_the_exports_writes_go_through_boto3_when_a_proxy_applies(stub, monkeypatch):
+    from featurelake.online import writer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("HTTP_PROXY", stub)  # the stub answers as the proxy would, for any host
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setattr(writer, "_WORKER_CLIENTS", {})
+    transport = writer.task_transport("us-east-1", "http://dynamodb.example:8000", pool=2, max_rounds=2)
+    assert not isinstance(transport, DirectTransport)
+    Stub.script = [(200, {"UnprocessedItems": {}}, False)]
+    batch = BatchWriter(transport, "t")
+    batch.add({"pk": {"S": "1"}, "v": {"B": b"\x00\x01"}})
+    batch.close()
+    assert Stub.seen == [{"RequestItems": {"t": [{"PutRequest": {"Item": {"pk": {"S": "1"}, "v": {"B": "AAE="}}}}]}}]
 
 
 class OnlineTable:
