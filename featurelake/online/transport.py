@@ -223,15 +223,15 @@ class BotocoreTransport:
         pass
 
 
-def open_transport(client: Any, session: Any, *, direct: bool, who: str, **options: Any) -> Any:
+def open_transport(client: Any, session: Any, *, direct: bool, who: str, fix: str = "configure them",
+                   **options: Any) -> Any:
     """`client`'s endpoint, region and (through `session`) credentials, with requests signed here
     (`direct`) or sent through the client itself. `options` go to DirectTransport."""
     if not direct:
         return BotocoreTransport(client)
     credentials = session.get_credentials()
     if credentials is None:
-        raise JobError(f"{who}: no AWS credentials found (environment, ~/.aws, instance role): configure them, "
-                       f"or pass session= or client=")
+        raise JobError(f"{who}: no AWS credentials found (environment, ~/.aws, instance role): {fix}")
     return DirectTransport(client.meta.endpoint_url, client.meta.region_name, credentials, **options)
 
 

@@ -59,6 +59,7 @@ def task_transport(region: str, endpoint_url: Optional[str], *, pool: int, max_r
                                                         session=session)
         session, client = _WORKER_CLIENTS[key]
     return open_transport(client, session, direct=not proxied(client.meta.endpoint_url), who="export",
+                          fix="configure them for every executor (docs/iam.md)",
                           connect_timeout=2.0, read_timeout=10.0, max_attempts=max_rounds, backoff_base=0.05,
                           backoff_cap=5.0)
 
