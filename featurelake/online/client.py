@@ -144,7 +144,8 @@ class OnlineClient:
         self.region = client.meta.region_name
         self.endpoint_url = client.meta.endpoint_url
         self.transport = open_transport(client, session, direct=use_direct, who="OnlineClient",
-                                        fix="configure them, or pass session= or client=", connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                        fix="configure them, or pass session= or client=",
+                                        connect_timeout=connect_timeout, read_timeout=read_timeout,
                                         max_attempts=max_attempts)
         self.max_workers = max_workers
         self._pool: Optional[ThreadPoolExecutor] = None
