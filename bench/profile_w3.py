@@ -33,7 +33,7 @@ def cpu_seconds() -> dict:
     """CPU seconds so far of dynalite (node), Spark's JVM and Spark's Python workers (from /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict = {}
-    for proc in Path("/proc").glob("[0-9]*"):
+    for proc in (Path("/proc") / name for name in os.listdir("/proc") if name.isdigit()):
         try:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
