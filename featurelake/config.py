@@ -102,6 +102,9 @@ class MonitoringConfig:
     """Largest share of sampled keys whose online value may differ before `monitor skew` alerts."""
     statistics: bool = True
     """Record statistics of every batch an ingest writes and of every training set written."""
+    statistics_sample_rows: int = 100_000
+    """Quantiles and histograms of a larger batch come from a sample of about this many rows
+    (0: every row); counts, nulls, min, max, mean, stddev and top values are always exact."""
 
 
 @dataclass
@@ -167,6 +170,9 @@ def load_config(path: Union[str, Path, None] = None, env: Optional[dict] = None)
     if config.validation.on_failure not in ("fail", "quarantine", "warn"):
         raise ConfigError(f"{path}: validation.on_failure must be fail, quarantine or warn, "
                           f"not {config.validation.on_failure!r}")
+    if config.monitoring.statistics_sample_rows < 0:
+        raise ConfigError(f"{path}: monitoring.statistics_sample_rows must be 0 (every row) or a number of rows, "
+                          f"not {config.monitoring.statistics_sample_rows}")
     return config
 
 

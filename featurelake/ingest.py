@@ -300,7 +300,8 @@ def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame") -> None:
     from featurelake.monitoring import batch_statistics, record_statistics
 
     try:
-        record_statistics(ctx.store, "run", run_id, ctx.group, batch_statistics(batch, ctx.group))
+        record_statistics(ctx.store, "run", run_id, ctx.group, batch_statistics(
+            batch, ctx.group, sample_rows=ctx.store.config.monitoring.statistics_sample_rows))
     except Exception as exc:  # noqa: BLE001 - statistics must never fail a committed ingest
         log.warning("%s: statistics of run %s not recorded: %s", ctx.group.name, run_id, root_message(exc))
 

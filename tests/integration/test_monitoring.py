@@ -144,6 +144,18 @@ def test_a_column_holding_nan_or_infinity_gets_statistics_without_a_histogram(la
     assert stats["b"]["histogram"]["counts"][0] == 1 and sum(stats["b"]["histogram"]["counts"]) == 2
 
 
+def test_quantiles_and_histograms_of_a_large_batch_come_from_a_sample_and_the_rest_is_exact(lake):
+    df = lake.spark.range(2000).selectExpr("CAST(id AS DOUBLE) AS x", "CAST(id % 7 AS STRING) AS c")
+    every, sampled = (monitoring.batch_statistics(df, sample_rows=n) for n in (0, 500))
+    assert "sample" not in every["x"] and sum(every["x"]["histogram"]["counts"]) == 2000
+    x = sampled["x"]
+    assert x["sample"] == {"of": "quantiles, histogram", "fraction": 0.25, "seed": 17}
+    assert (x["count"], x["non_null"], x["min"], x["max"], x["mean"]) == (2000, 2000, 0.0, 1999.0, 999.5)
+    assert 350 < sum(x["histogram"]["counts"]) < 650 and abs(x["quantiles"]["p50"] - 999.5) < 150
+    assert sampled["c"]["top_values"] == every["c"]["top_values"]  # exact counts, every row
+    assert sampled["c"]["top_values"][0] == {"value": "0", "count": 286}
+
+
 def test_training_set_statistics_are_recorded_per_feature(lake):
     stats = monitoring.record_training_set_statistics(lake, lake.ts)
     assert set(stats) == {"payments:amount_sum_7d", "payments:channel"}

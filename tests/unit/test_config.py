@@ -93,6 +93,11 @@ def test_bad_validation_policy(tmp_path):
         load_config(write(tmp_path, "validation:\n  on_failure: ignore\n"), env={})
 
 
+def test_a_negative_statistics_sample_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="statistics_sample_rows must be 0 \\(every row\\) or a number of rows"):
+        load_config(write(tmp_path, "monitoring:\n  statistics_sample_rows: -5\n"), env={})
+
+
 def test_a_missing_file_says_how_to_point_at_one(tmp_path):
     with pytest.raises(ConfigError, match="pass --conf PATH or set FEATURELAKE_CONF"):
         load_config(tmp_path / "nope.yaml")
