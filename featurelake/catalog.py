@@ -209,13 +209,19 @@ class Catalog:
 
     def version_of(self, group: "FeatureGroup") -> int:
         """The registered version whose fingerprint matches the group's current code."""
-        rows = self.rows("groups", f"name = '{_quote(group.name)}' AND fingerprint = '{group.fingerprint}'")
-        if not rows:
-            from featurelake.errors import UsageError
+        return self.versions_of([group])[group.name]
 
-            raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` "
-                             f"(or was never applied): run `featurelake apply` first")
-        return int(rows[0]["version"])
+    def versions_of(self, groups: list["FeatureGroup"]) -> dict[str, int]:
+        """version_of for several groups, in one read of the catalogue."""
+        where = " OR ".join(f"(name = '{_quote(g.name)}' AND fingerprint = '{g.fingerprint}')" for g in groups)
+        found = {r["name"]: int(r["version"]) for r in self.rows("groups", where)}
+        for group in groups:
+            if group.name not in found:
+                from featurelake.errors import UsageError
+
+                raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` "
+                                 f"(or was never applied): run `featurelake apply` first")
+        return found
 
 
 def _quote(text: str) -> str:

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, Union
@@ -200,9 +201,8 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     df = read_spine(spark, spine)
     plans = resolve(store, list(features), full_names=full_names, spine_columns=df.columns)
     check_spine(df, plans, timestamp_column)
-    group_versions, table_versions = {}, {}
+    group_versions, table_versions = store.catalog.versions_of([store.group(p.group) for p in plans]), {}
     for plan in plans:
-        group_versions[plan.group] = store.catalog.version_of(store.group(plan.group))
         version = store.offline(plan.group).version()
         if version is None:
             raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
@@ -225,8 +225,10 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         "options": {"refs": list(features), "full_names": full_names, "partitions": partitions,
                     "time_bounds": [stats["t_min"], stats["t_max"]], "null_key_rows": stats["null_keys"],
                     "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE}}
-    store.catalog.record("training_sets", **manifest)
-    _audit(store, manifest, "training_set")
+    with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
+        for done in [pool.submit(store.catalog.record, "training_sets", **manifest),
+                     pool.submit(_audit, store, manifest, "training_set")]:
+            done.result()
     return TrainingSet(store, _decode(manifest), _compute(store, copy, manifest_plans(manifest), manifest))
 
 
