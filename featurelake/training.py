@@ -25,7 +25,7 @@ from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, hashable, point_in_time, to_micros
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from featurelake.store import FeatureStore
 
@@ -143,16 +143,27 @@ def check_spine(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: s
         raise UsageError(f"spine columns {reserved} start with {INTERNAL!r}, which featurelake reserves: rename them")
 
 
-def _stat_columns(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> list:
+FINGERPRINT = 2  # 1: sums of the row hashes as decimals (sets built before 2026-11-28), 2: of their quarters
+
+
+def _stat_columns(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str,
+                  fingerprint: int = FINGERPRINT) -> list:
     """Aggregates over the spine: rows, a content fingerprint (order-free: sums of two 64-bit row
-    hashes), rows with a null key or time per group, and the time range (for pruning)."""
+    hashes, each summed as four 16-bit quarters in longs, exact up to 2^47 rows: a decimal sum
+    cost a third of the spine copy's time), rows with a null key or time per group, and the
+    time range (for pruning)."""
     from pyspark.sql import functions as F
 
     hashed = [hashable(df, c) for c in df.columns if c != ROW]
     micros = to_micros(df[timestamp_column], df.schema[timestamp_column].dataType, timestamp_column)
-    aggs = [F.count(F.lit(1)).alias("rows"),
-            F.sum(F.xxhash64(*hashed).cast("decimal(20,0)")).cast("string").alias("h1"),
-            F.sum(F.xxhash64(F.lit("featurelake"), *hashed).cast("decimal(20,0)")).cast("string").alias("h2"),
+
+    def total(h: "Column", name: str) -> list:
+        if fingerprint == 1:
+            return [F.sum(h.cast("decimal(20,0)")).cast("string").alias(name)]
+        return [F.sum(F.shiftrightunsigned(h, 16 * q).bitwiseAND(F.lit(0xFFFF))).alias(f"{name}_{q}") for q in range(4)]
+
+    aggs = [F.count(F.lit(1)).alias("rows"), *total(F.xxhash64(*hashed), "h1"),
+            *total(F.xxhash64(F.lit("featurelake"), *hashed), "h2"),
             F.min(micros).alias("t_min"), F.max(micros).alias("t_max")]
     for i, plan in enumerate(plans):
         bad = reduce(lambda a, b: a | b, [F.col(k).isNull() for k in plan.keys], micros.isNull())
@@ -162,14 +173,16 @@ def _stat_columns(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column:
 
 def _stats(df: "DataFrame", plans: Sequence[GroupPlan], row: Any) -> dict:
     schema = [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name != ROW]
-    digest = hashlib.sha256(json.dumps([schema, row["rows"], row["h1"], row["h2"]]).encode()).hexdigest()
+    sums = [row[h] if h in row else [row[f"{h}_{q}"] for q in range(4)] for h in ("h1", "h2")]
+    digest = hashlib.sha256(json.dumps([schema, row["rows"], *sums]).encode()).hexdigest()
     return {"fingerprint": digest[:32], "rows": int(row["rows"]), "t_min": row["t_min"], "t_max": row["t_max"],
             "null_keys": {p.group: int(row[f"null{i}"]) for i, p in enumerate(plans)}}
 
 
-def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
+def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str,
+                fingerprint: int = FINGERPRINT) -> dict:
     """The spine's statistics (see _stat_columns) in one Spark job."""
-    return _stats(df, plans, df.agg(*_stat_columns(df, plans, timestamp_column)).first())
+    return _stats(df, plans, df.agg(*_stat_columns(df, plans, timestamp_column, fingerprint)).first().asDict())
 
 
 def copy_spine(df: "DataFrame", path: str, plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
@@ -181,7 +194,7 @@ def copy_spine(df: "DataFrame", path: str, plans: Sequence[GroupPlan], timestamp
     with_id = df.withColumn(ROW, F.monotonically_increasing_id())
     with_id.observe(observation, *_stat_columns(with_id, plans, timestamp_column)) \
         .write.format("delta").mode("errorifexists").save(path)
-    return _stats(with_id, plans, observation.get)
+    return _stats(with_id, plans, dict(observation.get))
 
 
 def _warn_null_keys(counts: dict, timestamp_column: str) -> None:
@@ -224,7 +237,8 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         "group_versions": group_versions, "table_versions": table_versions, "spine_path": spine_path,
         "options": {"refs": list(features), "full_names": full_names, "partitions": partitions,
                     "time_bounds": [stats["t_min"], stats["t_max"]], "null_key_rows": stats["null_keys"],
-                    "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE}}
+                    "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE,
+                    "fingerprint": FINGERPRINT}}
     with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
         for done in [pool.submit(store.catalog.record, "training_sets", **manifest),
                      pool.submit(_audit, store, manifest, "training_set")]:
@@ -242,7 +256,7 @@ def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingS
         raise JobError(f"training set {training_set_id}: its spine copy at {manifest['spine_path']} cannot be read "
                        f"({str(exc).splitlines()[0][:200]}): it was deleted, so the set cannot be replayed") from None
     plans = manifest_plans(manifest)
-    stats = spine_stats(copy, plans, manifest["timestamp_column"])
+    stats = spine_stats(copy, plans, manifest["timestamp_column"], manifest["options"].get("fingerprint", 1))
     if stats["fingerprint"] != manifest["spine_fingerprint"]:
         raise JobError(f"training set {training_set_id}: the spine copy at {manifest['spine_path']} changed since the "
                        f"set was built (fingerprint {stats['fingerprint']} != {manifest['spine_fingerprint']}): "

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import write_config
-from featurelake.errors import FeaturelakeError, NotFoundError, UsageError
-from featurelake import pointintime
+from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError
+from featurelake import pointintime, training
 from featurelake.pointintime import ROW, TIME, point_in_time
-from featurelake.training import NullKeysWarning, resolve
+from featurelake.training import NullKeysWarning, manifest_plans, resolve, spine_stats
 
 GROUPS = '''
 from featurelake import Aggregation, DeltaSource, Entity, Feature, FeatureGroup
@@ -230,7 +230,7 @@ def merge(store, group: str, rows: list[tuple], run_id: str) -> None:
     store.offline(group).merge(store.spark.createDataFrame(rows, SCHEMAS[group][0]), run_id)
 
 
-def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path):
+def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path, monkeypatch):
     store = lake
     merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")],
           "r1")
@@ -275,6 +275,20 @@ def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path):
     usage = store.catalog.rows("usage", f"detail LIKE '%{ts.id}%'")
     assert {(u["action"], u["object"]) for u in usage} == {
         (a, g) for a in ("training_set", "training_set_replay") for g in ("cust", "profile", "pair_stats")}
+
+    # A set built before the fingerprint's second form (none named in its options) is checked the old way.
+    copy = store.spark.read.format("delta").load(ts.manifest["spine_path"])
+    old = spine_stats(copy, manifest_plans(ts.manifest), "event_ts", 1)["fingerprint"]
+    assert old != ts.manifest["spine_fingerprint"]
+    legacy = {**ts.manifest, "spine_fingerprint": old,
+              "options": {k: v for k, v in ts.manifest["options"].items() if k != "fingerprint"}}
+    monkeypatch.setattr(training, "read_manifest", lambda *_: legacy)
+    with pytest.warns(NullKeysWarning):
+        pd.testing.assert_frame_equal(store.load_training_set(ts.id).to_pandas(), before, check_exact=True)
+    monkeypatch.undo()
+    copy.limit(1).write.format("delta").mode("append").save(ts.manifest["spine_path"])
+    with pytest.raises(JobError, match="changed since the set was built"):
+        store.load_training_set(ts.id)
 
 
 def test_a_hot_key_with_half_the_rows(make_store, tmp_path):
