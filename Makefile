@@ -48,7 +48,7 @@ demo: setup services-up
 	$(PY) scripts/demo.py
 
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=30
 
 test-cluster: setup
 	$(PY) -m pytest tests -m cluster -q -s
