@@ -28,6 +28,7 @@ quality = group("quality")                      # the config's policy: quarantin
 strict = group("strict", validation="fail")
 lenient = group("lenient", validation="warn",   # fits a mean: recorded with the run
                 transform=lambda df: T.fill_nulls(df, strategy="mean", columns=["v"]))
+daily = group("daily")
 '''
 SUITE = ("expectations:\n  - type: expect_column_values_to_be_between\n"
          "    kwargs: {{column: v, min_value: {low}, max_value: 100}}\n")
@@ -125,6 +126,17 @@ def test_warn_policy_writes_the_batch_and_reports_the_failures_and_fitted_parame
     assert {r.id: r.v for r in store.read_offline("lenient").collect()} == {1: 500.0, 2: 500.0}
     [run] = store.catalog.rows("runs", "`group` = 'lenient'")
     assert json.loads(run["params"]) == {"fill_nulls:v": {"strategy": "mean", "value": 500.0}}
+
+
+def test_the_first_ingest_writes_one_file_per_event_date(env):
+    """An S3 ingest runs as a streaming batch, without adaptive execution: the first write must
+    still put each date's rows in one file, not one per shuffle partition."""
+    store, data, _, _ = env
+    for part in range(2):
+        put(data / "daily", f"part{part}", [(i, f"2024-06-0{1 + i % 3}T0{part}:00:00Z", float(i)) for i in range(30)])
+    assert store.ingest("daily").rows_written == 60
+    files = sorted(p.parent.name for p in Path(store.offline("daily").path).glob("_event_date=*/*.parquet"))
+    assert files == ["_event_date=2024-06-01", "_event_date=2024-06-02", "_event_date=2024-06-03"]
 
 
 def test_the_transform_output_must_carry_keys_timestamp_and_typed_features(env):
