@@ -1,5 +1,5 @@
-"""`featurelake training-set` as a user runs it, in its own process: build from a spine file,
-print the id; later, after more data arrived, `--replay ID` writes the same rows again."""
+"""`featurelake training-set` as a user runs it: build from a spine file, print the id; later,
+after more data arrived, `--replay ID` in its own process writes the same rows again."""
 from __future__ import annotations
 
 import subprocess
@@ -21,7 +21,7 @@ payments = FeatureGroup(
 '''
 
 
-def test_training_set_then_replay_after_more_data(tmp_path, spark):
+def test_training_set_then_replay_after_more_data(tmp_path, spark, capsys):
     from featurelake.cli import main
     from featurelake.store import FeatureStore
 
@@ -40,13 +40,10 @@ def test_training_set_then_replay_after_more_data(tmp_path, spark):
         ["2024-05-01T11:00", "2024-05-01T13:00", "2024-05-02T10:00", "2024-05-01T13:00"]),
         "label": [0, 1, 0, 1]}).to_parquet(spine, index=False, coerce_timestamps="us")
 
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "featurelake.cli", "--conf", str(conf), "--repo", repo, "training-set", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
-
-    built = cli("--spine", str(spine), "--features", "payments:*", "--out", str(tmp_path / "first"))
-    assert built.returncode == 0, built.stderr[-3000:]
-    ts_id = built.stdout.strip().splitlines()[-1]
+    capsys.readouterr()
+    assert main(["--conf", str(conf), "--repo", repo, "training-set", "--spine", str(spine), "--features",
+                 "payments:*", "--out", str(tmp_path / "first")]) == 0
+    ts_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert ts_id.startswith("ts-")
     first = pd.read_parquet(tmp_path / "first").sort_values(["label", "customer_id"]).reset_index(drop=True)
     expected = pd.DataFrame({
@@ -59,7 +56,9 @@ def test_training_set_then_replay_after_more_data(tmp_path, spark):
     # More data arrives, including a correction of a row the set read.
     store.offline("payments").merge(spark.createDataFrame(
         [(1, datetime(2024, 5, 1, 12), 500.0), (2, datetime(2024, 5, 2, 9), 1.0)], schema), "r2")
-    replayed = cli("--replay", ts_id, "--out", str(tmp_path / "replay"), "--format", "parquet")
+    cmd = [sys.executable, "-m", "featurelake.cli", "--conf", str(conf), "--repo", repo, "training-set",
+           "--replay", ts_id, "--out", str(tmp_path / "replay"), "--format", "parquet"]
+    replayed = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert replayed.returncode == 0, replayed.stderr[-3000:]
     assert replayed.stdout.strip().splitlines()[-1] == ts_id
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "replay"), pd.read_parquet(tmp_path / "first"),
