@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from featurelake.catalog import with_retry
 from featurelake.errors import NotFoundError, UsageError
+from featurelake.spark import shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -164,8 +165,7 @@ class OfflineTable:
         # to one task. A `rebalance` hint does that only under adaptive execution, which a
         # streaming batch (every S3 ingest) runs without: there it left a file per date and
         # shuffle partition, 2,928 files for a year of 200k rows and four times the write time.
-        partitions = int(self.spark.conf.get("spark.sql.shuffle.partitions"))
-        writer = (batch.repartition(partitions, "_event_date").write.format("delta").mode("errorifexists")
+        writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta").mode("errorifexists")
                   .partitionBy("_event_date").option("maxRecordsPerFile", MAX_FILE_ROWS)
                   .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
         try:

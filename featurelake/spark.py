@@ -75,6 +75,13 @@ def get_spark(config: Optional["Config"] = None) -> "SparkSession":
     return spark
 
 
+def shuffle_partitions(spark: "SparkSession") -> int:
+    """spark.sql.shuffle.partitions as a number; where it is not one (Databricks' "auto"), the
+    cores Spark schedules on."""
+    value = str(spark.conf.get("spark.sql.shuffle.partitions", "200")).strip()
+    return int(value) if value.isdigit() and int(value) > 0 else spark.sparkContext.defaultParallelism
+
+
 def main(argv: Optional[list] = None) -> int:
     """`python -m featurelake.spark --prefetch`: resolve the jars into the cache once."""
     argv = sys.argv[1:] if argv is None else argv

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, hashable, point_in_time, to_micros
+from featurelake.spark import shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -228,7 +229,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
              ", ".join(f"{g} v{v}" for g, v in table_versions.items()))
     copy = spark.read.format("delta").load(spine_path)
     _warn_null_keys(stats["null_keys"], timestamp_column)
-    partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "200"))
+    partitions = shuffle_partitions(spark)
     columns = [c for c in df.columns] + [o for p in plans for o in p.outputs]
     manifest = {
         "id": ts_id, "created_at": now(), "user": current_user(), "spine_fingerprint": stats["fingerprint"],

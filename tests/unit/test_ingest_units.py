@@ -59,3 +59,15 @@ def test_the_spark_submit_job_passes_the_cli_the_same_arguments(monkeypatch):
     monkeypatch.setattr(jobs.ingest, "_without_delta", lambda conf: None)
     assert jobs.ingest.main(["--conf", "c.yaml", "--group", "a", "--group", "b", "--start", "2024-01-01"]) == 0
     assert seen == [["--repo", "features", "--conf", "c.yaml", "ingest", "a", "b", "--start", "2024-01-01"]]
+
+
+@pytest.mark.parametrize("setting,expected", [("8", 8), ("200", 200), ("auto", 4), ("0", 4)])
+def test_shuffle_partitions_falls_back_to_the_cores_where_the_setting_is_not_a_number(setting, expected):
+    """Databricks' "auto" must not break a first write or a training set's plan."""
+    from types import SimpleNamespace
+
+    from featurelake.spark import shuffle_partitions
+
+    spark = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default=None: setting),
+                            sparkContext=SimpleNamespace(defaultParallelism=4))
+    assert shuffle_partitions(spark) == expected
