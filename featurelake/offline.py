@@ -165,8 +165,8 @@ class OfflineTable:
         # to one task. A `rebalance` hint does that only under adaptive execution, which a
         # streaming batch (every S3 ingest) runs without: there it left a file per date and
         # shuffle partition, 2,928 files for a year of 200k rows and four times the write time.
-        writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta").mode("errorifexists")
-                  .partitionBy("_event_date").option("maxRecordsPerFile", MAX_FILE_ROWS)
+        writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta")
+                  .mode("errorifexists").partitionBy("_event_date").option("maxRecordsPerFile", MAX_FILE_ROWS)
                   .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
         try:
             writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
