@@ -223,6 +223,8 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from featurelake.monitoring.stats import plain_aggregates
+
     r, g = clock.result, ctx.group
     cached = raw.persist(StorageLevel.MEMORY_AND_DISK)
     batch = None
@@ -242,9 +244,12 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
             out = in_window(out, g.timestamp_column, window)
         batch = out.persist(StorageLevel.MEMORY_AND_DISK)
         unaddressable = _unaddressable(g)
-        counts = batch.agg(F.count(F.lit(1)), F.count(F.when(unaddressable, 1))).first()
+        # The row count, with the statistics' plain aggregates on this first pass (one job less)
+        aggregates = plain_aggregates(batch, g) if ctx.store.config.monitoring.statistics else \
+            [F.count(F.lit(1)).alias("rows")]
+        counts = batch.agg(F.count(F.when(unaddressable, 1)).alias("_fl_unaddressable"), *aggregates).first().asDict()
         cached.unpersist()  # the batch is cached now: holding the raw rows too would double the memory
-        rows = counts[0]
+        rows = counts["rows"]
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
         if rows == 0:
             return
@@ -254,13 +259,13 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
         if not passed and _handle_failure(ctx, clock, batch, rows, txn):
             return
         writable = batch
-        if counts[1]:
+        if counts["_fl_unaddressable"]:
             writable = batch.where(~unaddressable)
-            _set_aside(ctx, clock, batch.where(unaddressable), counts[1], txn)
+            _set_aside(ctx, clock, batch.where(unaddressable), counts["_fl_unaddressable"], txn)
         version = ctx.table.merge(writable, r.run_id)
         if version is not None:
             r.delta_version = version
-            _record_statistics(ctx, r.run_id, batch)
+            _record_statistics(ctx, r.run_id, batch, counts)
         log.info("%s: merged into %s: %s (%.1fs)", g.name, ctx.table.table_name or ctx.table.path,
                  f"version {version}" if version is not None else "nothing new", clock.elapsed())
     finally:
@@ -292,16 +297,17 @@ def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", n: int, txn: O
                 g.name, n, r.run_id)
 
 
-def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame") -> None:
-    """The written batch's statistics into the catalogue. The rows are already committed, so a
-    failure here is a warning, not a failed run."""
+def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame", plain: dict) -> None:
+    """The written batch's statistics into the catalogue (`plain`: their plain aggregates, from the
+    batch's first pass). The rows are already committed, so a failure here is a warning, not a
+    failed run."""
     if not ctx.store.config.monitoring.statistics:
         return
     from featurelake.monitoring import batch_statistics, record_statistics
 
     try:
         record_statistics(ctx.store, "run", run_id, ctx.group, batch_statistics(
-            batch, ctx.group, sample_rows=ctx.store.config.monitoring.statistics_sample_rows))
+            batch, ctx.group, sample_rows=ctx.store.config.monitoring.statistics_sample_rows, plain=plain))
     except Exception as exc:  # noqa: BLE001 - statistics must never fail a committed ingest
         log.warning("%s: statistics of run %s not recorded: %s", ctx.group.name, run_id, root_message(exc))
 

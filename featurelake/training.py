@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("featurelake.training")
 ENGINE = "pointintime/1"
 FORMATS = ("parquet", "delta", "csv")
+MODES = ("overwrite", "append", "error", "errorifexists", "ignore")
 
 
 class NullKeysWarning(UserWarning):
@@ -379,9 +380,13 @@ class TrainingSet:
         return self._frame.sortWithinPartitions(ROW).drop(ROW)
 
     def write(self, path: Union[str, os.PathLike], format: str = "parquet", mode: str = "overwrite") -> str:
-        """Writes the rows (parquet, delta or csv); a replay writes the same rows in the same files."""
+        """Writes the rows (parquet, delta or csv); a replay writes the same rows in the same files.
+        Records the set's statistics too (monitoring.statistics): from the rows as written when the
+        target holds them alone, from the set computed again when they were appended to others."""
         if format not in FORMATS:
             raise UsageError(f"unknown format {format!r}{did_you_mean(format, FORMATS)}: use parquet, delta or csv")
+        if mode not in MODES:
+            raise UsageError(f"unknown write mode {mode!r}{did_you_mean(mode, MODES)}: use one of {', '.join(MODES)}")
         df = self.ordered()
         if format == "csv":
             nested = [f.name for f in df.schema.fields
@@ -398,9 +403,11 @@ class TrainingSet:
         if self._store.config.monitoring.statistics:
             from featurelake.monitoring import record_training_set_statistics
 
-            reader = self._store.spark.read.format(format)
-            record_training_set_statistics(self._store, self, (reader.option("header", True).option(
-                "inferSchema", True) if format == "csv" else reader).load(target))
+            written = None
+            if mode not in ("append", "ignore"):  # the target holds this set's rows alone: cheap to read back
+                reader = self._store.spark.read.format(format)
+                written = (reader.option("header", True).schema(df.schema) if format == "csv" else reader).load(target)
+            record_training_set_statistics(self._store, self, written)
         return target
 
     def log_to_mlflow(self) -> None:

@@ -179,6 +179,22 @@ def test_writing_a_training_set_records_its_statistics_from_the_written_rows(lak
     assert recorded["seconds"]["max"] == pytest.approx(want.max())
 
 
+def test_a_written_set_records_the_statistics_of_its_own_rows_even_when_appended(lake, tmp_path):
+    """Overwriting reads the rows back from the target; appending to it computes them from the set
+    again, as the target then holds other rows too."""
+    spine = lake.spark.createDataFrame([(i % 5, NOW - timedelta(hours=i)) for i in range(12)],
+                                       "customer_id bigint, ts timestamp")
+    ts = lake.training_set(spine, ["sessions:seconds"], timestamp_column="ts")
+    computed = monitoring.batch_statistics(ts.to_spark(), columns=["seconds"])["seconds"]
+    assert computed["count"] == 12 and computed["non_null"] > 0 and "histogram" in computed
+    for mode in ("overwrite", "append"):
+        ts.write(tmp_path / "ts", mode=mode)
+    recorded = monitoring.read_statistics(lake, scope="training_set", scope_id=ts.id)
+    assert [{k: v for k, v in r["stats"].items() if k != "column"} for r in recorded] == [computed, computed]
+    with pytest.raises(UsageError, match="unknown write mode 'apend'.*append"):
+        ts.write(tmp_path / "ts", mode="apend")
+
+
 # ---- drift ----------------------------------------------------------------------------------
 
 def test_no_drift_between_batches_with_the_same_values(lake):
