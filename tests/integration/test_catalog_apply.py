@@ -75,3 +75,17 @@ def test_two_concurrent_applies_leave_one_row_per_version(make_store):
     assert sorted((r["version"], r["fingerprint"]) for r in rows) == sorted(
         {(r["version"], r["fingerprint"]) for r in rows})
     assert [r["version"] for r in sorted(rows, key=lambda r: r["version"])] == [1, 2]
+
+
+def test_an_older_catalogue_table_gains_the_columns_added_since(spark, tmp_path):
+    """A catalogue written before a column existed (here: usage without `detail`) takes the next
+    append and keeps its rows, the new column null in them."""
+    from featurelake.catalog import Catalog, now
+
+    catalog = Catalog(spark, str(tmp_path))
+    spark.createDataFrame([(now(), "ann", "apply", "g")], "ts timestamp, user string, action string, object string") \
+        .write.format("delta").save(catalog.path("usage"))
+    catalog.audit("export", "g", {"rows": 3})
+    rows = sorted(catalog.rows("usage"), key=lambda r: r["action"])
+    assert [(r["user"], r["action"], r["detail"]) for r in rows][0] == ("ann", "apply", None)
+    assert rows[1]["action"] == "export" and rows[1]["detail"] == '{"rows": 3}'
