@@ -95,7 +95,7 @@ class Catalog:
     def read(self, table: str, version: Optional[int] = None) -> "DataFrame":
         """The table as a DataFrame (empty with the right schema when nothing was written yet)."""
         if not self.exists(table):
-            return self.spark.createDataFrame([], SCHEMAS[table])
+            return self._frame(table, [])
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -108,11 +108,15 @@ class Catalog:
         return [r.asDict(recursive=True) for r in df.collect()]
 
     def _frame(self, table: str, rows: Iterable[dict]) -> "DataFrame":
-        from pyspark.sql.types import _parse_datatype_string
+        """The rows parsed from one JSON literal in the JVM: createDataFrame sends them through a
+        Python worker (0.2 s of each 0.5 s catalogue commit), a literal per value takes seconds to
+        plan at a hundred rows."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import ArrayType, _parse_datatype_string
 
         schema = _parse_datatype_string(SCHEMAS[table])
-        names = schema.fieldNames()
-        return self.spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], schema)
+        text = json.dumps([{n: r.get(n) for n in schema.fieldNames()} for r in rows], default=_json_time)
+        return self.spark.range(1).select(F.inline(F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})))
 
     def append(self, table: str, rows: list[dict]) -> None:
         """Blind appends never conflict with other writers; columns added to SCHEMAS later are
@@ -222,6 +226,13 @@ class Catalog:
                 raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` "
                                  f"(or was never applied): run `featurelake apply` first")
         return found
+
+
+def _json_time(value: Any) -> str:
+    """Datetimes as ISO 8601 with their offset (a naive one is local time, as Spark takes it)."""
+    if isinstance(value, datetime):
+        return value.astimezone().isoformat() if value.tzinfo is None else value.isoformat()
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be stored in the catalogue")
 
 
 def _quote(text: str) -> str:
