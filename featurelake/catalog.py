@@ -108,15 +108,15 @@ class Catalog:
         return [r.asDict(recursive=True) for r in df.collect()]
 
     def _frame(self, table: str, rows: Iterable[dict]) -> "DataFrame":
-        """The rows parsed from one JSON literal in the JVM: createDataFrame sends them through a
-        Python worker (0.2 s of each 0.5 s catalogue commit), a literal per value takes seconds to
-        plan at a hundred rows."""
+        """The rows parsed from one JSON literal in the JVM, in one task: createDataFrame sends them
+        through a Python worker (0.2 s of each 0.5 s catalogue commit), and a literal per value
+        takes seconds to plan at a hundred rows."""
         from pyspark.sql import functions as F
         from pyspark.sql.types import ArrayType, _parse_datatype_string
 
         schema = _parse_datatype_string(SCHEMAS[table])
         text = json.dumps([{n: r.get(n) for n in schema.fieldNames()} for r in rows], default=_json_time)
-        return self.spark.range(1).select(F.inline(F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})))
+        return self.spark.range(0, 1, 1, 1).select(F.inline(F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})))
 
     def append(self, table: str, rows: list[dict]) -> None:
         """Blind appends never conflict with other writers; columns added to SCHEMAS later are

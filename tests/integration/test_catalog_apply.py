@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 GROUP = '''
 from featurelake import Entity, Feature, FeatureGroup, JdbcSource, Aggregation
 customer = Entity("customer", join_keys=["customer_id"], description="A paying customer")
@@ -89,3 +91,33 @@ def test_an_older_catalogue_table_gains_the_columns_added_since(spark, tmp_path)
     rows = sorted(catalog.rows("usage"), key=lambda r: r["action"])
     assert [(r["user"], r["action"], r["detail"]) for r in rows][0] == ("ann", "apply", None)
     assert rows[1]["action"] == "export" and rows[1]["detail"] == '{"rows": 3}'
+
+
+def test_catalogue_rows_keep_every_value_they_were_given(spark, tmp_path):
+    """Catalogue rows travel to Spark as JSON: timestamps keep their microseconds and their
+    instant (a naive one is local time, as Spark's own conversion takes it), arrays, maps, text
+    of any script and non-finite floats come back equal, and a value of the wrong type is refused
+    instead of stored as null."""
+    import math
+    from datetime import datetime, timedelta, timezone
+
+    from featurelake.catalog import Catalog
+
+    catalog = Catalog(spark, str(tmp_path))
+    aware = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    naive = datetime(2026, 7, 1, 12, 0, 0, 654321)
+    catalog.append("groups", [{"name": "pagamentos_ção", "version": 2, "keys": ["a", "b"], "tags": {"ç": "ü", "k": ""},
+                               "online": False, "registered_at": aware, "definition": '{"x": "\\n\\u00e9"}'},
+                              {"name": "empty", "version": 1, "keys": [], "tags": {}, "registered_at": naive}])
+    catalog.append("runs", [{"run_id": "r", "duration_s": math.inf, "rows_read": 2 ** 40}])
+    got = {r["name"]: r for r in catalog.rows("groups")}
+    assert got["pagamentos_ção"]["keys"] == ["a", "b"] and got["pagamentos_ção"]["tags"] == {"ç": "ü", "k": ""}
+    assert got["pagamentos_ção"]["definition"] == '{"x": "\\n\\u00e9"}' and got["pagamentos_ção"]["online"] is False
+    assert got["pagamentos_ção"]["registered_at"].timestamp() == aware.timestamp()
+    assert got["empty"]["registered_at"].timestamp() == naive.timestamp()
+    assert got["empty"]["keys"] == [] and got["empty"]["tags"] == {} and got["empty"]["description"] is None
+    run = catalog.rows("runs")[0]
+    assert run["duration_s"] == math.inf and run["rows_read"] == 2 ** 40
+    with pytest.raises(Exception, match="(?i)malformed|parse|cannot"):
+        catalog.append("runs", [{"run_id": "bad", "rows_read": "many"}])
+    assert [r["run_id"] for r in catalog.rows("runs")] == ["r"]
