@@ -116,7 +116,8 @@ class Catalog:
 
         schema = _parse_datatype_string(SCHEMAS[table])
         text = json.dumps([{n: r.get(n) for n in schema.fieldNames()} for r in rows], default=_json_time)
-        return self.spark.range(0, 1, 1, 1).select(F.inline(F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})))
+        parsed = F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})
+        return self.spark.range(0, 1, 1, 1).select(F.inline(parsed))
 
     def append(self, table: str, rows: list[dict]) -> None:
         """Blind appends never conflict with other writers; columns added to SCHEMAS later are

@@ -106,8 +106,9 @@ def test_catalogue_rows_keep_every_value_they_were_given(spark, tmp_path):
     catalog = Catalog(spark, str(tmp_path))
     aware = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=timezone(timedelta(hours=-5)))
     naive = datetime(2026, 7, 1, 12, 0, 0, 654321)
-    catalog.append("groups", [{"name": "pagamentos_ção", "version": 2, "keys": ["a", "b"], "tags": {"ç": "ü", "k": ""},
-                               "online": False, "registered_at": aware, "definition": '{"x": "\\n\\u00e9"}'},
+    catalog.append("groups", [{"name": "pagamentos_ção", "version": 2, "keys": ["a", "b"],
+                               "tags": {"ç": "ü", "k": ""}, "online": False, "registered_at": aware,
+                               "definition": '{"x": "\\n\\u00e9"}'},
                               {"name": "empty", "version": 1, "keys": [], "tags": {}, "registered_at": naive}])
     catalog.append("runs", [{"run_id": "r", "duration_s": math.inf, "rows_read": 2 ** 40}])
     got = {r["name"]: r for r in catalog.rows("groups")}
