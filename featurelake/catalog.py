@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Delta's default, a checkpoint every 10 commits, cost each one-row catalogue commit 0.14-0.2 s on
+# average (a checkpoint is ~2 s of Spark jobs); reading a log of 99 uncheckpointed commits took as
+# long as one just checkpointed (0.58 vs 0.55 s, cold).
+CHECKPOINT_INTERVAL = "100"
+
 SCHEMAS = {
     "entities": "name string, join_keys array<string>, description string, owner string, "
                 "tags map<string,string>, registered_at timestamp",
@@ -119,12 +124,16 @@ class Catalog:
         parsed = F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})
         return self.spark.range(0, 1, 1, 1).select(F.inline(parsed))
 
+    def _writer(self, df: "DataFrame") -> Any:
+        """Appends; a table this creates checkpoints its log every CHECKPOINT_INTERVAL commits
+        (Delta ignores the option on an existing table)."""
+        return df.write.format("delta").mode("append").option("delta.checkpointInterval", CHECKPOINT_INTERVAL)
+
     def append(self, table: str, rows: list[dict]) -> None:
         """Blind appends never conflict with other writers; columns added to SCHEMAS later are
         added to an existing table (mergeSchema)."""
         if rows:
-            (self._frame(table, rows).write.format("delta").mode("append").option("mergeSchema", "true")
-             .save(self.path(table)))
+            self._writer(self._frame(table, rows)).option("mergeSchema", "true").save(self.path(table))
 
     def merge(self, table: str, rows: list[dict], on: list[str], update: bool = False) -> None:
         """Inserts rows whose `on` columns are new (and updates the others when asked), atomically."""
@@ -135,7 +144,7 @@ class Catalog:
         source = self._frame(table, rows)
         if not self.exists(table):
             try:
-                source.limit(0).write.format("delta").mode("append").save(self.path(table))
+                self._writer(source.limit(0)).save(self.path(table))
             except Exception as exc:  # a concurrent first writer created it: fine
                 if "Concurrent" not in type(exc).__name__ + str(exc) and "already exists" not in str(exc):
                     raise
