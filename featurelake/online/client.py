@@ -311,12 +311,18 @@ class OnlineClient:
 
     def _batch_get(self, reader: GroupReader, pks: list[str], features: Sequence[str], consistent: bool,
                    with_event_time: bool) -> list[dict]:
-        """BatchGetItem of up to 100 keys; UnprocessedKeys (throttling) re-asked with backoff, bounded."""
+        """BatchGetItem of up to 100 keys; UnprocessedKeys (throttling) re-asked with backoff, bounded.
+        One key is a GetItem: the same read units, and a shorter tail (p99 0.9 against 1.3-2.5 ms
+        for one item of 50 numbers on dynalite, 1,000 requests alternating)."""
         request: dict = {"Keys": [{"pk": {"S": pk}} for pk in pks], "ConsistentRead": consistent}
         projection = reader.projection(features, with_event_time)
         if projection:
             request.update(projection)
         what = f"online group {reader.name!r} (table {reader.table})"
+        if len(pks) == 1:
+            request["Key"] = request.pop("Keys")[0]
+            item = self.transport.call("GetItem", {"TableName": reader.table, **request}, what).get("Item")
+            return [] if item is None else [item]
         items: list[dict] = []
         pending = {reader.table: request}
         for attempt in range(self.max_unprocessed_rounds):

@@ -282,6 +282,11 @@ def test_an_overlapping_older_export_does_not_win(lake, client, spark):
     assert features[0]["txn__amount"] == client.get("txn", c)["amount"]
     assert features[1]["score"] is None and features[1]["txn__amount"] is None
     assert features[1]["customer_id"] == 10 ** 6
+    # one entity row: a GetItem per group, projected to the features asked for; a missing key gives None
+    one = client.get_features([{"customer_id": c, "merchant_id": f"m|{c % 3}%"}], ["txn:amount", "pair_stats:score"])
+    assert one == [{"customer_id": c, "merchant_id": f"m|{c % 3}%", "amount": features[0]["txn__amount"],
+                    "score": c + 0.5}]
+    assert client.get_features([{"customer_id": 10 ** 6, "merchant_id": "x"}], ["pair_stats:*"])[0]["score"] is None
 
 
 def test_a_writer_that_lost_its_lease_stops(lake):

@@ -271,7 +271,18 @@ def test_unprocessed_keys_are_asked_again_boundedly(monkeypatch):
     assert client.transport.calls[1]["RequestItems"] == left
     client.transport = FakeTransport([{"Responses": {}, "UnprocessedKeys": left}] * 3)
     with pytest.raises(JobError, match="unprocessed after 3 rounds"):
-        client._batch_get(reader, ["2|b"], reader.features, False, False)
+        client._batch_get(reader, ["1|a", "2|b"], reader.features, False, False)
+
+
+def test_one_key_is_a_get_item_with_the_same_projection():
+    client = OnlineClient.__new__(OnlineClient)
+    reader = GroupReader("t", {**SPEC, "ttl_s": None})
+    client.transport = FakeTransport([{"Item": {"pk": {"S": "1|a"}}}, {}])
+    assert client._batch_get(reader, ["1|a"], reader.features[:1], True, False) == [{"pk": {"S": "1|a"}}]
+    assert client._batch_get(reader, ["2|b"], reader.features[:1], True, False) == []
+    want = {"TableName": "t", "Key": {"pk": {"S": "1|a"}}, "ConsistentRead": True,
+            **reader.projection(reader.features[:1], False)}
+    assert client.transport.calls[0] == want and "ProjectionExpression" in want
 
 
 class FakeDynamo:
