@@ -312,8 +312,8 @@ class OnlineClient:
     def _batch_get(self, reader: GroupReader, pks: list[str], features: Sequence[str], consistent: bool,
                    with_event_time: bool) -> list[dict]:
         """BatchGetItem of up to 100 keys; UnprocessedKeys (throttling) re-asked with backoff, bounded.
-        One key is a GetItem: the same read units, and a shorter tail (p99 0.9 against 1.3-2.5 ms
-        for one item of 50 numbers on dynalite, 1,000 requests alternating)."""
+        One key is a GetItem: the same read units, and a shorter tail (p99 1.3-1.4 against 2.2-2.3
+        ms for one item of 50 numbers on dynalite: bench/probe_getitem.py)."""
         request: dict = {"Keys": [{"pk": {"S": pk}} for pk in pks], "ConsistentRead": consistent}
         projection = reader.projection(features, with_event_time)
         if projection:
