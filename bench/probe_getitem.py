@@ -35,10 +35,12 @@ def main(blocks: int = 6, reads: int = 1000, items: int = 2000) -> None:
             time.sleep(0.1)
         transport = open_transport(client, boto3.session.Session(), direct=True, who="probe")
         rnd = random.Random(1)
+        def item(i: int) -> dict:
+            return {"pk": {"S": f"k{i}"}, **{f"w{j}": {"N": repr(rnd.random())} for j in range(50)}}
+
         for start in range(0, items, 25):
-            transport.call("BatchWriteItem", {"RequestItems": {"probe": [
-                {"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, **{f"w{j}": {"N": repr(rnd.random())} for j in range(50)}}}}
-                for i in range(start, start + 25)]}}, "probe")
+            puts = [{"PutRequest": {"Item": item(i)}} for i in range(start, start + 25)]
+            transport.call("BatchWriteItem", {"RequestItems": {"probe": puts}}, "probe")
         ways = {
             "GetItem": lambda pk: transport.call("GetItem", {"TableName": "probe", "Key": {"pk": {"S": pk}}}, "probe"),
             "BatchGetItem": lambda pk: transport.call(
