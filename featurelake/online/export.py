@@ -23,6 +23,7 @@ The catalogue's `exports` table records every export, and `usage` the table's cr
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +123,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     features, held = online_features(group)
     if held:
         result.notes.append(f"PII features kept offline: {', '.join(held)} (set allow_online_pii=True to export)")
-    client = make_client(dyn.region, dyn.endpoint_url)
+    client = driver_client(dyn.region, dyn.endpoint_url)
     group_version: Optional[int] = None
     try:
         result.created_table = ensure_table(client, result.table_name, ttl=group.ttl is not None)
@@ -158,6 +159,14 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     mark("catalog_record")
     result.timings = mark.times
     return result
+
+
+@functools.lru_cache(maxsize=8)
+def driver_client(region: str, endpoint_url: Optional[str]) -> Any:
+    """The driver's boto3 client for an endpoint, built once per process: building one parses its
+    service model, ~0.2 s, 7% of an incremental export of 1,000 keys. boto3 clients are thread-safe,
+    and refresh expiring credentials (roles, SSO) themselves."""
+    return make_client(region, endpoint_url)
 
 
 def _group_version(store: "FeatureStore", group: "FeatureGroup", meta: Optional[dict]) -> int:
