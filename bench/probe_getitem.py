@@ -22,19 +22,17 @@ def main(blocks: int = 6, reads: int = 1000, items: int = 2000) -> None:
         os.environ.setdefault(key, value)
     import boto3
     import services
+    from bench import floor_writer
     from featurelake.online.transport import open_transport
     from featurelake.online.writer import make_client
 
     dyn = services.start_dynalite()
     try:
         client = make_client("us-east-1", dyn.url)
-        client.create_table(TableName="probe", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                            BillingMode="PAY_PER_REQUEST")
-        while client.describe_table(TableName="probe")["Table"]["TableStatus"] != "ACTIVE":
-            time.sleep(0.1)
+        floor_writer.create_table(client, "probe")
         transport = open_transport(client, boto3.session.Session(), direct=True, who="probe")
         rnd = random.Random(1)
+
         def item(i: int) -> dict:
             return {"pk": {"S": f"k{i}"}, **{f"w{j}": {"N": repr(rnd.random())} for j in range(50)}}
 
