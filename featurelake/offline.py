@@ -7,6 +7,7 @@ Bookkeeping columns beside the group's own: `_ingested_at` (the later ingested r
 from __future__ import annotations
 
 import threading
+from functools import reduce
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -15,7 +16,7 @@ from featurelake.errors import NotFoundError, UsageError
 from featurelake.spark import shuffle_partitions
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from featurelake.config import Config
     from featurelake.definitions import FeatureGroup
@@ -150,9 +151,12 @@ class OfflineTable:
         batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
         if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
             return None
-        cond = " AND ".join([f"t.`{c}` <=> s.`{c}`" for c in key_cols] + ["t._event_date = s._event_date"])
-        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" if c in present else f"s.`{c}` IS NOT NULL"
-                              for c in value_cols) or "false"
+        from pyspark.sql import functions as F
+
+        cond = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols]
+                      + [F.col("t._event_date") == F.col("s._event_date")])
+        changed = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()
+                                              for c in value_cols], F.lit(False))
         (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
          .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
         return self._committed(meta)
@@ -212,15 +216,22 @@ class OfflineTable:
 def _changes(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> "DataFrame":
     """The batch's rows that are new or differ from the table (a column the table lacks yet
     differs when not null), so that a rerun finds nothing to do."""
-    from functools import reduce
-
     from pyspark.sql import functions as F
 
     present = set(target.columns)
-    same = [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) for c in key_cols]
-    same += [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`")) if c in present else F.col(f"s.`{c}`").isNull()
-             for c in value_cols]
+    same = [_same(c, batch) for c in key_cols]
+    same += [_same(c, batch) if c in present else F.col(f"s.`{c}`").isNull() for c in value_cols]
     return batch.alias("s").join(target.alias("t"), reduce(lambda a, b: a & b, same), "left_anti")
+
+
+def _same(column: str, batch: "DataFrame") -> "Column":
+    """t.column <=> s.column, maps (which Spark cannot compare) by their JSON text."""
+    from pyspark.sql import functions as F
+
+    from featurelake.pointintime import comparable
+
+    dtype = batch.schema[column].dataType
+    return comparable(F.col(f"t.`{column}`"), dtype).eqNullSafe(comparable(F.col(f"s.`{column}`"), dtype))
 
 
 def commit_rows(operation: str, metrics: dict) -> int:

@@ -167,11 +167,24 @@ def _date(us: int) -> Any:
 
 
 def hashable(df: "DataFrame", column: str) -> "Column":
-    """Spark refuses to hash maps; their JSON text stands in."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import MapType
 
-    return F.to_json(F.col(column)) if isinstance(df.schema[column].dataType, MapType) else F.col(column)
+    return comparable(F.col(column), df.schema[column].dataType)
+
+
+def comparable(col: "Column", dtype: "DataType") -> "Column":
+    """Spark neither hashes nor compares maps, nor types holding one: their JSON text (entries in
+    stored order) stands in."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    def has_map(t: "DataType") -> bool:
+        if isinstance(t, MapType):
+            return True
+        if isinstance(t, ArrayType):
+            return has_map(t.elementType)
+        return isinstance(t, StructType) and any(has_map(f.dataType) for f in t.fields)
+    return F.to_json(col) if has_map(dtype) else col
 
 
 def _as_key(col: "Column", have: "DataType", want: "DataType") -> "Column":

@@ -197,7 +197,7 @@ def _render_bool(v: Any) -> str:
     return "true" if v else "false"
 
 
-# ---- values -> attributes (export side; values as Spark's Python rows give them) --------------
+# ---- values -> attributes (export side; values as Arrow's to_pylist or Spark's Rows give them) ---
 
 def export_sql(column: str, dtype: str) -> str:
     """The SQL that prepares a column for the writer: timestamps become epoch microseconds (exact,
@@ -224,7 +224,8 @@ def _number(v: float) -> dict:
 
 
 def encoder(dtype: Union[str, DType]) -> Callable[[Any], dict]:
-    """A function value -> AttributeValue (botocore form: bytes for B). The value is not None."""
+    """A function value -> AttributeValue (botocore form: bytes for B). The value is not None; a map
+    is a dict or Arrow's (key, value) pairs, a struct a Row or Arrow's dict."""
     t = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     kind = t[0]
     if kind == "boolean":
@@ -260,10 +261,11 @@ def encoder(dtype: Union[str, DType]) -> Callable[[Any], dict]:
     if kind == "map":
         inner = _nullable(encoder(t[2]))
         render = _map_key_text(t[1])
-        return lambda v: {"M": {render(k): inner(x) for k, x in v.items()}}
+        return lambda v: {"M": {render(k): inner(x) for k, x in (v.items() if isinstance(v, dict) else v)}}
     if kind == "struct":
         fields = [(name, _nullable(encoder(ft))) for name, ft in t[1]]
-        return lambda v: {"M": {name: enc(v[i]) for i, (name, enc) in enumerate(fields)}}
+        return lambda v: {"M": {name: enc(v[name] if isinstance(v, dict) else v[i])
+                                for i, (name, enc) in enumerate(fields)}}
     raise UnsupportedType(f"type {dtype!r} has no DynamoDB representation here")
 
 

@@ -37,7 +37,7 @@ from featurelake.online import codec
 from featurelake.online.snapshot import (Since, column_dtypes, export_frame, increment_frame, online_features,
                                          only_additions)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
-from featurelake.online.writer import StatsParam, make_client, write_partition
+from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
 
 if TYPE_CHECKING:
     from featurelake.definitions import FeatureGroup
@@ -228,7 +228,9 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         result.notes.append("increment: the changed rows, each written only where newer than its item online")
         frame = increment_frame(offline, group, features, version=version, end=end, since=since)
     else:
-        frame = export_frame(offline, group, features, version=version, end=end, since=since)
+        # an increment's rows are the change: few, and adaptive execution sizes them
+        frame = export_frame(offline, group, features, version=version, end=end, since=since,
+                             partitions=None if since else write_tasks(store.spark.sparkContext, offline))
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
                    "endpoint_url": dyn.endpoint_url, "keys": keys, "features": feats,
                    "ttl_s": spec["ttl_s"], "lease_token": lease.token, "check_every": 5.0,
@@ -236,19 +238,16 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
     sc = store.spark.sparkContext
-    if not since:  # an increment's rows are the change: few, and adaptive execution sizes them
-        frame = frame.repartition(write_tasks(sc, offline), *group.keys)
-    stats = sc.accumulator(StatsParam().zero({}), StatsParam())
     sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, v{version})")
     try:
-        frame.foreachPartition(lambda rows: write_partition(rows, writer_spec, stats))
+        value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
+                       .collect())
     finally:
         sc.setJobDescription(None)
     mark("write")
     if lease.lost:
         raise JobError(f"export to {result.table_name}: the lease passed to another export during the write; "
                        f"rerun the export")
-    value = stats.value
     result.rows, result.items_written, result.bytes_written = value["rows"], value["items"], value["bytes"]
     result.too_large, result.not_newer = value["too_large"], value["not_newer"]
     result.errors += value["messages"]

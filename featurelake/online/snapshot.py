@@ -140,15 +140,20 @@ def _aggregates(group: "FeatureGroup", table: "DataFrame", end: datetime, wanted
 
 
 def export_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[OnlineFeature], *,
-                 version: int, end: datetime, since: Optional[Since]) -> "DataFrame":
+                 version: int, end: datetime, since: Optional[Since],
+                 partitions: Optional[int] = None) -> "DataFrame":
     """Columns, in this order (the writer reads them by position): the keys, `_event_us`, `_ing_us`,
-    then the features prepared by codec.export_sql."""
+    then the features prepared by codec.export_sql. With `partitions`, the rows are hash-partitioned
+    by key into that many before the newest row is picked: picking it and writing the items then
+    share one shuffle and one stage."""
     from pyspark.sql import functions as F
 
     from featurelake.offline import as_of
 
     keys, ts = group.keys, group.timestamp_column
     table = offline.read(version=version).where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys]))
+    if partitions:
+        table = table.repartition(partitions, *keys)
     candidates = _window(table, ts, None, end)
     if group.ttl is not None:  # as_of applies the ttl too; this only prunes partitions early
         candidates = candidates.where((F.col("_event_date") >= F.lit(_day(end - group.ttl)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from featurelake.errors import JobError
 from featurelake.online import codec
@@ -64,18 +64,19 @@ def task_transport(region: str, endpoint_url: Optional[str], *, pool: int, max_r
                           backoff_cap=5.0)
 
 
-class StatsParam:
-    """Spark AccumulatorParam for the export's counters, merged from every task; keeps at most
-    MAX_MESSAGES error messages (nothing large reaches the driver)."""
+COUNTERS = ("rows", "items", "bytes", "too_large", "not_newer")
+# One row per Spark task: its counters and at most MAX_MESSAGES error messages.
+COUNTERS_SCHEMA = ", ".join(f"{c} long" for c in COUNTERS) + ", messages array<string>"
 
-    def zero(self, value: dict) -> dict:
-        return {"rows": 0, "items": 0, "bytes": 0, "too_large": 0, "not_newer": 0, "messages": []}
 
-    def addInPlace(self, a: dict, b: dict) -> dict:
-        for k in ("rows", "items", "bytes", "too_large", "not_newer"):
-            a[k] += b[k]
-        a["messages"] = (a["messages"] + b["messages"])[:MAX_MESSAGES]
-        return a
+def merged(counters: Iterable[Any]) -> dict:
+    """The tasks' counter rows summed (the first MAX_MESSAGES messages kept)."""
+    out: dict = {**{c: 0 for c in COUNTERS}, "messages": []}
+    for row in counters:
+        for c in COUNTERS:
+            out[c] += row[c]
+        out["messages"] = (out["messages"] + list(row["messages"]))[:MAX_MESSAGES]
+    return out
 
 
 class ItemEncoder:
@@ -242,16 +243,30 @@ def online_versions(transport: Any, table: str, pks: list[str], max_rounds: int 
                    f"raise the table's read capacity, or rerun the export with --full")
 
 
-def write_partition(rows: Iterable[Any], spec: dict, stats: Any) -> None:
-    """foreachPartition body: items written in batches of 25 with the worker's boto3 client. With
-    spec["compare"], an item is written only when its row is newer than the key's item online."""
+def write_batches(batches: Iterable[Any], spec: dict) -> Iterator[Any]:
+    """mapInArrow body: the task's rows, from Arrow record batches, written as items; yields one
+    row of the task's counters (COUNTERS_SCHEMA). Arrow hands the rows over column by column, for
+    less CPU than one pickled Row each (against dynalite on the same cores, that CPU is taken from
+    the endpoint)."""
+    import pyarrow as pa
+
+    rows = (row for batch in batches for row in zip(*(column.to_pylist() for column in batch.columns)))
+    counters = write_partition(rows, spec)
+    yield pa.RecordBatch.from_pylist([counters], schema=pa.schema(
+        [(c, pa.int64()) for c in COUNTERS] + [("messages", pa.list_(pa.string()))]))
+
+
+def write_partition(rows: Iterable[Any], spec: dict) -> dict:
+    """Rows (positional, as ItemEncoder reads them) -> items written in batches of 25 with the
+    worker's boto3 client; returns the counters. With spec["compare"], an item is written only when
+    its row is newer than the key's item online."""
     encoder = ItemEncoder(spec)
     transport = task_transport(spec["region"], spec["endpoint_url"], pool=spec["concurrency"] + 2,
                                max_rounds=spec["max_rounds"])
     writer = BatchWriter(transport, spec["table"], concurrency=spec["concurrency"], max_rounds=spec["max_rounds"],
                          lease_token=spec.get("lease_token"), check_every=spec.get("check_every", 5.0),
                          items_per_s=spec.get("items_per_s"))
-    local = StatsParam().zero({})
+    local = merged([])
     held: list[tuple] = []  # compare mode: (item, size, version) waiting for the online versions
 
     def release() -> None:
@@ -295,5 +310,5 @@ def write_partition(rows: Iterable[Any], spec: dict, stats: Any) -> None:
         raise
     finally:
         transport.close()
-    stats.add(local)
+    return local
 

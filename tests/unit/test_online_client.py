@@ -86,6 +86,26 @@ def test_values_come_back_as_the_declared_python_type(dtype, value):
         assert math.copysign(1, got) == math.copysign(1, value)
 
 
+def test_values_as_arrow_hands_them_to_the_export_encode_like_spark_rows():
+    """The export's tasks read Arrow batches: maps come as (key, value) pairs, structs as dicts."""
+    import pyarrow as pa
+
+    ab = pa.struct([("a", pa.int32()), ("b", pa.string())])
+    cases = [  # dtype, the value as Spark's Rows give it, its Arrow type
+        ("map<string,int>", {"a": 1, "b": None}, pa.map_(pa.string(), pa.int32())),
+        ("struct<a:int,b:string>", (1, None), ab),
+        ("array<map<string,int>>", [{"k": 2}, None], pa.list_(pa.map_(pa.string(), pa.int32()))),
+        ("map<string,struct<a:int,b:string>>", {"x": (3, "c")}, pa.map_(pa.string(), ab)),
+    ]
+    for dtype, row_value, arrow_type in cases:
+        plain = {"struct<a:int,b:string>": {"a": 1, "b": None},
+                 "map<string,struct<a:int,b:string>>": {"x": {"a": 3, "b": "c"}}}.get(dtype, row_value)
+        arrow_value = pa.array([plain], type=arrow_type).to_pylist()[0]
+        assert arrow_value != row_value  # not already the Row form
+        encode = codec.encoder(dtype)
+        assert encode(arrow_value) == encode(row_value), dtype
+
+
 def test_nan_round_trips_and_out_of_range_doubles_are_strings():
     assert math.isnan(roundtrip("double", math.nan))
     assert codec.encoder("double")(1e300) == {"S": "1e+300"}
@@ -379,10 +399,6 @@ def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
     table = OnlineTable(online)
     monkeypatch.setattr(writer, "task_transport", lambda *a, **k: table)
 
-    class Stats:
-        def add(self, value):
-            self.value = value
-
     spec = {**SPEC, "keys": [SPEC["keys"][0]], "features": [{"name": "v", "dtype": "bigint"}], "ttl_s": None,
             "table": "t", "region": "us-east-1", "endpoint_url": None, "concurrency": 2, "max_rounds": 3,
             "compare": True}
@@ -390,13 +406,12 @@ def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
             (2, 9, 9, 7),    # older event: kept online
             (3, 10, 6, 7),   # same event, re-ingested later: written
             (4, 1, 1, 7)]    # not online yet: written
-    stats = Stats()
-    writer.write_partition(iter(rows), spec, stats)
+    counters = writer.write_partition(iter(rows), spec)
     assert sorted(table.written) == ["1", "3", "4"]
-    assert (stats.value["items"], stats.value["not_newer"], stats.value["rows"]) == (3, 1, 4)
+    assert (counters["items"], counters["not_newer"], counters["rows"]) == (3, 1, 4)
 
 
-EXECUTOR_FAILURE = """An error occurred while calling o4121.foreachPartition.
+EXECUTOR_FAILURE = """An error occurred while calling o4121.collectToPython.
 : org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 31.0 failed 1 times
 org.apache.spark.api.python.PythonException: Traceback (most recent call last):
   File "/lib/featurelake/online/writer.py", line 197, in flush
