@@ -214,13 +214,17 @@ def export_sql(column: str, dtype: str) -> str:
     return q
 
 
+def _sized_number(v: float) -> tuple:
+    """A double as N, with its size; as S when DynamoDB's numbers cannot hold it (NaN, infinities,
+    -0.0, magnitudes outside 1e-130..1e125)."""
+    text = repr(v)
+    if 1e-130 <= abs(v) < 1e125 or (v == 0 and math.copysign(1, v) > 0):
+        return {"N": text}, _number_size(text)
+    return {"S": text}, len(text)
+
+
 def _number(v: float) -> dict:
-    if v != v or v in (math.inf, -math.inf) or (v == 0 and math.copysign(1, v) < 0):
-        return {"S": repr(v)}
-    a = abs(v)
-    if a != 0 and not (1e-130 <= a < 1e125):
-        return {"S": repr(v)}
-    return {"N": repr(v)}
+    return _sized_number(v)[0]
 
 
 def encoder(dtype: Union[str, DType]) -> Callable[[Any], dict]:
@@ -290,8 +294,7 @@ def attribute_size(av: dict) -> int:
     if kind == "S":
         return len(v.encode("utf-8")) if not v.isascii() else len(v)
     if kind == "N":
-        digits = len(v.lstrip("-").replace(".", "").strip("0")) or 1
-        return (digits + 1) // 2 + 1
+        return _number_size(v)
     if kind == "B":
         return len(v)
     if kind in ("BOOL", "NULL"):
@@ -301,6 +304,21 @@ def attribute_size(av: dict) -> int:
     if kind == "M":
         return 3 + sum(1 + len(k.encode("utf-8")) + attribute_size(x) for k, x in v.items())
     return len(json.dumps(v))
+
+
+def _number_size(text: str) -> int:
+    digits = len(text.lstrip("-").replace(".", "").strip("0")) or 1
+    return (digits + 1) // 2 + 1
+
+
+def sized_encoder(dtype: Union[str, DType]) -> Callable[[Any], tuple]:
+    """encoder(dtype) with the attribute's size (attribute_size) beside it, for the export, which
+    sums every item's size: a double's comes from its text, without reading the attribute again."""
+    t = parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    if t[0] in FLOATING:
+        return _sized_number
+    enc = encoder(t)
+    return lambda v: (av := enc(v), attribute_size(av))
 
 
 # ---- attributes -> values (client side; raw DynamoDB JSON, B as base64 text) -----------------

@@ -88,7 +88,8 @@ class ItemEncoder:
         self.renderers = [codec.key_renderer(k["dtype"]) for k in spec["keys"]]
         nk = len(self.key_names)
         self.event_idx, self.ing_idx = nk, nk + 1
-        self.features = [(nk + 2 + i, f["name"], codec.encoder(f["dtype"])) for i, f in enumerate(spec["features"])]
+        self.features = [(nk + 2 + i, f["name"], len(f["name"]), codec.sized_encoder(f["dtype"]))
+                         for i, f in enumerate(spec["features"])]
         self.as_of = {"N": spec["as_of_ms"]} if spec.get("as_of_ms") else None
         self.ttl_us = int(spec["ttl_s"]) * 1_000_000 if spec.get("ttl_s") else None
         self.base_size = len("pk") + len(codec.EVENT_TS) + len(codec.INGESTED_TS)
@@ -108,13 +109,12 @@ class ItemEncoder:
         size = self.base_size + sum(codec.attribute_size(v) for v in item.values()) + (
             len(codec.AS_OF) if self.as_of else 0) + (len(codec.EXPIRES_AT) if self.ttl_us else 0)
         largest, largest_size = "", 0
-        for idx, name, enc in self.features:
+        for idx, name, name_size, enc in self.features:
             value = row[idx]
             if value is None:
                 continue
-            av = enc(value)
-            item[name] = av
-            s = len(name) + codec.attribute_size(av)
+            item[name], s = enc(value)
+            s += name_size
             size += s
             if s > largest_size:
                 largest, largest_size = name, s

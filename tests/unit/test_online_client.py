@@ -106,6 +106,14 @@ def test_values_as_arrow_hands_them_to_the_export_encode_like_spark_rows():
         assert encode(arrow_value) == encode(row_value), dtype
 
 
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([-0.0, 1e-130, 1e125, 5e-324]))
+def test_the_exports_sized_encoder_gives_the_attribute_and_its_size(v):
+    av, size = codec.sized_encoder("double")(v)
+    assert av == codec.encoder("double")(v) and size == codec.attribute_size(av)
+    mixed = codec.sized_encoder("array<double>")([v, None])
+    assert mixed == (codec.encoder("array<double>")([v, None]), codec.attribute_size(mixed[0]))
+
+
 def test_nan_round_trips_and_out_of_range_doubles_are_strings():
     assert math.isnan(roundtrip("double", math.nan))
     assert codec.encoder("double")(1e300) == {"S": "1e+300"}
