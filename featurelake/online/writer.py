@@ -1,6 +1,6 @@
 """The executor side of the export: rows -> items -> BatchWriteItem, 25 items a request, several
 requests in flight per Spark task, UnprocessedItems resent with exponential backoff and jitter,
-bounded. boto3 and the standard library only (it runs in Spark's Python workers).
+bounded. boto3, pyarrow and the standard library only (it runs in Spark's Python workers).
 
 Requests are signed here and sent over keep-alive connections (featurelake.online.transport), not
 through botocore, whose serializer, hooks and parser cost about 3x the CPU per item: 65-75 vs 21
