@@ -7,8 +7,8 @@ Bookkeeping columns beside the group's own: `_ingested_at` (the later ingested r
 from __future__ import annotations
 
 import threading
-from functools import reduce
 from datetime import datetime
+from functools import reduce
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from featurelake.catalog import with_retry

@@ -228,7 +228,8 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         result.notes.append("increment: the changed rows, each written only where newer than its item online")
         frame = increment_frame(offline, group, features, version=version, end=end, since=since)
     else:
-        # an increment's rows are the change: few, and adaptive execution sizes them
+        # a full export writes with write_tasks tasks; an increment's rows are few, and adaptive
+        # execution sizes them
         frame = export_frame(offline, group, features, version=version, end=end, since=since,
                              partitions=None if since else write_tasks(store.spark.sparkContext, offline))
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
