@@ -25,6 +25,7 @@ from featurelake.online.transport import backoff, open_transport, proxied
 
 BATCH_WRITE_MAX = 25
 MAX_MESSAGES = 20
+ROWS_PER_SLICE = 500  # rows turned into Python values at once
 
 
 def make_client(region: str, endpoint_url: Optional[str], *, pool: int = 10, connect_timeout: float = 2.0,
@@ -247,10 +248,12 @@ def write_batches(batches: Iterable[Any], spec: dict) -> Iterator[Any]:
     """mapInArrow body: the task's rows, from Arrow record batches, written as items; yields one
     row of the task's counters (COUNTERS_SCHEMA). Arrow hands the rows over column by column, for
     less CPU than one pickled Row each (against dynalite on the same cores, that CPU is taken from
-    the endpoint)."""
+    the endpoint). A batch becomes Python values ROWS_PER_SLICE rows at a time: Spark's batches
+    are 10,000 rows, and 10,000 embeddings of 1,000 floats are 10M Python objects."""
     import pyarrow as pa
 
-    rows = (row for batch in batches for row in zip(*(column.to_pylist() for column in batch.columns)))
+    rows = (row for batch in batches for start in range(0, batch.num_rows, ROWS_PER_SLICE)
+            for row in zip(*(column.to_pylist() for column in batch.slice(start, ROWS_PER_SLICE).columns)))
     counters = write_partition(rows, spec)
     yield pa.RecordBatch.from_pylist([counters], schema=pa.schema(
         [(c, pa.int64()) for c in COUNTERS] + [("messages", pa.list_(pa.string()))]))

@@ -419,6 +419,27 @@ def test_in_compare_mode_only_rows_newer_than_online_are_written(monkeypatch):
     assert (counters["items"], counters["not_newer"], counters["rows"]) == (3, 1, 4)
 
 
+def test_a_task_writes_every_row_of_its_arrow_batches_and_returns_one_row_of_counters(monkeypatch):
+    import pyarrow as pa
+
+    from featurelake.online import writer
+
+    table = OnlineTable([])
+    monkeypatch.setattr(writer, "task_transport", lambda *a, **k: table)
+    spec = {**SPEC, "keys": [SPEC["keys"][0]], "features": [{"name": "v", "dtype": "array<float>"}], "ttl_s": None,
+            "table": "t", "region": "us-east-1", "endpoint_url": None, "concurrency": 2, "max_rounds": 3}
+    n = writer.ROWS_PER_SLICE * 2 + 7  # three slices of the first batch
+    batch = pa.RecordBatch.from_pydict({"customer_id": list(range(n)), "_event_us": [10] * n, "_ing_us": [5] * n,
+                                        "v": [[float(i), 0.5] for i in range(n)]})
+    empty = batch.slice(0, 0)
+    out = list(writer.write_batches(iter([batch, empty, batch.slice(0, 3)]), spec))
+    assert sorted(map(int, table.written)) == sorted([*range(n), 0, 1, 2])
+    (counters,) = pa.Table.from_batches(out).to_pylist()
+    assert counters == {"rows": n + 3, "items": n + 3, "bytes": counters["bytes"], "too_large": 0, "not_newer": 0,
+                        "messages": []} and counters["bytes"] > 0
+    assert writer.merged([counters, counters])["rows"] == 2 * (n + 3)
+
+
 EXECUTOR_FAILURE = """An error occurred while calling o4121.collectToPython.
 : org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 31.0 failed 1 times
 org.apache.spark.api.python.PythonException: Traceback (most recent call last):
