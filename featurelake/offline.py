@@ -144,6 +144,8 @@ class OfflineTable:
     def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list) -> Optional[int]:
         """One attempt, against the table as it is now: what another run wrote since the last
         attempt is already there, and _changes leaves it out."""
+        from pyspark.sql import functions as F
+
         if not self.exists() and self._create(batch, meta):
             return self._committed(meta)
         target = self.read()
@@ -151,8 +153,6 @@ class OfflineTable:
         batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
         if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
             return None
-        from pyspark.sql import functions as F
-
         cond = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols]
                       + [F.col("t._event_date") == F.col("s._event_date")])
         changed = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()

@@ -224,6 +224,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     write_meta(client, result.table_name, spec, last if since else None, group.fingerprint)
     compare = bool(since) and not spec["aggregations"] and only_additions(offline, since, version)
     mark("plan")
+    sc = store.spark.sparkContext
     if compare:
         result.notes.append("increment: the changed rows, each written only where newer than its item online")
         frame = increment_frame(offline, group, features, version=version, end=end, since=since)
@@ -231,14 +232,13 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         # a full export writes with write_tasks tasks; an increment's rows are few, and adaptive
         # execution sizes them
         frame = export_frame(offline, group, features, version=version, end=end, since=since,
-                             partitions=None if since else write_tasks(store.spark.sparkContext, offline))
+                             partitions=None if since else write_tasks(sc, offline))
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
                    "endpoint_url": dyn.endpoint_url, "keys": keys, "features": feats,
                    "ttl_s": spec["ttl_s"], "lease_token": lease.token, "check_every": 5.0,
                    "as_of_ms": codec.micros_to_ms_text(codec.datetime_to_micros(end)) if spec["aggregations"] else None,
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
-    sc = store.spark.sparkContext
     sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, v{version})")
     try:
         value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
