@@ -3,11 +3,17 @@
 Why not just boto3: on a loopback endpoint botocore spends about 1 ms of CPU per GetItem in its
 shape serializer and parser, its event hooks and urllib3, four times what the request needs.
 `DirectTransport` signs requests itself (AWS Signature V4: hashlib and hmac) and keeps one
-keep-alive http.client connection per thread: ~0.3 ms per GetItem. boto3 is still where the
-credentials (the whole provider chain, refreshed), region and endpoint come from.
+keep-alive `Connection` per thread. boto3 is still where the credentials (the whole provider
+chain, refreshed), region and endpoint come from.
+
+Why not http.client either: it writes headers and body in two writes and reads every answer's
+headers back through the email package's parser. Against dynalite, one thread, CPU a request:
+GetItem 166 -> 58 µs, BatchWriteItem of 25 items of 10 doubles 426 -> 315 µs (4.4 µs an item
+less for the export's writers). `Connection` writes a request in one write and reads the answer's
+few headers itself.
 
 `BotocoreTransport` runs the same requests through a boto3 client: used when the caller hands us
-its own client, or when an HTTP(S) proxy applies to the endpoint (http.client does not do
+its own client, or when an HTTP(S) proxy applies to the endpoint (`Connection` does not do
 proxies). It still skips botocore's response parsing: a `before-parse` hook keeps the raw body.
 """
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import random
 import socket
@@ -66,6 +71,78 @@ def _base64(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the endpoint: POST out in one write, the answer's
+    status, headers and body back. Any failure raises OSError; the caller drops the connection."""
+
+    def __init__(self, hostname: str, port: int, *, context: Optional[ssl.SSLContext], connect_timeout: float,
+                 read_timeout: float):
+        sock = socket.create_connection((hostname, port), timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname=hostname)
+            sock.settimeout(read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock, self.reader = sock, sock.makefile("rb")
+        self.open = True
+
+    def post(self, head: bytes, body: bytes) -> tuple[int, dict, bytes]:
+        """(status, headers with lower-case names, body). A server that answers HTTP/1.0 or says
+        `Connection: close` leaves the connection closed (`open` False)."""
+        self.sock.sendall(head + body)
+        status_line = self.reader.readline(65537)
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}" if status_line
+                                  else "the endpoint closed the connection")
+        headers = {}
+        while True:
+            line = self.reader.readline(65537)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise ConnectionError("the endpoint closed the connection mid-answer")
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            data = self._chunked()
+        elif "content-length" in headers:
+            data = self._exactly(int(headers["content-length"]))
+        else:  # the body runs to the end of the connection
+            data, headers["connection"] = self.reader.read(), "close"
+        if parts[0] == b"HTTP/1.0" or headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(parts[1]), headers, data
+
+    def _exactly(self, n: int) -> bytes:
+        data = self.reader.read(n)
+        if len(data) != n:
+            raise ConnectionError(f"the endpoint closed the connection after {len(data)} of {n} bytes")
+        return data
+
+    def _chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.reader.readline(65537).split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                while self.reader.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(chunks)
+            chunks.append(self._exactly(size))
+            self._exactly(2)
+
+    def close(self) -> None:
+        self.open = False
+        for part in (self.reader, self.sock):
+            try:
+                part.close()
+            except OSError:
+                pass
+
+
 class DirectTransport:
     """Signed JSON requests over one keep-alive connection per thread."""
 
@@ -83,29 +160,21 @@ class DirectTransport:
         self._local = threading.local()
         self._keys: dict[tuple, bytes] = {}
         self._ssl: Optional[ssl.SSLContext] = None
-        self._conns: list[http.client.HTTPConnection] = []
+        self._conns: list[Connection] = []
         self._conns_lock = threading.Lock()
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.https:
-                if self._ssl is None:
-                    from botocore.httpsession import get_cert_path
+        if conn is None or not conn.open:
+            if self.https and self._ssl is None:
+                from botocore.httpsession import get_cert_path
 
-                    self._ssl = ssl.create_default_context(cafile=get_cert_path(True))
-                conn = http.client.HTTPSConnection(self.hostname, self.port, timeout=self.connect_timeout,
-                                                   context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(self.hostname, self.port, timeout=self.connect_timeout)
-            conn.connect()
-            conn.sock.settimeout(self.read_timeout)
-            # http.client sends headers and body in two writes: without NODELAY, Nagle's algorithm
-            # holds the body until the server's delayed ACK (up to 40 ms on Linux)
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._ssl = ssl.create_default_context(cafile=get_cert_path(True))
+            conn = Connection(self.hostname, self.port, context=self._ssl if self.https else None,
+                              connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
             self._local.conn = conn
             with self._conns_lock:
-                self._conns.append(conn)
+                self._conns[:] = [c for c in self._conns if c.open] + [conn]
         return conn
 
     def _drop(self) -> None:
@@ -122,6 +191,11 @@ class DirectTransport:
                 key = hmac.new(key, part.encode(), hashlib.sha256).digest()
             self._keys = {(secret, day): key}  # one day, one secret: nothing piles up
         return key
+
+    def _head(self, target: str, body: bytes) -> bytes:
+        """The request line and headers of a signed POST of `body`."""
+        lines = "".join(f"{name}: {value}\r\n" for name, value in self._headers(target, body).items())
+        return f"POST / HTTP/1.1\r\n{lines}Content-Length: {len(body)}\r\n\r\n".encode()
 
     def _headers(self, target: str, body: bytes, stamp: Optional[str] = None) -> dict:
         """SigV4 headers for a POST of `body` (stamp: YYYYMMDDTHHMMSSZ, default now)."""
@@ -153,16 +227,13 @@ class DirectTransport:
             if attempt:
                 time.sleep(backoff(attempt, self.backoff_base, self.backoff_cap))
             try:
-                conn = self._connection()
-                conn.request("POST", "/", body, self._headers(target, body))
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
+                status, headers, data = self._connection().post(self._head(target, body), body)
+            except (OSError, ValueError) as exc:  # ValueError: a malformed length or chunk size
                 self._drop()
                 last = f"{type(exc).__name__}: {exc}"
                 continue
-            if resp.status == 200:
-                crc = resp.getheader("x-amz-crc32")
+            if status == 200:
+                crc = headers.get("x-amz-crc32")
                 if crc is not None and zlib.crc32(data) & 0xFFFFFFFF != int(crc):
                     last = "response failed its CRC32 check"
                     continue
@@ -171,9 +242,9 @@ class DirectTransport:
                 err = json.loads(data)
             except ValueError:
                 err = {}
-            code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP {resp.status}"
+            code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP {status}"
             message = err.get("message") or err.get("Message") or ""
-            if code in RETRYABLE or resp.status >= 500:
+            if code in RETRYABLE or status >= 500:
                 last = f"{code}: {message}"
                 continue
             raise service_error(code, message, what)

@@ -278,6 +278,93 @@ def test_retries_are_bounded_and_errors_say_what_to_do(stub, monkeypatch):
                         connect_timeout=0.2).call("GetItem", {}, "test")
 
 
+class RawServer:
+    """Answers each request with the next scripted bytes as they are (one connection, or several:
+    `connections` counts them), to put the transport's own HTTP reading through its cases."""
+
+    def __init__(self, script):
+        import socket
+
+        self.script, self.connections, self.requests = list(script), 0, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while self.script:
+            conn, _ = self.sock.accept()
+            self.connections += 1
+            with conn, conn.makefile("rb") as reader:
+                while self.script:
+                    head = b"".join(iter(lambda: reader.readline(), b"\r\n"))
+                    if not head:
+                        break
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    json.loads(reader.read(length))
+                    self.requests += 1
+                    answer = self.script.pop(0)
+                    conn.sendall(answer)
+                    if b"Content-Length: 99" in answer:  # promised more than it sent: hang up
+                        break
+        self.sock.close()
+
+
+def ok(body, how="length"):
+    data = json.dumps(body).encode()
+    if how == "chunked":
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (data[:5], data[5:]))
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nx-amz-crc32: %d\r\n\r\n%s" % (len(data), zlib.crc32(data), data)
+
+
+def test_answers_are_read_off_one_kept_connection_and_a_broken_one_is_replaced(monkeypatch):
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    server = RawServer([ok({"a": 1}, "chunked"), ok({"b": 2}), b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{",
+                        ok({"c": 3})])
+    transport = DirectTransport(server.url, "us-east-1", Creds(), max_attempts=2)
+    assert transport.call("GetItem", {}, "test") == {"a": 1}
+    assert transport.call("GetItem", {}, "test") == {"b": 2}
+    assert transport.call("GetItem", {}, "test") == {"c": 3}  # the cut answer, asked again
+    assert (server.requests, server.connections) == (4, 2)
+    transport.close()
+
+
+def test_requests_go_over_tls(tmp_path):
+    """What DynamoDB itself speaks: the same reading over an SSL socket, the connection kept."""
+    import ssl
+    from datetime import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(dt(2020, 1, 1)).not_valid_after(dt(2100, 1, 1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    Stub.protocol_version, Stub.script, Stub.seen = "HTTP/1.1", [(200, {"Item": {"n": i}}, False) for i in range(3)], []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        transport = DirectTransport(f"https://localhost:{server.server_address[1]}", "us-east-1", Creds())
+        transport._ssl = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))  # trust the test's own CA
+        assert [transport.call("GetItem", {"k": i}, "test")["Item"]["n"] for i in range(3)] == [0, 1, 2]
+        assert Stub.seen == [{"k": 0}, {"k": 1}, {"k": 2}] and len(transport._conns) == 1
+        transport.close()
+    finally:
+        Stub.protocol_version = "HTTP/1.0"
+        server.shutdown()
+
+
 class FakeTransport:
     def __init__(self, answers):
         self.answers, self.calls = answers, []
