@@ -35,7 +35,7 @@ from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError, root_message
 from featurelake.online import codec
 from featurelake.online.snapshot import (Since, column_dtypes, export_frame, increment_frame, online_features,
-                                         only_additions)
+                                         only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
 
@@ -76,11 +76,14 @@ class ExportResult:
     def summary(self) -> str:
         if self.status == "skipped":
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
-        head = (f"{self.group}: {self.status}: {self.mode} export of Delta versions {self.from_version}..{self.to_version}"
-                f" as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC: {self.items_written:,} items "
-                f"({self.bytes_written:,} bytes) to {self.table_name} in {self.duration_s:.1f}s"
-                + (f"; {self.not_newer:,} rows not newer than online" if self.not_newer else "")
-                if self.as_of else f"{self.group}: {self.status}")
+        head = f"{self.group}: {self.status}"
+        if self.as_of:
+            versions = (f"Delta versions {self.from_version}..{self.to_version}" if self.from_version <= self.to_version
+                        else f"Delta version {self.to_version} (no commit since the last export)")
+            head += (f": {self.mode} export of {versions} as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC: "
+                     f"{self.items_written:,} items ({self.bytes_written:,} bytes) to {self.table_name} in "
+                     f"{self.duration_s:.1f}s" + (f"; {self.not_newer:,} rows not newer than online" if self.not_newer
+                                                  else ""))
         return "\n".join([head] + [f"  error: {e}" for e in self.errors] + [f"  note: {n}" for n in self.notes])
 
     def to_dict(self) -> dict:
@@ -225,9 +228,11 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     compare = bool(since) and not spec["aggregations"] and only_additions(offline, since, version)
     mark("plan")
     sc = store.spark.sparkContext
+    # unknown (an export before this was recorded) counts as ahead: the increment then looks
+    window = not compare or (last or {}).get("rows_ahead", True)
     if compare:
         result.notes.append("increment: the changed rows, each written only where newer than its item online")
-        frame = increment_frame(offline, group, features, version=version, end=end, since=since)
+        frame = increment_frame(offline, group, features, version=version, end=end, since=since, window=window)
     else:
         # a full export writes with write_tasks tasks; an increment's rows are few, and adaptive
         # execution sizes them
@@ -240,11 +245,18 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
     sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, v{version})")
-    try:
-        value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
-                       .collect())
-    finally:
-        sc.setJobDescription(None)
+    with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
+        ahead = pool.submit(rows_ahead, offline, group, version=version, end=end, since=None if window else since)
+        try:
+            value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
+                           .collect())
+        finally:
+            sc.setJobDescription(None)
+        try:
+            any_ahead = ahead.result()
+        except Exception as exc:  # the next increment then looks for them, as if there were some
+            log.warning("export %s: could not tell whether rows lie ahead of its end: %s", result.export_id, exc)
+            any_ahead = True
     mark("write")
     if lease.lost:
         raise JobError(f"export to {result.table_name}: the lease passed to another export during the write; "
@@ -256,7 +268,8 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         result.errors.append(f"... {result.too_large} items over 400 KB in all")
     result.status = "partial" if result.too_large else "ok"
     write_meta(client, result.table_name, spec, {"export_id": result.export_id, "to_version": version,
-                                                "as_of": end.isoformat(), "mode": result.mode}, group.fingerprint)
+                                                "as_of": end.isoformat(), "mode": result.mode,
+                                                "rows_ahead": any_ahead}, group.fingerprint)
 
 
 WRITE_TASK_BYTES = 4 << 20

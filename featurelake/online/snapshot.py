@@ -14,8 +14,9 @@ Each event-time range is its own scan, pruned to its `_event_date` partitions.
 Two ways to compute an increment:
 - `increment_frame`, when the group has no window features and the commits since v only added
   or updated rows (no DELETE, overwrite or RESTORE): the candidates are the changed rows
-  themselves (change data feed) and the rows that became current; the newest candidate per key
-  is written only where it is newer than the key's item online (the writer reads the items'
+  themselves (change data feed) and the rows that became current (skipped when the last export
+  recorded no row ahead of its end: `rows_ahead`); the newest candidate per key is written only
+  where it is newer than the key's item online (the writer reads the items'
   `_event_ts`/`_ingested_ts` first, strongly consistent, under the export's lease). Its cost
   follows the change, not the table.
 - otherwise `export_frame` with `since`: the offline rule over every row of the changed keys
@@ -77,11 +78,12 @@ def _day(value: datetime):
     return value.astimezone(timezone.utc).date()
 
 
-def _window(df: "DataFrame", ts: str, lo: Optional[datetime], hi: datetime) -> "DataFrame":
-    """Rows with lo < ts <= hi, scanning only the partitions of those days."""
+def _window(df: "DataFrame", ts: str, lo: Optional[datetime], hi: Optional[datetime]) -> "DataFrame":
+    """Rows with lo < ts <= hi (either bound None: open), scanning only the partitions of those days."""
     from pyspark.sql import functions as F
 
-    df = df.where((F.col("_event_date") <= F.lit(_day(hi))) & (F.col(ts) <= _ts_lit(hi)))
+    if hi is not None:
+        df = df.where((F.col("_event_date") <= F.lit(_day(hi))) & (F.col(ts) <= _ts_lit(hi)))
     if lo is not None:
         df = df.where((F.col("_event_date") >= F.lit(_day(lo))) & (F.col(ts) > _ts_lit(lo)))
     return df
@@ -93,10 +95,7 @@ def changed_keys(offline: "OfflineTable", group: "FeatureGroup", table: "DataFra
     keys, ts = group.keys, group.timestamp_column
     parts = []
     if version > since.version:
-        reader = (offline.spark.read.format("delta").option("readChangeFeed", "true")
-                  .option("startingVersion", since.version + 1).option("endingVersion", version))
-        cdf = reader.table(offline.table_name) if offline.table_name else reader.load(offline.path)
-        parts.append(cdf.select(*keys))
+        parts.append(_change_feed(offline, since, version).select(*keys))
     ranges = [(since.as_of, end)]
     for agg in group.aggregations:
         ranges += [(since.as_of - w, end - w) for w in agg.windows.values()]
@@ -233,10 +232,28 @@ def only_additions(offline: "OfflineTable", since: Since, version: int) -> bool:
     return True
 
 
+def _change_feed(offline: "OfflineTable", since: Since, version: int) -> "DataFrame":
+    """Delta's change data feed of the commits after since.version up to `version`."""
+    reader = (offline.spark.read.format("delta").option("readChangeFeed", "true")
+              .option("startingVersion", since.version + 1).option("endingVersion", version))
+    return reader.table(offline.table_name) if offline.table_name else reader.load(offline.path)
+
+
+def _changed_rows(offline: "OfflineTable", since: Since, version: int, columns: list) -> "DataFrame":
+    """The rows the commits after `since` added, or updated to (their post-images)."""
+    from pyspark.sql import functions as F
+
+    cdf = _change_feed(offline, since, version)
+    return cdf.where(F.col("_change_type").isin("insert", "update_postimage")).select(*columns)
+
+
 def increment_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[OnlineFeature], *,
-                    version: int, end: datetime, since: Since) -> "DataFrame":
+                    version: int, end: datetime, since: Since, window: bool = True) -> "DataFrame":
     """The newest candidate row per key (see the module's docstring); the same columns as
-    export_frame. The writer keeps only those newer than what is online."""
+    export_frame. The writer keeps only those newer than what is online. `window` False skips the
+    rows that became current (event time in (since.as_of, end]) because the last export recorded
+    none ahead of its end (rows_ahead): then every such row came with a commit after it, and the
+    change data feed holds it; that spares Delta building the new version's file list."""
     from pyspark.sql import functions as F
 
     from featurelake.offline import as_of
@@ -244,13 +261,23 @@ def increment_frame(offline: "OfflineTable", group: "FeatureGroup", features: li
     keys, ts = group.keys, group.timestamp_column
     table = offline.read(version=version)
     columns = table.columns
-    parts = [_window(table, ts, since.as_of, end)]
+    parts = [_window(table, ts, since.as_of, end)] if window else []
     if version > since.version:
-        reader = (offline.spark.read.format("delta").option("readChangeFeed", "true")
-                  .option("startingVersion", since.version + 1).option("endingVersion", version))
-        cdf = reader.table(offline.table_name) if offline.table_name else reader.load(offline.path)
-        parts.append(cdf.where(F.col("_change_type").isin("insert", "update_postimage")).select(*columns))
+        parts.append(_changed_rows(offline, since, version, columns))
+    if not parts:
+        return _select(as_of(table.limit(0), group, end), group, features)
     # a row in both parts, or updated twice, appears more than once: as_of ranks the copies
     candidates = reduce(lambda a, b: a.unionByName(b), parts).where(
         reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys]))
     return _select(as_of(candidates, group, end), group, features)
+
+
+def rows_ahead(offline: "OfflineTable", group: "FeatureGroup", *, version: int, end: datetime,
+               since: Optional[Since] = None) -> bool:
+    """Whether the offline table at `version` holds rows with event time after `end` (future-dated,
+    they become current later: the next increment must look for them). With `since`, whose export
+    recorded none, only the rows changed after it can be: they are read from the change data feed
+    instead of the whole table's file list. A small job: run it beside the export's write."""
+    table = offline.read(version=version)
+    rows = _changed_rows(offline, since, version, table.columns) if since is not None else table
+    return not _window(rows, group.timestamp_column, end, None).isEmpty()

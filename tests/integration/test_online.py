@@ -39,6 +39,7 @@ pair_stats = FeatureGroup(
 short = FeatureGroup("short", entity=customer, source=files, timestamp_column="ts",
                      features=[Feature("v", "bigint")], ttl="1h")
 plain = FeatureGroup("plain", entity=customer, source=files, timestamp_column="ts", features=[Feature("v", "bigint")])
+soon = FeatureGroup("soon", entity=customer, source=files, timestamp_column="ts", features=[Feature("v", "bigint")])
 blobs = FeatureGroup("blobs", entity=customer, source=files, timestamp_column="ts",
                      features=[Feature("payload", "binary"), Feature("size", "bigint")])
 '''
@@ -234,6 +235,37 @@ def test_an_increment_writes_a_changed_row_only_where_it_is_newer_than_online(la
     want = expected(lake, "plain", result.as_of)
     assert {k: r["v"] for (k,), r in want.items()} == {k: r["v"] for k, r in
                                                        zip(range(10), client.get_many("plain", range(10)))}
+
+
+def test_a_row_dated_ahead_is_exported_once_its_time_comes(lake, client, spark):
+    """An export records whether the offline table holds rows dated after its end. When it holds
+    none, the next increment reads only the change data feed; when it does, the next increment
+    also looks for rows that became current, and writes them."""
+    from featurelake.online.table import read_meta
+    from featurelake.online.writer import make_client
+
+    dyn = lake.config.online.dynamodb
+    ddb, table = make_client(dyn.region, dyn.endpoint_url), f"{dyn.table_prefix}soon"
+    schema = "customer_id bigint, ts timestamp, v bigint"
+    now = datetime.now(timezone.utc)
+    lake.offline("soon").merge(spark.createDataFrame([(k, now - timedelta(hours=1), k) for k in range(4)], schema),
+                               "s-1")
+    assert lake.export("soon").items_written == 4
+    assert read_meta(ddb, table)["last"]["rows_ahead"] is False
+    ahead = datetime.now(timezone.utc) + timedelta(seconds=8)
+    lake.offline("soon").merge(spark.createDataFrame([(1, ahead, 100), (2, now - timedelta(minutes=30), 200)], schema),
+                               "s-2")
+    second = lake.export("soon")  # key 2 now; key 1's row is not current yet
+    assert second.as_of < ahead, "the machine took over 8 s to merge and export: the test cannot tell"
+    assert (second.mode, second.items_written) == ("incremental", 1), second.summary()
+    assert read_meta(ddb, table)["last"]["rows_ahead"] is True
+    assert [r["v"] for r in client.get_many("soon", [1, 2], consistent=True)] == [1, 200]
+    time.sleep(max(0.0, (ahead - datetime.now(timezone.utc)).total_seconds()) + 0.1)
+    third = lake.export("soon")  # no commit since: the row that became current is found in the table
+    assert (third.mode, third.items_written) == ("incremental", 1), third.summary()
+    assert client.get("soon", 1, consistent=True)["v"] == 100
+    assert read_meta(ddb, table)["last"]["rows_ahead"] is False
+    assert lake.export("soon").items_written == 0  # nothing changed, nothing ahead: nothing to read
 
 
 def test_an_overlapping_older_export_does_not_win(lake, client, spark):
