@@ -228,8 +228,8 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     compare = bool(since) and not spec["aggregations"] and only_additions(offline, since, version)
     mark("plan")
     sc = store.spark.sparkContext
-    # unknown (an export before this was recorded) counts as ahead: the increment then looks
-    window = not compare or (last or {}).get("rows_ahead", True)
+    # unknown (not recorded by the last export) counts as ahead: the increment then looks for them
+    window = not compare or (last or {}).get("rows_ahead") is not False
     if compare:
         result.notes.append("increment: the changed rows, each written only where newer than its item online")
         frame = increment_frame(offline, group, features, version=version, end=end, since=since, window=window)
@@ -246,17 +246,19 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "compare": compare}
     sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, v{version})")
     with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
-        ahead = pool.submit(rows_ahead, offline, group, version=version, end=end, since=None if window else since)
+        # only increments without window features use it (increment_frame)
+        ahead = None if spec["aggregations"] else pool.submit(rows_ahead, offline, group, version=version, end=end,
+                                                              since=None if window else since)
         try:
             value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
                            .collect())
         finally:
             sc.setJobDescription(None)
         try:
-            any_ahead = ahead.result()
-        except Exception as exc:  # the next increment then looks for them, as if there were some
+            any_ahead = ahead.result() if ahead else None
+        except Exception as exc:  # unknown: the next increment looks for them, as if there were some
             log.warning("export %s: could not tell whether rows lie ahead of its end: %s", result.export_id, exc)
-            any_ahead = True
+            any_ahead = None
     mark("write")
     if lease.lost:
         raise JobError(f"export to {result.table_name}: the lease passed to another export during the write; "

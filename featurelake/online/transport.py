@@ -126,7 +126,7 @@ class Connection:
     def _chunked(self) -> bytes:
         chunks = []
         while True:
-            size = int(self.reader.readline(65537).split(b";", 1)[0].strip() or b"x", 16)
+            size = int(self.reader.readline(65537).split(b";", 1)[0].strip(), 16)
             if size == 0:
                 while self.reader.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
                     pass
