@@ -278,6 +278,7 @@ def rows_ahead(offline: "OfflineTable", group: "FeatureGroup", *, version: int, 
     they become current later: the next increment must look for them). With `since`, whose export
     recorded none, only the rows changed after it can be: they are read from the change data feed
     instead of the whole table's file list. A small job: run it beside the export's write."""
-    table = offline.read(version=version)
-    rows = _changed_rows(offline, since, version, table.columns) if since is not None else table
-    return not _window(rows, group.timestamp_column, end, None).isEmpty()
+    ts = group.timestamp_column
+    rows = (_changed_rows(offline, since, version, [ts, "_event_date"]) if since is not None
+            else offline.read(version=version))
+    return not _window(rows, ts, end, None).isEmpty()
