@@ -8,11 +8,11 @@
 Definitions (Entity, FeatureGroup, ...) live in modules of the feature repository. The online
 helper, `featurelake.online.OnlineClient`, needs only boto3.
 """
-from featurelake.definitions import (Aggregation, DeltaSource, Entity, Feature, FeatureGroup, JdbcSource,
-                                     S3Source)
+from featurelake.definitions import (Aggregation, DeltaSource, Entity, Feature, FeatureGroup, FeatureService,
+                                     JdbcSource, S3Source)
 from featurelake.errors import FeaturelakeError
 from featurelake.store import FeatureStore
 
-__all__ = ["Aggregation", "DeltaSource", "Entity", "Feature", "FeatureGroup", "FeatureStore",
+__all__ = ["Aggregation", "DeltaSource", "Entity", "Feature", "FeatureGroup", "FeatureService", "FeatureStore",
            "FeaturelakeError", "JdbcSource", "S3Source"]
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
 
+from featurelake import services
 from featurelake.errors import JobError, NotFoundError, did_you_mean
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ SCHEMAS = {
                      "timestamp_column string, features array<string>, group_versions string, "
                      "table_versions string, options string, spine_path string",
     "usage": "ts timestamp, user string, action string, object string, detail string",
+    "feature_services": "name string, version int, fingerprint string, features array<string>, "
+                        "groups array<string>, owner string, description string, tags map<string,string>, "
+                        "changes string, registered_at timestamp, registered_by string",
     "statistics": "scope string, scope_id string, group string, feature string, computed_at timestamp, "
                   "stats string",
 }
@@ -211,6 +215,7 @@ class Catalog:
         self.merge("groups", new_groups, on=["name", "fingerprint"])
         self.merge("features", new_features, on=["group", "version", "name"])
         self.merge("entities", new_entities, on=["name"], update=True)
+        changes += services.register(self, repo, stamp, user)
         return changes
 
     def group_versions(self, name: str) -> list[dict]:

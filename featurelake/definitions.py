@@ -336,3 +336,51 @@ class FeatureGroup:
 
     def __repr__(self) -> str:
         return f"FeatureGroup({self.name!r}, entity={self.entity.name!r}, features={self.feature_names})"
+
+
+SERVICE_PREFIX = "service"
+
+
+def check_reference(ref: Any, where: str) -> tuple[str, str]:
+    """'group:feature' or 'group:*' -> (group, feature); anything else is a DefinitionError."""
+    parts = ref.split(":") if isinstance(ref, str) else []
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise DefinitionError(f"{where}: bad feature reference {ref!r}: write group:feature or group:*")
+    return parts[0].strip(), parts[1].strip()
+
+
+class FeatureService:
+    """A named list of feature references one model uses (Feast's FeatureService, Databricks'
+    FeatureSpec). Training sets and online reads ask for it as "service:<name>"; the catalogue
+    gives every distinct feature list a new version, and a training set records the version."""
+
+    def __init__(self, name: str, *, features: Sequence[str], owner: str = "", description: str = "",
+                 tags: Optional[dict] = None):
+        self.name = check_identifier(name, "feature service")
+        where = f"feature service {name!r}"
+        if isinstance(features, str) or not features:
+            raise DefinitionError(f"{where}: features must be a non-empty list of references such as "
+                                  f"['customer_txn:*', 'merchant_risk:chargeback_rate_30d']")
+        refs = [":".join(check_reference(ref, where)) for ref in features]
+        dupes = sorted({r for r in refs if refs.count(r) > 1})
+        if dupes:
+            raise DefinitionError(f"{where}: references {dupes} are listed twice: list each once")
+        self.features = refs
+        self.owner, self.description, self.tags = owner, description, dict(tags or {})
+
+    @property
+    def groups(self) -> list[str]:
+        """The groups the service reads, in order of first mention."""
+        return list(dict.fromkeys(ref.split(":")[0] for ref in self.features))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "features": self.features, "owner": self.owner,
+                "description": self.description, "tags": self.tags}
+
+    @property
+    def fingerprint(self) -> str:
+        """Of the feature list alone: owner, description and tags are metadata, not a new version."""
+        return hashlib.sha256(json.dumps(self.features).encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"FeatureService({self.name!r}, features={self.features})"

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from featurelake.definitions import DeltaSource, Entity, FeatureGroup, Source
+from featurelake.definitions import DeltaSource, Entity, FeatureGroup, FeatureService, Source
 from featurelake.errors import DefinitionError, NotFoundError, did_you_mean
+from featurelake.services import check_services
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Repository:
     entities: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)
+    services: dict = field(default_factory=dict)
 
     def group(self, name: str) -> FeatureGroup:
         if name not in self.groups:
@@ -54,8 +56,8 @@ class Repository:
 
 
 def load_repository(path: Union[str, Path] = "features") -> Repository:
-    """Imports every .py module under path (not starting with '_'), collecting Entity, Source and
-    FeatureGroup objects from module globals. The folder is put on sys.path so modules can import
+    """Imports every .py module under path (not starting with '_'), collecting Entity, Source,
+    FeatureGroup and FeatureService objects from module globals. The folder is put on sys.path so modules can import
     each other by name."""
     root = Path(path)
     if not root.is_dir():
@@ -84,7 +86,8 @@ def load_repository(path: Union[str, Path] = "features") -> Repository:
                 del sys.modules[module_name]
                 raise DefinitionError(f"{file}: {exc}") from None
         for value in vars(module).values():
-            for kind, registry in ((Entity, repo.entities), (Source, repo.sources), (FeatureGroup, repo.groups)):
+            for kind, registry in ((Entity, repo.entities), (Source, repo.sources), (FeatureGroup, repo.groups),
+                                   (FeatureService, repo.services)):
                 if isinstance(value, kind):
                     _add(registry, value, kind.__name__, str(file), origin)
     for group in repo.groups.values():
@@ -95,6 +98,7 @@ def load_repository(path: Union[str, Path] = "features") -> Repository:
             raise DefinitionError(f"feature group {group.name!r} reads group {src.group!r}, which is not defined"
                                   f"{did_you_mean(src.group, repo.groups)}")
     repo.ordered()
+    check_services(repo)
     return repo
 
 

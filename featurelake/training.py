@@ -44,10 +44,14 @@ class NullKeysWarning(UserWarning):
 
 def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = False,
             spine_columns: Sequence[str] = ()) -> list[GroupPlan]:
-    """`group:feature` / `group:*` references -> one plan per group, outputs named by feature, or
-    `group__feature` when two groups (or a spine column) share the name, or always with full_names."""
+    """`group:feature` / `group:*` / `service:NAME` references -> one plan per group, outputs named
+    by feature, or `group__feature` when two groups (or a spine column) share the name, or always
+    with full_names."""
+    from featurelake.services import expand
+
     if isinstance(refs, str):
         refs = [refs]
+    refs = expand(store.repo, refs)[0]
     if not refs:
         raise UsageError("no features asked for: pass references such as ['customer_txn:*', "
                          "'merchant_risk:chargeback_rate_30d']")
@@ -56,8 +60,8 @@ def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = Fa
     for ref in refs:
         if not isinstance(ref, str) or ref.count(":") != 1:
             every = [f"{g.name}:{f}" for g in repo.groups.values() for f in g.feature_names]
-            raise UsageError(f"bad feature reference {ref!r}: write group:feature or group:*"
-                             f"{did_you_mean(str(ref), every)}")
+            raise UsageError(f"bad feature reference {ref!r}: write group:feature, group:* or "
+                             f"service:NAME{did_you_mean(str(ref), every)}")
         group_name, feature = (part.strip() for part in ref.split(":"))
         if group_name not in repo.groups:
             raise NotFoundError(f"unknown feature group {group_name!r} in reference {ref!r}"
@@ -207,15 +211,49 @@ def _warn_null_keys(counts: dict, timestamp_column: str) -> None:
                       f"features: {detail}", NullKeysWarning, stacklevel=4)  # the caller of store.training_set
 
 
+def naive_columns(spine: Any) -> list[str]:
+    """A pandas spine's naive datetime columns: to_pandas gives them back naive (Spark stores
+    them as UTC instants)."""
+    import pandas as pd
+
+    if not isinstance(spine, pd.DataFrame):
+        return []
+    return [str(c) for c in spine.columns
+            if pd.api.types.is_datetime64_dtype(spine[c].dtype) and getattr(spine[c].dtype, "tz", None) is None]
+
+
+def arrow_to_pandas(table: Any, naive: Sequence[str] = ()) -> Any:
+    """An Arrow table from Spark -> pandas: timestamps tz-aware UTC in nanoseconds (the `naive`
+    columns without their zone), integers and booleans with nulls as nullable dtypes."""
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    pdf = table.to_pandas(types_mapper=nullable.get, coerce_temporal_nanoseconds=True)
+    for field in table.schema:
+        column = pdf[field.name]
+        if field.type in nullable and not column.hasnans:
+            pdf[field.name] = column.to_numpy(dtype=nullable[field.type].numpy_dtype)
+        elif pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            utc = column.dt.tz_convert("UTC")
+            pdf[field.name] = utc.dt.tz_localize(None) if field.name in naive else utc
+    return pdf
+
+
 # ---- building and replaying -----------------------------------------------------------------
 
 def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str], *,
                        timestamp_column: str = "event_ts", full_names: bool = False) -> "TrainingSet":
     """Point-in-time features for each spine row; see the module docstring."""
+    from featurelake import services
+
     spark = store.spark
     df = read_spine(spark, spine)
-    plans = resolve(store, list(features), full_names=full_names, spine_columns=df.columns)
+    refs, used = services.expand(store.repo, list(features))
+    plans = resolve(store, refs, full_names=full_names, spine_columns=df.columns)
     check_spine(df, plans, timestamp_column)
+    service_versions = services.versions(store.catalog, used)
     group_versions, table_versions = store.catalog.versions_of([store.group(p.group) for p in plans]), {}
     for plan in plans:
         version = store.offline(plan.group).version()
@@ -240,7 +278,8 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         "options": {"refs": list(features), "full_names": full_names, "partitions": partitions,
                     "time_bounds": [stats["t_min"], stats["t_max"]], "null_key_rows": stats["null_keys"],
                     "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE,
-                    "fingerprint": FINGERPRINT}}
+                    "fingerprint": FINGERPRINT, "services": service_versions,
+                    "naive_columns": naive_columns(spine)}}
     with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
         for done in [pool.submit(store.catalog.record, "training_sets", **manifest),
                      pool.submit(_audit, store, manifest, "training_set")]:
@@ -359,20 +398,16 @@ class TrainingSet:
         return self._frame.drop(ROW)
 
     def to_pandas(self) -> Any:
-        """The rows in spine order, on the driver: refused above training.max_pandas_rows."""
+        """The rows in spine order, on the driver: refused above training.max_pandas_rows.
+        Types survive (through Arrow): a TIMESTAMP column is tz-aware UTC, except spine columns
+        that were naive in a pandas spine (TIMESTAMP_NTZ stays naive too), and an integer or
+        boolean column with nulls is pandas' nullable Int64/Int32/.../boolean, not float or object."""
         rows, limit = int(self.manifest["spine_rows"]), self._store.config.training.max_pandas_rows
         if rows > limit:
             raise UsageError(f"training set {self.id} has {rows:,} rows, more than training.max_pandas_rows "
                              f"({limit:,}) allows on the driver: use ts.to_spark(), or ts.write(path) and read it "
                              f"in pieces (or raise training.max_pandas_rows in {self._store.config.path})")
-        spark = self._store.spark
-        key = "spark.sql.execution.arrow.pyspark.enabled"
-        before = spark.conf.get(key, "false")
-        spark.conf.set(key, "true")
-        try:
-            pdf = self._frame.toPandas()
-        finally:
-            spark.conf.set(key, before)
+        pdf = arrow_to_pandas(self._frame.toArrow(), self.manifest["options"].get("naive_columns", []))
         return pdf.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
 
     def ordered(self) -> "DataFrame":

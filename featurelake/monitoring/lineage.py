@@ -32,6 +32,9 @@ def lineage(store: "FeatureStore", name: str) -> dict:
     from featurelake.catalog import _quote
 
     catalog = store.catalog
+    service = _service_versions(store, name)
+    if service:
+        return service_lineage(store, service)
     group, feature = split_name(name)
     versions = catalog.group_versions(group)  # NotFoundError naming the known groups
     feats = catalog.rows("features", f"`group` = '{_quote(group)}'")
@@ -52,6 +55,7 @@ def lineage(store: "FeatureStore", name: str) -> dict:
         "runs": _runs(store, group),
         "exports": _exports(store, group),
         "training_sets": _training_sets(store, group, affected),
+        "services": _services_using(store, group, affected),
     }
     out = jsonable(out)
     out["text"] = _lineage_text(out)
@@ -168,7 +172,76 @@ def _lineage_text(p: dict) -> str:
         lines.append(f"    {t['id']} {short_time(t['created_at'])} by {t['user']}: {', '.join(t['features'])} "
                      f"(group v{t['group_version']}, Delta version {t['table_version']})")
     lines.append(f"  downstream groups: {', '.join(p['downstream_groups']) or 'none'}")
+    lines.append(f"  feature services: {', '.join(f'{s} v{v}' for s, v in p['services'].items()) or 'none'}")
     return "\n".join(lines)
+
+
+# ---- feature services -------------------------------------------------------------------------
+
+def _service_versions(store: "FeatureStore", name: str) -> list[dict]:
+    """The registered versions of the service `name` names ('service:NAME', or a bare NAME that is
+    a service and not a group), oldest first; [] when it names no service."""
+    from featurelake.catalog import _quote
+    from featurelake.services import service_name
+
+    catalog, wanted = store.catalog, service_name(name)
+    if wanted is None and (":" in name or not catalog.exists("feature_services")
+                           or catalog.rows("groups", f"name = '{_quote(name)}'")):
+        return []
+    rows = catalog.rows("feature_services", f"name = '{_quote(wanted or name)}'")
+    if wanted is not None and not rows:
+        known = [r["name"] for r in catalog.rows("feature_services")]
+        raise NotFoundError(f"feature service {wanted!r} is not in the catalogue{did_you_mean(wanted, known)}: "
+                            f"define it in the repository and run `featurelake apply`")
+    return sorted(rows, key=lambda r: r["version"])
+
+
+def _services_using(store: "FeatureStore", group: str, affected: Optional[set]) -> dict[str, int]:
+    """{service: latest version} for the services whose latest version reads the group (or one of
+    the affected features, directly or through group:*)."""
+    if not store.catalog.exists("feature_services"):
+        return {}
+    latest: dict[str, dict] = {}
+    for r in store.catalog.rows("feature_services"):
+        if r["name"] not in latest or r["version"] > latest[r["name"]]["version"]:
+            latest[r["name"]] = r
+    out = {}
+    for name in sorted(latest):
+        refs = [ref.split(":", 1) for ref in latest[name]["features"]]
+        if any(g == group and (affected is None or f == "*" or f in affected) for g, f in refs):
+            out[name] = latest[name]["version"]
+    return out
+
+
+def service_lineage(store: "FeatureStore", versions: list[dict]) -> dict:
+    """A service's versions (the feature list of each), the groups it reads, and the training
+    sets built from it."""
+    from pyspark.sql import functions as F
+
+    latest, name = versions[-1], versions[-1]["name"]
+    sets = []
+    if store.catalog.exists("training_sets"):
+        df = store.catalog.read("training_sets").where(F.col("options").contains(f'"{name}"'))
+        for r in df.orderBy(F.col("created_at").desc()).limit(MAX_ROWS).collect():
+            used = (_json(r["options"]) or {}).get("services") or {}
+            if name in used:
+                sets.append({"id": r["id"], "created_at": r["created_at"], "user": r["user"],
+                             "service_version": used[name]})
+    out = jsonable({
+        "name": f"service:{name}", "service": name, "owner": latest["owner"], "description": latest["description"],
+        "tags": latest["tags"], "features": latest["features"], "groups": latest["groups"],
+        "versions": [{"version": v["version"], "registered_at": v["registered_at"], "registered_by": v["registered_by"],
+                      "changes": v["changes"], "features": v["features"]} for v in versions],
+        "training_sets": sets})
+    lines = [f"lineage of feature service {name}" + (f" (owner {out['owner']})" if out["owner"] else ""),
+             f"  features: {', '.join(out['features'])}", f"  groups: {', '.join(out['groups'])}", "  versions:"]
+    lines += [f"    v{v['version']} {short_time(v['registered_at'])} by {v['registered_by']}: {v['changes']}"
+              for v in out["versions"]]
+    lines.append(f"  training sets ({len(sets)}):" if sets else "  training sets: none")
+    lines += [f"    {t['id']} {short_time(t['created_at'])} by {t['user']} (service v{t['service_version']})"
+              for t in out["training_sets"]]
+    out["text"] = "\n".join(lines)
+    return out
 
 
 def usage(store: "FeatureStore", name: str) -> dict:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
 from featurelake.online.transport import backoff, open_transport, proxied
+from featurelake.services import SERVICE_PREFIX, services_table
 
 BATCH_GET_MAX = 100
 Key = Union[Mapping[str, Any], Sequence[Any], Any]
@@ -151,6 +152,7 @@ class OnlineClient:
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()
         self._readers: dict[str, GroupReader] = {}
+        self._services: dict[str, tuple[float, dict]] = {}
 
     @classmethod
     def from_config(cls, path: Optional[str] = None, **kwargs: Any) -> "OnlineClient":
@@ -187,6 +189,26 @@ class OnlineClient:
         self._readers[group] = reader
         return reader
 
+    def service(self, name: str, refresh: bool = False) -> dict:
+        """A feature service as the last export of one of its groups published it: {"name",
+        "version", "features"}; cached for meta_ttl seconds."""
+        cached = self._services.get(name)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < self.meta_ttl:
+            return cached[1]
+        table = services_table(self.table_prefix)
+        fix = (f"define FeatureService({name!r}, ...) in the repository, run `featurelake apply`, then export one "
+               f"of its groups (`featurelake export GROUP`), which publishes it")
+        try:
+            item = self.transport.call("GetItem", {"TableName": table, "Key": {"pk": {"S": name}},
+                                                   "ConsistentRead": True}, f"feature service {name!r}").get("Item")
+        except NotFoundError:
+            item = None
+        if not item:
+            raise NotFoundError(f"feature service {name!r} is not online (no item in table {table}): {fix}")
+        spec = json.loads(item["spec"]["S"])
+        self._services[name] = (time.monotonic(), spec)
+        return spec
+
     # ---- reads --------------------------------------------------------------------------------
 
     def get(self, group: str, key: Key, *, consistent: bool = False,
@@ -214,11 +236,16 @@ class OnlineClient:
 
     def get_features(self, entity_rows: Sequence[Mapping[str, Any]], refs: Sequence[str], *,
                      consistent: bool = False, full_names: bool = False) -> list[dict]:
-        """For each entity row, the row's own values plus the referenced features (`group:feature`
-        or `group:*`), None where a group has no live row. A feature name given by two groups (or
-        already a column of the entity row) is named `group__feature`; full_names names all so."""
+        """For each entity row, the row's own values plus the referenced features (`group:feature`,
+        `group:*` or a feature service's `service:NAME`), None where a group has no live row. A
+        feature name given by two groups (or already a column of the entity row) is named
+        `group__feature`; full_names names all so."""
         wanted: dict[str, list[str]] = {}
-        for ref in refs:
+        expanded: list[str] = []
+        for ref in [refs] if isinstance(refs, str) else refs:
+            kind, _, name = ref.partition(":")
+            expanded += self.service(name.strip())["features"] if kind.strip() == SERVICE_PREFIX else [ref]
+        for ref in expanded:
             group, sep, feature = ref.partition(":")
             if not sep or not group or not feature:
                 raise UsageError(f"feature reference {ref!r}: write group:feature or group:*")

@@ -38,6 +38,7 @@ from featurelake.online.snapshot import (Since, column_dtypes, export_frame, inc
                                          only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
+from featurelake.services import publish as publish_services
 
 if TYPE_CHECKING:
     from featurelake.definitions import FeatureGroup
@@ -146,6 +147,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
             mark("lease")
             _export_locked(store, group, group_version, features, client, lease, result, full=full,
                            items_per_s=items_per_s, mark=mark)
+        result.notes += publish_services(store, group, client)
     except Exception as exc:
         result.status = "failed"
         result.errors.append(str(exc))
