@@ -60,8 +60,8 @@ def check_services(repo: "Repository") -> None:
 
 
 def expand(repo: "Repository", refs: Sequence[Any]) -> tuple[list, list[FeatureService]]:
-    """References with each 'service:NAME' replaced by the service's own references, and the
-    services used, in order."""
+    """References with each 'service:NAME' replaced by the service's own references (each
+    reference once), and the services used, in order."""
     flat: list = []
     used: list[FeatureService] = []
     for ref in refs:
@@ -70,7 +70,7 @@ def expand(repo: "Repository", refs: Sequence[Any]) -> tuple[list, list[FeatureS
             if isinstance(ref, FeatureService):
                 raise UsageError(f"pass the feature service as the reference '{SERVICE_PREFIX}:{ref.name}', "
                                  f"not the object")
-            flat.append(ref)
+            flat += [ref] if ref not in flat else []
             continue
         if name not in repo.services:
             raise NotFoundError(f"unknown feature service {name!r} in reference {ref!r}"
