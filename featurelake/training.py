@@ -60,8 +60,8 @@ def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = Fa
     for ref in refs:
         if not isinstance(ref, str) or ref.count(":") != 1:
             every = [f"{g.name}:{f}" for g in repo.groups.values() for f in g.feature_names]
-            raise UsageError(f"bad feature reference {ref!r}: write group:feature, group:* or "
-                             f"service:NAME{did_you_mean(str(ref), every)}")
+            raise UsageError(f"bad feature reference {ref!r}: write group:feature or group:* (or "
+                             f"service:NAME for a feature service){did_you_mean(str(ref), every)}")
         group_name, feature = (part.strip() for part in ref.split(":"))
         if group_name not in repo.groups:
             raise NotFoundError(f"unknown feature group {group_name!r} in reference {ref!r}"
