@@ -146,7 +146,9 @@ def versions(catalog: "Catalog", services: Sequence[FeatureService]) -> dict[str
 def publish(store: "FeatureStore", group: "FeatureGroup", client: Any) -> list[str]:
     """Writes the services that read the group to `<table_prefix>-services` (created when missing),
     each as {name, version, features}: what OnlineClient.get_features reads for 'service:NAME'.
-    Returns notes for the export's summary (a service changed since `apply` is not published)."""
+    Returns notes for the export's summary: a service changed since `apply`, or one DynamoDB
+    refused, is not published, and the export, already written, still succeeds."""
+    from featurelake.errors import root_message
     from featurelake.online.table import ensure_table
 
     using = [s for s in store.repo.services.values() if group.name in s.groups]
@@ -154,7 +156,6 @@ def publish(store: "FeatureStore", group: "FeatureGroup", client: Any) -> list[s
         return []
     registered = {(r["name"], r["fingerprint"]): int(r["version"]) for r in store.catalog.rows("feature_services")}
     table = services_table(store.config.online.dynamodb.table_prefix)
-    ensure_table(client, table, ttl=False)
     notes = []
     for service in using:
         version = registered.get((service.name, service.fingerprint))
@@ -163,6 +164,12 @@ def publish(store: "FeatureStore", group: "FeatureGroup", client: Any) -> list[s
                          f"(run `featurelake apply`, then export again)")
             continue
         spec = {"name": service.name, "version": version, "features": service.features}
-        client.put_item(TableName=table, Item={"pk": {"S": service.name}, "spec": {"S": json.dumps(spec)}})
+        try:
+            ensure_table(client, table, ttl=False)
+            client.put_item(TableName=table, Item={"pk": {"S": service.name}, "spec": {"S": json.dumps(spec)}})
+        except Exception as exc:  # boto3's errors: the group's own export is done and stays done
+            notes.append(f"feature service {service.name} not published to {table}: {root_message(exc)} "
+                         f"(allow dynamodb:CreateTable/PutItem on it, then export again)")
+            continue
         notes.append(f"feature service {service.name} version {version} published to {table}")
     return notes
