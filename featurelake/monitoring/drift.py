@@ -127,7 +127,7 @@ def default_reference(store: "FeatureStore", group: str) -> str:
         if group in table_versions(row):
             return row["id"]
     raise UsageError(f"monitor drift {group}: no --reference given and no training set has read {group!r} "
-                     f"yet: pass --reference with a training set id, a Delta version (v3) or a time range "
+                     f"yet: pass --reference with a training set id, a Delta version (@3) or a time range "
                      f"(2026-01-01..2026-02-01)")
 
 

@@ -78,8 +78,8 @@ class ExportResult:
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
         head = f"{self.group}: {self.status}"
         if self.as_of:
-            versions = (f"Delta versions {self.from_version}..{self.to_version}" if self.from_version <= self.to_version
-                        else f"Delta version {self.to_version} (no commit since the last export)")
+            versions = (f"Delta versions @{self.from_version}..@{self.to_version}" if self.from_version <= self.to_version
+                        else f"Delta version @{self.to_version} (no commit since the last export)")
             head += (f": {self.mode} export of {versions} as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC: "
                      f"{self.items_written:,} items ({self.bytes_written:,} bytes) to {self.table_name} in "
                      f"{self.duration_s:.1f}s" + (f"; {self.not_newer:,} rows not newer than online" if self.not_newer
@@ -244,7 +244,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "as_of_ms": codec.micros_to_ms_text(codec.datetime_to_micros(end)) if spec["aggregations"] else None,
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
-    sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, v{version})")
+    sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, @{version})")
     with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
         # only increments without window features use it (increment_frame)
         ahead = None if spec["aggregations"] else pool.submit(rows_ahead, offline, group, version=version, end=end,
