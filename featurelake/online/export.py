@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError, root_message
 from featurelake.online import codec
-from featurelake.online.snapshot import (Since, column_dtypes, export_frame, increment_frame, online_features,
-                                         only_additions, rows_ahead)
+from featurelake.online.snapshot import (Since, change_feed_gone, column_dtypes, export_frame, increment_frame,
+                                         online_features, only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
 
@@ -144,8 +144,19 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
                    local_mode=local) as lease:
             result.waited_s = lease.waited_s
             mark("lease")
-            _export_locked(store, group, group_version, features, client, lease, result, full=full,
-                           items_per_s=items_per_s, mark=mark)
+            notes = list(result.notes)
+            try:
+                _export_locked(store, group, group_version, features, client, lease, result, full=full,
+                               items_per_s=items_per_s, mark=mark)
+            except Exception as exc:  # an increment whose change data feed is gone: do a full one
+                gone = None if result.mode != "incremental" else change_feed_gone(
+                    exc, Since(result.from_version - 1, result.as_of), result.to_version)
+                if gone is None:
+                    raise
+                log.warning("export %s of %s: %s: exporting in full instead", result.export_id, group.name, gone)
+                result.notes = notes + [f"{gone}: a full export instead"]
+                _export_locked(store, group, group_version, features, client, lease, result, full=True,
+                               items_per_s=items_per_s, mark=mark)
     except Exception as exc:
         result.status = "failed"
         result.errors.append(str(exc))
@@ -257,7 +268,9 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         try:
             any_ahead = ahead.result() if ahead else None
         except Exception as exc:  # unknown: the next increment looks for them, as if there were some
-            log.warning("export %s: could not tell whether rows lie ahead of its end: %s", result.export_id, exc)
+            why = (change_feed_gone(exc, since, version) if since else None) or root_message(exc)
+            log.warning("export %s: could not tell whether rows lie ahead of its end (%s); the next export "
+                        "looks for them anyway", result.export_id, why)
             any_ahead = None
     mark("write")
     if lease.lost:
