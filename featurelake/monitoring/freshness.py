@@ -142,7 +142,9 @@ def _export_notes(group: str, last: Optional[dict], attempt: Optional[dict]) -> 
         notes.append(f"the last export {last['export_id']} was partial: {last.get('items_written') or 0:,} items "
                      f"written, some refused ({first[0] if first else 'see `featurelake catalog lineage ' + group + '`'}"
                      f"); fix them and rerun `featurelake export {group}`")
-    if attempt and attempt["export_id"] != (last or {}).get("export_id") and (last is None or _export_key(attempt) > _export_key(last)):
+    newer = attempt and attempt["export_id"] != (last or {}).get("export_id") and \
+        (last is None or _export_key(attempt) > _export_key(last))
+    if newer:
         notes.append(f"the last export attempt {attempt['export_id']} ended {attempt['status']}"
                      + (" and no export has completed" if last is None else "")
                      + f": rerun `featurelake export {group}`")

@@ -6,7 +6,8 @@
 - `2026-01-01..2026-02-01`: rows of the latest version whose event time is in [start, end)
   (either side may be left open: `2026-01-01..`);
 - a training set id: the table at the Delta version the training set read, that is the data
-  the model could learn from;
+  the model could learn from; when both REFs are training sets, their rows instead (the values
+  each set holds, window features included: `training_set_rows`);
 - nothing or `latest`: the latest version.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ _warned: set = set()
 @dataclass
 class Ref:
     text: str
-    kind: str  # latest | version | time_range | training_set | frame (a DataFrame given directly)
+    kind: str  # latest | version | time_range | training_set | training_set_rows | frame (a DataFrame)
     version: Optional[int] = None
     start: Optional[datetime] = None
     end: Optional[datetime] = None
@@ -51,6 +52,8 @@ class Ref:
             return self.text
         if self.kind == "training_set":
             return f"training set {self.training_set} (@{self.version})"
+        if self.kind == "training_set_rows":
+            return f"the rows of training set {self.training_set}"
         return f"latest (@{self.version})"
 
     def to_dict(self) -> dict:
@@ -113,6 +116,21 @@ def resolve(store: "FeatureStore", group: str, ref: Ref, what: str = "--referenc
     if ref.end is not None:
         df = df.where(ts < F.lit(ref.end).cast("timestamp"))
     return df
+
+
+def training_set_rows(store: "FeatureStore", group: str, ref: Ref, what: str = "--reference") -> "DataFrame":
+    """The rows of a training set (its replay), the group's columns named as the group's features,
+    window features included: what the model saw, not the table it was read from."""
+    from pyspark.sql import functions as F
+
+    from featurelake.monitoring.stats import _outputs
+
+    ref.version = training_set_version(store, group, ref.training_set or "")  # the clear errors first
+    ref.kind = "training_set_rows"
+    ts = store.load_training_set(ref.training_set)
+    outputs = [o for plan in ts.manifest["options"]["plan"] for o in _outputs(plan)]
+    mine = [(o, r.split(":", 1)[1]) for o, r in zip(outputs, ts.manifest["features"]) if r.split(":", 1)[0] == group]
+    return ts.to_spark().select(*[F.col(f"`{o}`").alias(f) for o, f in mine])
 
 
 def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[str, int]:
