@@ -93,7 +93,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _show_text(g: dict) -> str:
-    lines = [f"{g['name']} (version {g['version']}, registered {g['registered_at']} by {g['registered_by']})",
+    lines = [f"{g['name']} (definition v{g['version']}, registered {g['registered_at']} by {g['registered_by']})",
              f"  {g['description'] or ''}",
              f"  entity {g['entity']} keys {', '.join(g['keys'])}; event time {g['timestamp_column']}; "
              f"ttl {g['ttl'] or 'none'}; online {g['online']}; owner {g['owner'] or '-'}; tags {g['tags']}",
