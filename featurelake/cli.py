@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from datetime import datetime
@@ -292,7 +293,6 @@ def spark_log(verbose: bool) -> Optional[str]:
     """Where the JVM a command starts writes Ivy's report, Spark's start-up lines and Java traces:
     a file of its own (featurelake.spark.SPARK_LOG_ENV, unless already set), so that the terminal
     shows featurelake's lines only; --verbose leaves them on the terminal."""
-    import os
     from pathlib import Path
 
     from featurelake.spark import SPARK_LOG_ENV
@@ -334,7 +334,8 @@ def main(argv: Optional[list] = None) -> int:
         from featurelake.errors import root_message
 
         print(f"featurelake: error: {root_message(exc)}", file=sys.stderr)
-        print(f"  (run with --verbose for the trace{'; Spark log: ' + jvm_log if jvm_log else ''})", file=sys.stderr)
+        where = f"; Spark's log: {jvm_log}" if jvm_log and os.path.exists(jvm_log) else ""
+        print(f"  (run with --verbose for the trace{where})", file=sys.stderr)
         return 1
 
 

@@ -36,6 +36,7 @@ def _failing(args):
 
 def test_a_spark_error_is_one_line_and_the_trace_comes_only_with_verbose(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(cli, "cmd_apply", _failing)
+    (tmp_path / "spark.log").write_text("Spark said a lot\n")
     monkeypatch.setenv("FEATURELAKE_SPARK_LOG", str(tmp_path / "spark.log"))
     assert cli.main(["apply"]) == 1
     err = capsys.readouterr().err.splitlines()
