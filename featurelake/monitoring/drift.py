@@ -158,8 +158,8 @@ def group_drift(store: "FeatureStore", group: str, ref: Ref, cur: Ref,
     """Compares the two slices of the offline table that the REFs name; two training sets by
     their rows (a spine of other entities or times is drift too, whatever the table holds)."""
     if ref.kind == cur.kind == "training_set":
-        ref_df = training_set_rows(store, group, ref, "--reference")
-        cur_df = training_set_rows(store, group, cur, "--current")
+        ref_df = training_set_rows(store, group, ref)
+        cur_df = training_set_rows(store, group, cur)
     else:
         ref_df = resolve(store, group, ref, "--reference")
         cur_df = resolve(store, group, cur, "--current")

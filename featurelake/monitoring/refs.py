@@ -118,7 +118,7 @@ def resolve(store: "FeatureStore", group: str, ref: Ref, what: str = "--referenc
     return df
 
 
-def training_set_rows(store: "FeatureStore", group: str, ref: Ref, what: str = "--reference") -> "DataFrame":
+def training_set_rows(store: "FeatureStore", group: str, ref: Ref) -> "DataFrame":
     """The rows of a training set (its replay), the group's columns named as the group's features,
     window features included: what the model saw, not the table it was read from."""
     from pyspark.sql import functions as F
