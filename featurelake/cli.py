@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from datetime import datetime
@@ -77,8 +78,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
         rows = offline_history(store, args.name)
         _emit(args, rows, lambda rs: "\n".join(
-            f"v{r['version']:<4} {r['timestamp']}  {r['operation']:<8} run={r.get('run_id') or '-'} "
-            f"rows={r.get('rows_written', '-')}" for r in rs) or "no offline versions yet")
+            f"@{r['version']:<4} {r['timestamp']}  {r['operation']:<8} run={r.get('run_id') or '-'} "
+            f"rows={r.get('rows_written', '-')}"
+            + (f" definition v{r['group_version']}" if r.get("group_version") is not None else "")
+            for r in rs) or "no offline versions yet")
     elif args.action == "lineage":
         from featurelake.monitoring import lineage
 
@@ -91,7 +94,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _show_text(g: dict) -> str:
-    lines = [f"{g['name']} (version {g['version']}, registered {g['registered_at']} by {g['registered_by']})",
+    lines = [f"{g['name']} (definition v{g['version']}, registered {g['registered_at']} by {g['registered_by']})",
              f"  {g['description'] or ''}",
              f"  entity {g['entity']} keys {', '.join(g['keys'])}; event time {g['timestamp_column']}; "
              f"ttl {g['ttl'] or 'none'}; online {g['online']}; owner {g['owner'] or '-'}; tags {g['tags']}",
@@ -157,19 +160,38 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_online(args: argparse.Namespace) -> int:
-    from featurelake.online.client import OnlineClient
-
-    key: dict = {}
-    for pair in args.key:
+def online_keys(pairs: list[str]) -> list[dict]:
+    """The entity keys of `online get`'s --key NAME=VALUE options, in order: a name given again
+    starts the next key (`--key id=1 --key id=2` two keys; `--key a=1 --key b=2` one key of two
+    columns; `--key a=1 --key b=2 --key a=3 --key b=4` two of them)."""
+    keys: list[dict] = []
+    for pair in pairs:
         if "=" not in pair:
             raise UsageError(f"--key {pair!r}: write NAME=VALUE, e.g. --key customer_id=42")
         name, value = pair.split("=", 1)
-        key[name] = int(value) if value.lstrip("-").isdigit() else value
+        if not keys or name in keys[-1]:
+            keys.append({})
+        keys[-1][name] = int(value) if value.lstrip("-").isdigit() else value
+    if not keys:
+        raise UsageError("online get needs the entity key: --key NAME=VALUE, e.g. --key customer_id=42")
+    if any(k.keys() != keys[0].keys() for k in keys):
+        raise UsageError(f"--key: every key must name the same columns ({', '.join(keys[0])}); "
+                         f"give them in the same order for each key")
+    return keys
+
+
+def cmd_online(args: argparse.Namespace) -> int:
+    from featurelake.online.client import OnlineClient
+
+    keys = online_keys(args.key)
     client = OnlineClient.from_config(args.conf)
-    row = client.get(args.group, key, with_event_time=True)
-    print(_dump(row))
-    return 0 if row is not None else 1
+    if len(keys) == 1:
+        row = client.get(args.group, keys[0], with_event_time=True)
+        print(_dump(row))
+        return 0 if row is not None else 1
+    rows = client.get_many(args.group, keys, with_event_time=True)
+    print(_dump(rows))
+    return 0 if any(r is not None for r in rows) else 1
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -236,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("online", cmd_online, "read the online store")
     sp.add_argument("action", choices=["get"])
     sp.add_argument("group")
-    sp.add_argument("--key", action="append", default=[], help="NAME=VALUE, once per key column")
+    sp.add_argument("--key", action="append", default=[],
+                    help="NAME=VALUE, once per key column; repeat a name for several entities "
+                         "(--key id=1 --key id=2): then a JSON list, null where a key is not online, "
+                         "and exit 1 only when none is")
     sp = verb("catalog", cmd_catalog, "discover what is registered: list, show, search, history, lineage, usage")
     sp.add_argument("action", choices=["list", "show", "search", "history", "lineage", "usage"])
     sp.add_argument("name", nargs="?", default=None)
@@ -248,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("check", choices=["drift", "skew", "freshness"])
     sp.add_argument("group", nargs="?")
     sp.add_argument("--all", action="store_true")
-    sp.add_argument("--reference", help="training set id, Delta version (v3) or time range (START..END)")
+    sp.add_argument("--reference", help="training set id, Delta version of the offline table (@3) or time "
+                                        "range (START..END)")
     sp.add_argument("--current", help="the same forms as --reference; default the latest version")
     sp.add_argument("--sample", type=int, default=None, help="keys to compare for skew")
     sp.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
@@ -263,12 +289,29 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def spark_log(verbose: bool) -> Optional[str]:
+    """Where the JVM a command starts writes Ivy's report, Spark's start-up lines and Java traces:
+    a file of its own (featurelake.spark.SPARK_LOG_ENV, unless already set), so that the terminal
+    shows featurelake's lines only; --verbose leaves them on the terminal."""
+    from pathlib import Path
+
+    from featurelake.spark import SPARK_LOG_ENV
+
+    if verbose:
+        return None
+    if SPARK_LOG_ENV not in os.environ:
+        folder = Path.home() / ".cache" / "featurelake" / "logs"
+        os.environ[SPARK_LOG_ENV] = str(folder / f"spark-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log")
+    return os.environ[SPARK_LOG_ENV]
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb == "catalog" and args.action != "list" and not args.name:
         parser.error(f"catalog {args.action} needs a NAME")
     setup_logging(args.verbose, args.quiet)
+    jvm_log = spark_log(args.verbose)
     try:
         return int(args.fn(args))
     except FeaturelakeError as exc:
@@ -285,6 +328,15 @@ def main(argv: Optional[list] = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # Spark's or a library's: its message, the trace only with --verbose
+        if args.verbose:
+            raise
+        from featurelake.errors import root_message
+
+        print(f"featurelake: error: {root_message(exc)}", file=sys.stderr)
+        where = f"; Spark's log: {jvm_log}" if jvm_log and os.path.exists(jvm_log) else ""
+        print(f"  (run with --verbose for the trace{where})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class IngestResult:
             head = (f"{self.group}: {self.status}, {self.rows_read} rows checked ({self.window or 'pending'}), "
                     f"{len(self.failures)} failed expectation(s)")
         else:
-            version = f"Delta version {self.delta_version}" if self.delta_version is not None else "no new version"
+            version = f"Delta version @{self.delta_version}" if self.delta_version is not None else "no new version"
             head = (f"{self.group}: {self.status}, {self.rows_read} read, {self.rows_written} written ({version}), "
                     f"{self.rows_quarantined} quarantined, {self.duration_s:.1f}s, run {self.run_id}")
             if self.status == "quarantined":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -19,6 +20,9 @@ PACKAGES = [
     "org.xerial:sqlite-jdbc:3.50.3.0",
 ]
 IVY_CACHE = os.environ.get("FEATURELAKE_IVY", str(Path.home() / ".cache" / "featurelake" / "ivy"))
+# Where the JVM that get_spark starts writes its stdout and stderr (Ivy's resolution report,
+# Spark's start-up lines, log4j output, Java traces); unset, the JVM shares this process's.
+SPARK_LOG_ENV = "FEATURELAKE_SPARK_LOG"
 
 
 def get_spark(config: Optional["Config"] = None) -> "SparkSession":
@@ -70,9 +74,36 @@ def get_spark(config: Optional["Config"] = None) -> "SparkSession":
     settings.update({k: str(v) for k, v in config.spark.conf.items()})
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    log_path = os.environ.get(SPARK_LOG_ENV)
+    if log_path and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        with jvm_output_to(log_path):
+            spark = builder.getOrCreate()
+    else:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+@contextmanager
+def jvm_output_to(path: str) -> Iterator[None]:
+    """Points this process's file descriptors 1 and 2 at `path` while the block runs. pyspark
+    starts the JVM with the descriptors it finds, so the JVM writes there for its whole life:
+    spark-submit's launcher prints Ivy's report itself, before any log4j setting applies."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as target:
+            os.dup2(target.fileno(), 1)
+            os.dup2(target.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in ((1, saved[0]), (2, saved[1])):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def shuffle_partitions(spark: "SparkSession") -> int:

@@ -265,7 +265,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     spine_path = f"{store.config.root.rstrip('/')}/training_sets/{ts_id}/spine"
     stats = copy_spine(df, spine_path, plans, timestamp_column)
     log.info("training set %s: %s spine rows copied to %s; reading %s", ts_id, f"{stats['rows']:,}", spine_path,
-             ", ".join(f"{g} v{v}" for g, v in table_versions.items()))
+             ", ".join(f"{g} @{v}" for g, v in table_versions.items()))
     copy = spark.read.format("delta").load(spine_path)
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = shuffle_partitions(spark)

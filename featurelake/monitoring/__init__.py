@@ -12,7 +12,7 @@
 Python:
 
     from featurelake import monitoring
-    report = monitoring.drift(store, "customer_txn", reference="v3")      # current: latest
+    report = monitoring.drift(store, "customer_txn", reference="@3")      # current: latest
     report = monitoring.compare(store, "customer_txn", reference_df, candidate_df)
     report = monitoring.skew(store, "customer_txn", sample=200)
     report = monitoring.freshness(store)                                 # every group

@@ -1,4 +1,5 @@
-"""Drift of a group's features between two slices of its offline table (see refs.py).
+"""Drift of a group's features between two slices of its offline table (see refs.py), or between
+the rows of two training sets (window features included).
 
 Numeric features: PSI over the reference's deciles and the Kolmogorov-Smirnov statistic;
 categorical ones: PSI and the Jensen-Shannon distance over their categories. A missing value is
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from featurelake.errors import ConfigError, UsageError
-from featurelake.monitoring.refs import Ref, parse_ref, resolve, table_versions
+from featurelake.monitoring.refs import Ref, parse_ref, resolve, table_versions, training_set_rows
 from featurelake.monitoring.report import MonitorReport
 from featurelake.monitoring.stats import ACCURACY, CATEGORICAL, MASK, NUMERIC, feature_columns, numeric_value
 
@@ -127,7 +128,7 @@ def default_reference(store: "FeatureStore", group: str) -> str:
         if group in table_versions(row):
             return row["id"]
     raise UsageError(f"monitor drift {group}: no --reference given and no training set has read {group!r} "
-                     f"yet: pass --reference with a training set id, a Delta version (v3) or a time range "
+                     f"yet: pass --reference with a training set id, a Delta version (@3) or a time range "
                      f"(2026-01-01..2026-02-01)")
 
 
@@ -154,9 +155,14 @@ def thresholds(config: "Config", group: str, feature: str) -> Optional[dict]:
 
 def group_drift(store: "FeatureStore", group: str, ref: Ref, cur: Ref,
                 only: Optional[Sequence[str]] = None) -> GroupDrift:
-    """Compares the two slices of the offline table that the REFs name."""
-    ref_df = resolve(store, group, ref, "--reference")
-    cur_df = resolve(store, group, cur, "--current")
+    """Compares the two slices of the offline table that the REFs name; two training sets by
+    their rows (a spine of other entities or times is drift too, whatever the table holds)."""
+    if ref.kind == cur.kind == "training_set":
+        ref_df = training_set_rows(store, group, ref)
+        cur_df = training_set_rows(store, group, cur)
+    else:
+        ref_df = resolve(store, group, ref, "--reference")
+        cur_df = resolve(store, group, cur, "--current")
     return compare_frames(store, group, ref_df, cur_df, ref, cur, only)
 
 

@@ -2,7 +2,9 @@
 
 The lag is now minus the newest event time in the offline table: what a model reading the
 group sees. The last successful ingest and export come from the catalogue, to tell "the source
-stopped sending" (ingest runs, no new events) from "the job stopped running" (no runs)."""
+stopped sending" (ingest runs, no new events) from "the job stopped running" (no runs). A partial
+export (some items written, some refused) counts as the last export, with a note: its items are
+online."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
 
 SUCCESS = ("ok", "success", "succeeded", "completed", "complete", "done", "no_data", "no_new_data", "nothing_new",
            "skipped_no_data", "warned", "warn", "passed")
+
+
+WRITTEN = SUCCESS + ("partial",)  # exports whose items are online, all or some
 
 
 def is_success(status: Optional[str]) -> bool:
@@ -34,6 +39,7 @@ class GroupFreshness:
     last_ingest: Optional[dict] = None
     last_ingest_attempt: Optional[dict] = None
     last_export: Optional[dict] = None
+    last_export_attempt: Optional[dict] = None
     notes: list = field(default_factory=list)
 
     @property
@@ -71,7 +77,8 @@ class GroupFreshness:
                 "sla": self.sla_text, "sla_seconds": _s(self.sla), "lag_seconds": _s(self.lag),
                 "newest_event": self.newest_event, "offline_version": self.offline_version, "online": self.online,
                 "last_ingest": self.last_ingest, "last_ingest_attempt": self.last_ingest_attempt,
-                "last_export": self.last_export, "notes": self.notes}
+                "last_export": self.last_export, "last_export_attempt": self.last_export_attempt,
+                "notes": self.notes}
 
 
 def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
@@ -85,7 +92,8 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
     runs = _latest(store, "runs", names, "coalesce(ended_at, started_at)",
                    ["run_id", "status", "started_at", "ended_at", "rows_written", "delta_version", "kind"])
     exports = _latest(store, "exports", names, "coalesce(as_of, started_at)",
-                      ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name"])
+                      ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name",
+                       "error"], written=WRITTEN)
     results = []
     for name in names:
         g = store.group(name)
@@ -111,7 +119,9 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
             r.notes.append("no successful ingest run recorded in the catalogue")
         if r.online:
             r.last_export = exports.get((name, True))
-            if r.last_export is None and r.offline_version is not None:
+            r.last_export_attempt = exports.get((name, False)) or r.last_export
+            r.notes += _export_notes(name, r.last_export, r.last_export_attempt)
+            if r.last_export is None and r.last_export_attempt is None and r.offline_version is not None:
                 r.notes.append(f"never exported: run `featurelake export {name}`")
             elif r.last_export and r.last_export.get("to_version") is not None and r.offline_version is not None \
                     and r.last_export["to_version"] < r.offline_version:
@@ -124,15 +134,39 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
     return MonitorReport("freshness", results, generated_at=now, params={"groups": names})
 
 
-def _latest(store: "FeatureStore", table: str, names: list[str], order: str, cols: list[str]) -> dict:
-    """(group, succeeded) -> newest row, and (group, False) -> newest row of any status, computed
-    in Spark so the driver gets one row per group."""
+def _export_notes(group: str, last: Optional[dict], attempt: Optional[dict]) -> list[str]:
+    """What the newest exports say beyond their time: a partial one, a failed attempt after it."""
+    notes = []
+    if last and (last.get("status") or "").lower() == "partial":
+        first = (last.get("error") or "").splitlines()[:1]
+        notes.append(f"the last export {last['export_id']} was partial: {last.get('items_written') or 0:,} items "
+                     f"written, some refused ({first[0] if first else 'see `featurelake catalog lineage ' + group + '`'}"
+                     f"); fix them and rerun `featurelake export {group}`")
+    newer = attempt and attempt["export_id"] != (last or {}).get("export_id") and \
+        (last is None or _export_key(attempt) > _export_key(last))
+    if newer:
+        notes.append(f"the last export attempt {attempt['export_id']} ended {attempt['status']}"
+                     + (" and no export has completed" if last is None else "")
+                     + f": rerun `featurelake export {group}`")
+    return notes
+
+
+def _export_key(row: dict) -> datetime:
+    from datetime import timezone
+
+    return _utc(row.get("as_of") or row.get("started_at")) or datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _latest(store: "FeatureStore", table: str, names: list[str], order: str, cols: list[str],
+            written: Sequence[str] = SUCCESS) -> dict:
+    """(group, True) -> newest row whose status is in `written`, and (group, False) -> newest row
+    of any status, computed in Spark so the driver gets one row per group."""
     from pyspark.sql import functions as F
 
     if not names or not store.catalog.exists(table):
         return {}
     df = store.catalog.read(table).where(F.col("group").isin(names))
-    ok = F.lower(F.coalesce(F.col("status"), F.lit(""))).isin(list(SUCCESS))
+    ok = F.lower(F.coalesce(F.col("status"), F.lit(""))).isin(list(written))
     row = F.struct(*[F.col(c) for c in cols])
     rows = (df.groupBy("group")
             .agg(F.max_by(F.when(ok, row), F.when(ok, F.expr(order))).alias("good"),

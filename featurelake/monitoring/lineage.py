@@ -162,15 +162,15 @@ def _lineage_text(p: dict) -> str:
     lines.append("  ingest runs:" if p["runs"] else "  ingest runs: none recorded")
     for r in p["runs"]:
         lines.append(f"    v{r['group_version']}: {r['succeeded']}/{r['runs']} succeeded, Delta versions "
-                     f"{r['first_delta_version']}..{r['last_delta_version']}, last {short_time(r['last_ended_at'])}")
+                     f"@{r['first_delta_version']}..@{r['last_delta_version']}, last {short_time(r['last_ended_at'])}")
     lines.append(f"  exports ({len(p['exports'])}):" if p["exports"] else "  exports: none")
     for e in p["exports"]:
         lines.append(f"    {e['export_id']} {e['status']} group v{e['group_version']} Delta "
-                     f"{e['from_version']}..{e['to_version']} as of {short_time(e['as_of'])} -> {e['table_name']}")
+                     f"@{e['from_version']}..@{e['to_version']} as of {short_time(e['as_of'])} -> {e['table_name']}")
     lines.append(f"  training sets ({len(p['training_sets'])}):" if p["training_sets"] else "  training sets: none")
     for t in p["training_sets"]:
         lines.append(f"    {t['id']} {short_time(t['created_at'])} by {t['user']}: {', '.join(t['features'])} "
-                     f"(group v{t['group_version']}, Delta version {t['table_version']})")
+                     f"(group v{t['group_version']}, Delta version @{t['table_version']})")
     lines.append(f"  downstream groups: {', '.join(p['downstream_groups']) or 'none'}")
     lines.append(f"  feature services: {', '.join(f'{s} v{v}' for s, v in p['services'].items()) or 'none'}")
     return "\n".join(lines)

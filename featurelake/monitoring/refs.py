@@ -1,15 +1,19 @@
 """What `--reference` and `--current` name: a slice of a group's offline table.
 
-- `v3` or `3`: the table as of Delta version 3 (time travel);
+- `@3`: the table as of Delta version 3 (time travel). `@` marks a Delta version of the offline
+  table everywhere (`catalog history` prints them so); `v3` is a definition version
+  (`catalog list/show`). The old `v3` and `3` are still read as `@3`, with a warning;
 - `2026-01-01..2026-02-01`: rows of the latest version whose event time is in [start, end)
   (either side may be left open: `2026-01-01..`);
 - a training set id: the table at the Delta version the training set read, that is the data
-  the model could learn from;
+  the model could learn from; when both REFs are training sets, their rows instead (the values
+  each set holds, window features included: `training_set_rows`);
 - nothing or `latest`: the latest version.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,13 +26,16 @@ if TYPE_CHECKING:
 
     from featurelake.store import FeatureStore
 
-_VERSION = re.compile(r"^[vV]?(\d+)$")
+_VERSION = re.compile(r"^@(\d+)$")
+_OLD_VERSION = re.compile(r"^[vV]?(\d+)$")
+log = logging.getLogger("featurelake.monitoring")
+_warned: set = set()
 
 
 @dataclass
 class Ref:
     text: str
-    kind: str  # latest | version | time_range | training_set | frame (a DataFrame given directly)
+    kind: str  # latest | version | time_range | training_set | training_set_rows | frame (a DataFrame)
     version: Optional[int] = None
     start: Optional[datetime] = None
     end: Optional[datetime] = None
@@ -36,16 +43,18 @@ class Ref:
 
     def describe(self) -> str:
         if self.kind == "version":
-            return f"version {self.version}"
+            return f"Delta version @{self.version}"
         if self.kind == "time_range":
             start = self.start.isoformat() if self.start else "the beginning"
             end = self.end.isoformat() if self.end else "now"
-            return f"event time {start} .. {end}" + (f" (version {self.version})" if self.version is not None else "")
+            return f"event time {start} .. {end}" + (f" (@{self.version})" if self.version is not None else "")
         if self.kind == "frame":
             return self.text
         if self.kind == "training_set":
-            return f"training set {self.training_set} (version {self.version})"
-        return f"latest (version {self.version})"
+            return f"training set {self.training_set} (@{self.version})"
+        if self.kind == "training_set_rows":
+            return f"the rows of training set {self.training_set}"
+        return f"latest (@{self.version})"
 
     def to_dict(self) -> dict:
         return {"text": self.text, "kind": self.kind, "version": self.version, "start": self.start,
@@ -68,6 +77,13 @@ def parse_ref(text: Optional[str], what: str = "--reference") -> Ref:
     text = text.strip()
     m = _VERSION.match(text)
     if m:
+        return Ref(text, "version", version=int(m.group(1)))
+    m = _OLD_VERSION.match(text)
+    if m:
+        if (what, text) not in _warned:  # drift parses a REF once per group: say it once
+            _warned.add((what, text))
+            log.warning("%s %s: write Delta versions as @%s (vN is a definition version, as in `catalog "
+                        "list`); %s is read as @%s for now", what, text, m.group(1), text, m.group(1))
         return Ref(text, "version", version=int(m.group(1)))
     if ".." in text:
         left, right = text.split("..", 1)
@@ -92,7 +108,7 @@ def resolve(store: "FeatureStore", group: str, ref: Ref, what: str = "--referenc
     elif ref.kind != "version":
         ref.version = latest
     if ref.version is None or not 0 <= ref.version <= latest:
-        raise NotFoundError(f"{what} {ref.text!r}: feature group {group!r} has Delta versions 0..{latest}")
+        raise NotFoundError(f"{what} {ref.text!r}: feature group {group!r} has Delta versions @0..@{latest}")
     df = table.read(version=ref.version)
     ts = F.col(store.group(group).timestamp_column)
     if ref.start is not None:
@@ -102,6 +118,21 @@ def resolve(store: "FeatureStore", group: str, ref: Ref, what: str = "--referenc
     return df
 
 
+def training_set_rows(store: "FeatureStore", group: str, ref: Ref) -> "DataFrame":
+    """The rows of a training set (its replay), the group's columns named as the group's features,
+    window features included: what the model saw, not the table it was read from."""
+    from pyspark.sql import functions as F
+
+    from featurelake.monitoring.stats import _outputs
+
+    ref.version = training_set_version(store, group, ref.training_set or "")  # the clear errors first
+    ref.kind = "training_set_rows"
+    ts = store.load_training_set(ref.training_set)
+    outputs = [o for plan in ts.manifest["options"]["plan"] for o in _outputs(plan)]
+    mine = [(o, r.split(":", 1)[1]) for o, r in zip(outputs, ts.manifest["features"]) if r.split(":", 1)[0] == group]
+    return ts.to_spark().select(*[F.col(f"`{o}`").alias(f) for o, f in mine])
+
+
 def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[str, int]:
     """group -> Delta version the training set read, from its manifest in the catalogue."""
     from featurelake.catalog import _quote
@@ -109,7 +140,7 @@ def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[s
     rows = store.catalog.rows("training_sets", f"id = '{_quote(training_set_id)}'")
     if not rows:
         known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
-        raise NotFoundError(f"{training_set_id!r} is neither a Delta version (v3), a time range "
+        raise NotFoundError(f"{training_set_id!r} is neither a Delta version (@3), a time range "
                             f"(2026-01-01..2026-02-01) nor a known training set id{did_you_mean(training_set_id, known)}")
     return table_versions(rows[0])
 

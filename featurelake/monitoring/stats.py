@@ -74,15 +74,16 @@ def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
                     columns: Optional[Sequence[str]] = None,
                     pii: Optional[Iterable[str]] = None) -> list[tuple[str, str, Any, bool]]:
     """(name, kind, Spark type, pii) of the columns to describe: the given ones, else the group's
-    declared features present in df, else every column. PII: the group's PII features, or `pii`."""
+    declared features (and window features) present in df, else every column. PII: the group's
+    PII features, or `pii`."""
     types = {f.name: f.dataType for f in df.schema.fields}
     if columns is not None:
         missing = [c for c in columns if c not in types]
         if missing:
             raise NotFoundError(f"statistics: columns {missing} are not in the DataFrame (it has {sorted(types)})")
         names = list(columns)
-    elif group is not None:
-        names = [f.name for f in group.features if f.name in types]
+    elif group is not None:  # window features too: a training set's rows hold them
+        names = [n for n in group.feature_names if n in types]
     else:
         names = list(types)
     masked = set(pii or ()) | ({f.name for f in group.features if f.pii} if group is not None else set())

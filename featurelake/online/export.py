@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError, root_message
 from featurelake.online import codec
-from featurelake.online.snapshot import (Since, column_dtypes, export_frame, increment_frame, online_features,
-                                         only_additions, rows_ahead)
+from featurelake.online.snapshot import (Since, change_feed_gone, column_dtypes, export_frame, increment_frame,
+                                         online_features, only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
 from featurelake.services import publish as publish_services
@@ -79,8 +79,8 @@ class ExportResult:
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
         head = f"{self.group}: {self.status}"
         if self.as_of:
-            versions = (f"Delta versions {self.from_version}..{self.to_version}" if self.from_version <= self.to_version
-                        else f"Delta version {self.to_version} (no commit since the last export)")
+            versions = (f"Delta versions @{self.from_version}..@{self.to_version}" if self.from_version <= self.to_version
+                        else f"Delta version @{self.to_version} (no commit since the last export)")
             head += (f": {self.mode} export of {versions} as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC: "
                      f"{self.items_written:,} items ({self.bytes_written:,} bytes) to {self.table_name} in "
                      f"{self.duration_s:.1f}s" + (f"; {self.not_newer:,} rows not newer than online" if self.not_newer
@@ -145,8 +145,19 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
                    local_mode=local) as lease:
             result.waited_s = lease.waited_s
             mark("lease")
-            _export_locked(store, group, group_version, features, client, lease, result, full=full,
-                           items_per_s=items_per_s, mark=mark)
+            notes = list(result.notes)
+            try:
+                _export_locked(store, group, group_version, features, client, lease, result, full=full,
+                               items_per_s=items_per_s, mark=mark)
+            except Exception as exc:  # an increment whose change data feed is gone: do a full one
+                gone = None if result.mode != "incremental" else change_feed_gone(
+                    exc, Since(result.from_version - 1, result.as_of), result.to_version)
+                if gone is None:
+                    raise
+                log.warning("export %s of %s: %s: exporting in full instead", result.export_id, group.name, gone)
+                result.notes = notes + [f"{gone}: a full export instead"]
+                _export_locked(store, group, group_version, features, client, lease, result, full=True,
+                               items_per_s=items_per_s, mark=mark)
         result.notes += publish_services(store, group, client)
     except Exception as exc:
         result.status = "failed"
@@ -246,7 +257,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "as_of_ms": codec.micros_to_ms_text(codec.datetime_to_micros(end)) if spec["aggregations"] else None,
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
-    sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, v{version})")
+    sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, @{version})")
     with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
         # only increments without window features use it (increment_frame)
         ahead = None if spec["aggregations"] else pool.submit(rows_ahead, offline, group, version=version, end=end,
@@ -259,7 +270,9 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         try:
             any_ahead = ahead.result() if ahead else None
         except Exception as exc:  # unknown: the next increment looks for them, as if there were some
-            log.warning("export %s: could not tell whether rows lie ahead of its end: %s", result.export_id, exc)
+            why = (change_feed_gone(exc, since, version) if since else None) or root_message(exc)
+            log.warning("export %s: could not tell whether rows lie ahead of its end (%s); the next export "
+                        "looks for them anyway", result.export_id, why)
             any_ahead = None
     mark("write")
     if lease.lost:

@@ -232,6 +232,23 @@ def only_additions(offline: "OfflineTable", since: Since, version: int) -> bool:
     return True
 
 
+# What Delta says when the change data feed of a range of versions cannot be read: the range
+# starts after the table's latest version, the feed was off for a version (the table rewritten
+# without it), or VACUUM removed its `_change_data` files.
+_FEED_GONE = ("for reading change data is invalid", "DELTA_MISSING_CHANGE_DATA", "change data was not recorded",
+              "DELTA_INVALID_CDC_RANGE", "_change_data")
+
+
+def change_feed_gone(exc: BaseException, since: Since, version: int) -> Optional[str]:
+    """Delta's error about reading the change data feed after `since`, said in words; None for
+    any other error."""
+    text = str(exc)
+    if not any(marker in text for marker in _FEED_GONE):
+        return None
+    return (f"the change data feed of Delta versions @{since.version + 1}..@{version} cannot be read (the "
+            f"table was rewritten or restored, or had the feed off, or VACUUM removed its change files)")
+
+
 def _change_feed(offline: "OfflineTable", since: Since, version: int) -> "DataFrame":
     """Delta's change data feed of the commits after since.version up to `version`."""
     reader = (offline.spark.read.format("delta").option("readChangeFeed", "true")
@@ -279,6 +296,8 @@ def rows_ahead(offline: "OfflineTable", group: "FeatureGroup", *, version: int, 
     recorded none, only the rows changed after it can be: they are read from the change data feed
     instead of the whole table's file list. A small job: run it beside the export's write."""
     ts = group.timestamp_column
+    if since is not None and since.version >= version:  # no commit since an export that found none
+        return False
     rows = (_changed_rows(offline, since, version, [ts, "_event_date"]) if since is not None
             else offline.read(version=version))
     return not _window(rows, ts, end, None).isEmpty()

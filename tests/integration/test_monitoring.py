@@ -199,7 +199,7 @@ def test_a_written_set_records_the_statistics_of_its_own_rows_even_when_appended
 
 def test_no_drift_between_batches_with_the_same_values(lake):
     a, b, _ = lake.versions
-    report = monitoring.drift(lake, "payments", reference=f"v{a}", current=f"v{b}")
+    report = monitoring.drift(lake, "payments", reference=f"@{a}", current=f"@{b}")
     assert report.ok, report.summary()
     result = report["payments"]
     assert (result.reference_rows, result.current_rows) == (N, 2 * N)
@@ -216,7 +216,7 @@ def test_no_drift_between_batches_with_the_same_values(lake):
 
 def test_injected_drift_is_detected(lake):
     _, b, c = lake.versions
-    report = monitoring.drift(lake, "payments", reference=f"v{b}", current=str(c))
+    report = monitoring.drift(lake, "payments", reference=f"@{b}", current=str(c))
     assert not report.ok
     result = report["payments"]
     amount, channel, night = (result.feature(f) for f in ("amount", "channel", "is_night"))
@@ -241,8 +241,8 @@ def test_a_training_set_is_a_reference_and_the_default_one(lake):
 
 
 def test_bad_references_name_the_fix(lake):
-    with pytest.raises(NotFoundError, match=r"has Delta versions 0\.\.\d"):
-        monitoring.drift(lake, "payments", reference="v9")
+    with pytest.raises(NotFoundError, match=r"has Delta versions @0\.\.@\d"):
+        monitoring.drift(lake, "payments", reference="@9")
     with pytest.raises(NotFoundError, match="neither a Delta version"):
         monitoring.drift(lake, "payments", reference="ts-nope")
     with pytest.raises(UsageError, match="no rows"):
@@ -296,14 +296,14 @@ def cli(lake, *args: str) -> int:
 
 def test_cli_exit_codes_and_json(lake, capsys, tmp_path):
     a, b, _ = lake.versions
-    assert cli(lake, "monitor", "drift", "payments", "--reference", f"v{a}", "--current", f"v{b}") == 0
+    assert cli(lake, "monitor", "drift", "payments", "--reference", f"@{a}", "--current", f"@{b}") == 0
     assert "drift: OK" in capsys.readouterr().out
-    assert cli(lake, "monitor", "drift", "payments", "--reference", f"v{b}", "--json") == 1
+    assert cli(lake, "monitor", "drift", "payments", "--reference", f"@{b}", "--json") == 1
     assert json.loads(capsys.readouterr().out)["ok"] is False
     assert cli(lake, "monitor", "freshness", "--all", "--report", str(tmp_path / "f.html")) == 1
     assert "sessions" in capsys.readouterr().out and (tmp_path / "f.html").is_file()
     assert cli(lake, "monitor", "freshness", "payments") == 0
-    assert cli(lake, "monitor", "drift", "payments", "--reference", "v7") == 2
+    assert cli(lake, "monitor", "drift", "payments", "--reference", "@7") == 2
     assert cli(lake, "catalog", "lineage", "payments:channel") == 0
     assert lake.ts_id in capsys.readouterr().out
     assert cli(lake, "catalog", "usage", "payments") == 0
@@ -360,7 +360,7 @@ def _png_pixels(path: Path) -> tuple[int, int, list[tuple[int, ...]]]:
 
 
 def test_html_report_renders_its_plots_in_headless_chromium(lake, tmp_path):
-    page = monitoring.write_html(monitoring.drift(lake, "payments", reference=f"v{lake.versions[1]}"),
+    page = monitoring.write_html(monitoring.drift(lake, "payments", reference=f"@{lake.versions[1]}"),
                                  tmp_path / "drift.html")
     html = page.read_text()
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")

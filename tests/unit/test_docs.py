@@ -22,7 +22,7 @@ LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE = re.compile(r"`([^`\n]+)`")
 JOBS = ("ingest.py", "export_online.py")
 GUIDES = ["concepts.md", "adding-a-feature-group.md", "scheduling.md", "cluster.md", "online-service.md",
-          "iam.md", "configuration.md", "reliability.md"]
+          "iam.md", "configuration.md", "reliability.md", "monitoring.md"]
 
 
 def rel(doc: Path) -> str:
