@@ -1,0 +1,149 @@
+"""Reads Delta tables without a JVM, through delta-rs (the `deltalake` package): the catalogue,
+the offline tables' history, versions and newest event time. A read verb (`catalog list`,
+`monitor freshness`) then costs a fraction of a second instead of a SparkSession's start.
+
+Writes stay on Spark and Delta: delta-rs only reads here, so the two never race as writers (on
+S3 mixing them would not be safe, as they lock differently). Rows come back as Spark's
+collect() gives them (naive local datetimes, maps as dicts), so callers see the same values
+whichever reader ran. FEATURELAKE_READER=spark forces the Spark path; storage delta-rs cannot
+reach (not a local path or S3) falls back to it too."""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from featurelake.config import Config
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("", "file", "s3", "s3a")
+"""Where delta-rs reads here: a local path or S3 (s3a:// is Hadoop's name for the same)."""
+
+
+def spark_reason(path: str) -> Optional[str]:
+    """Why the path must be read with Spark, or None when delta-rs can read it."""
+    if os.environ.get("FEATURELAKE_READER", "").lower() == "spark":
+        return "FEATURELAKE_READER=spark"
+    scheme = urlparse(path).scheme
+    if scheme not in SCHEMES and len(scheme) != 1:  # one letter: a Windows drive
+        return f"delta-rs reads local paths and S3 here, not {scheme}://"
+    return None
+
+
+def fallback(path: str, why: str) -> None:
+    log.info("reading %s with Spark: %s", path, why)
+
+
+def offline_path(config: "Config", group: str) -> str:
+    """Where OfflineTable keeps a group's table."""
+    return f"{config.root.rstrip('/')}/offline/{group}"
+
+
+def offline_reason(config: "Config", group: str) -> tuple[str, Optional[str]]:
+    """(the group's offline table path, why it must be read with Spark or None); metastore
+    tables (storage.database) are Spark's."""
+    path = offline_path(config, group)
+    why = "storage.database names metastore tables" if config.storage.database else spark_reason(path)
+    if why:
+        fallback(path, why)
+    return path, why
+
+
+def uri(path: str) -> str:
+    return "s3://" + path[len("s3a://"):] if path.startswith("s3a://") else path
+
+
+def storage_options(config: Optional["Config"]) -> dict[str, str]:
+    """The config's S3 settings for delta-rs; credentials come from the environment as for boto3."""
+    opts: dict[str, str] = {}
+    s3 = config.s3 if config is not None else None
+    if s3 is not None and s3.endpoint_url:
+        opts["AWS_ENDPOINT_URL"] = s3.endpoint_url
+        if s3.endpoint_url.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    if s3 is not None and s3.path_style:
+        opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+    region = (s3.region if s3 is not None else None) or os.environ.get("AWS_REGION") \
+        or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        opts["AWS_REGION"] = region
+    return opts
+
+
+def open_table(path: str, config: Optional["Config"], version: Optional[int] = None) -> Optional["DeltaTable"]:
+    """The Delta table at path (as of version), or None when there is none yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(uri(path), version=version, storage_options=storage_options(config) or None)
+    except TableNotFoundError:
+        return None
+
+
+def rows(path: str, config: Optional["Config"], where: Optional[Callable[[dict], bool]] = None,
+         columns: Optional[list[str]] = None) -> list[dict]:
+    """The table's rows as Spark's collect() gives them ([] when there is no table yet)."""
+    table = open_table(path, config)
+    if table is None:
+        return []
+    data = table.to_pyarrow_table(columns=columns)
+    out = [dict(zip(data.column_names, values)) for values in
+           zip(*[[_python(v, col.type) for v in col.to_pylist()] for col in data.columns])]
+    return [r for r in out if where(r)] if where else out
+
+
+def version(path: str, config: Optional["Config"]) -> Optional[int]:
+    table = open_table(path, config)
+    return None if table is None else int(table.version())
+
+
+def history(path: str, config: Optional["Config"]) -> list[dict]:
+    """Like DeltaTable.history() in Spark: version, timestamp, operation, operationMetrics,
+    userMetadata. The timestamp is the writer's commit time (Spark shows the log file's)."""
+    table = open_table(path, config)
+    if table is None:
+        return []
+    return [{"version": c["version"], "operation": c.get("operation"), "userMetadata": c.get("userMetadata"),
+             "operationMetrics": {k: str(v) for k, v in (c.get("operationMetrics") or {}).items()},
+             "timestamp": _local(datetime.fromtimestamp(c["timestamp"] / 1000, timezone.utc))}
+            for c in table.history()]
+
+
+def column_max(path: str, config: Optional["Config"], column: str) -> Any:
+    """The newest value of one column, scanning that column only."""
+    import pyarrow.compute as pc
+
+    table = open_table(path, config)
+    if table is None:
+        return None
+    data = table.to_pyarrow_table(columns=[column])
+    return _python(pc.max(data.column(column)).as_py(), data.schema.field(column).type)
+
+
+def _python(value: Any, kind: "pa.DataType") -> Any:
+    """An Arrow value as PySpark returns it: timestamps naive in local time, maps as dicts."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_timestamp(kind):
+        return _local(value) if kind.tz else value
+    if pa.types.is_map(kind):
+        return {k: _python(v, kind.item_type) for k, v in value}
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return [_python(v, kind.value_type) for v in value]
+    if pa.types.is_struct(kind):
+        return {f.name: _python(value.get(f.name), f.type) for f in kind}
+    return value
+
+
+def _local(value: datetime) -> datetime:
+    return value.astimezone().replace(tzinfo=None)
