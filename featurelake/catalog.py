@@ -150,10 +150,11 @@ class Catalog:
         from pyspark.sql import functions as F
         from pyspark.sql.types import ArrayType, _parse_datatype_string
 
+        spark = self.spark  # built first (when lazy): the DDL parser below needs the JVM
         schema = _parse_datatype_string(SCHEMAS[table])
         text = json.dumps([{n: r.get(n) for n in schema.fieldNames()} for r in rows], default=_json_time)
         parsed = F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})
-        return self.spark.range(0, 1, 1, 1).select(F.inline(parsed))
+        return spark.range(0, 1, 1, 1).select(F.inline(parsed))
 
     def _writer(self, df: "DataFrame") -> Any:
         """Appends; a table this creates checkpoints its log every CHECKPOINT_INTERVAL commits
