@@ -148,7 +148,7 @@ def _latest(store: "FeatureStore", table: str, names: list[str], order: tuple[st
             continue
         for key in ((row["group"], True), (row["group"], False)) if is_success(row["status"]) else \
                 ((row["group"], False),):
-            if key not in out or when > out[key][0]:
+            if key not in out or when >= out[key][0]:  # a tie goes to the later row, as Spark's max_by
                 out[key] = (when, {c: row[c] for c in cols})
     return {key: row for key, (_, row) in out.items()}
 

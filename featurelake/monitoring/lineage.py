@@ -88,11 +88,11 @@ def _runs(store: "FeatureStore", group: str) -> list[dict]:
         ok = [r for r in runs if is_success(r["status"])]
         written = [r["delta_version"] for r in ok if r["delta_version"] is not None]
         ended = [r["ended_at"] for r in runs if r["ended_at"] is not None]
-        started = [r for r in runs if r["started_at"] is not None]
+        started = [r for r in runs if r["started_at"] is not None]  # a tie goes to the later row, as in Spark
         out.append({"group_version": version, "runs": len(runs), "succeeded": len(ok),
                     "first_delta_version": min(written, default=None), "last_delta_version": max(written, default=None),
                     "last_ended_at": max(ended, default=None),
-                    "last_run_id": max(started, key=lambda r: r["started_at"])["run_id"] if started else None})
+                    "last_run_id": sorted(started, key=lambda r: r["started_at"])[-1]["run_id"] if started else None})
     return out
 
 
