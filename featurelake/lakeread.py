@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlparse
@@ -82,26 +83,28 @@ def open_table(path: str, config: Optional["Config"], version: Optional[int] = N
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from featurelake.errors import JobError
+
     try:
         return DeltaTable(uri(path), version=version, storage_options=storage_options(config) or None)
     except TableNotFoundError:
         return None
+    except Exception as exc:  # unreachable storage, credentials, a protocol delta-rs cannot read
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m|↳", " ", str(exc)).split())[:400]
+        raise JobError(f"cannot read the Delta table at {path} with delta-rs ({text}): check storage.root, the s3: settings and the AWS credentials, "
+                       f"or set FEATURELAKE_READER=spark to read it with Spark") from exc
 
 
-def rows(path: str, config: Optional["Config"], where: Optional[Callable[[dict], bool]] = None,
-         columns: Optional[list[str]] = None) -> list[dict]:
+def rows(path: str, config: Optional["Config"], where: Optional[Callable[[dict], bool]] = None) -> list[dict]:
     """The table's rows as Spark's collect() gives them ([] when there is no table yet)."""
     table = open_table(path, config)
     if table is None:
         return []
-    data = _query(table, "SELECT " + (", ".join(_name(c) for c in columns) if columns else "*") + " FROM t")
+    data = _query(table, "SELECT * FROM t")
     out = [dict(zip(data.column_names, values)) for values in zip(*[_column(col) for col in data.columns])]
     return [r for r in out if where(r)] if where else out
 
 
-def version(path: str, config: Optional["Config"]) -> Optional[int]:
-    table = open_table(path, config)
-    return None if table is None else int(table.version())
 
 
 def history(path: str, config: Optional["Config"]) -> list[dict]:
@@ -116,13 +119,14 @@ def history(path: str, config: Optional["Config"]) -> list[dict]:
             for c in table.history()]
 
 
-def column_max(path: str, config: Optional["Config"], column: str) -> Any:
-    """The newest value of one column, scanning that column only."""
+def newest(path: str, config: Optional["Config"], column: str) -> tuple[Optional[int], Any]:
+    """(the table's version, the greatest value of one column), scanning that column only;
+    (None, None) when there is no table yet."""
     table = open_table(path, config)
     if table is None:
-        return None
+        return None, None
     data = _query(table, f"SELECT max({_name(column)}) AS newest FROM t")
-    return _column(data.column(0))[0]
+    return int(table.version()), _column(data.column(0))[0]
 
 
 def _query(table: "DeltaTable", sql: str) -> "pa.Table":

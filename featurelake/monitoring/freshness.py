@@ -127,8 +127,7 @@ def _newest_event(store: "FeatureStore", group: "FeatureGroup") -> tuple[Optiona
 
     path, why = lakeread.offline_reason(store.config, group.name)
     if not why:
-        version = lakeread.version(path, store.config)
-        return version, None if version is None else lakeread.column_max(path, store.config, group.timestamp_column)
+        return lakeread.newest(path, store.config, group.timestamp_column)
     from pyspark.sql import functions as F
 
     table = store.offline(group.name)

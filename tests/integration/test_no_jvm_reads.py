@@ -151,3 +151,16 @@ def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, tmp_path, caps
     verbs = [["catalog", "list"], ["catalog", "history", "payments"], ["catalog", "lineage", "payments"],
              ["monitor", "freshness", "--all"]]
     assert_same_without_jvm(options, verbs, tmp_path, capsys, monkeypatch)
+
+
+def test_unreachable_storage_is_a_clear_error_without_pyspark(tmp_path):
+    """A lake on an S3 endpoint nobody serves: exit 1 with the path and what to check, no traceback."""
+    conf = write_config(tmp_path, storage="storage:\n  root: s3a://nobucket/lake",
+                        s3="s3:\n  endpoint_url: http://127.0.0.1:1\n  path_style: true\n  region: us-east-1")
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "groups.py").write_text(REPO)
+    done = subprocess.run([sys.executable, "-c", NO_SPARK, "--conf", str(conf), "--repo", str(tmp_path / "features"),
+                           "catalog", "list"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "s3a://nobucket/lake/_catalog/groups" in done.stderr and "FEATURELAKE_READER=spark" in done.stderr
