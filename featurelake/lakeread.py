@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from deltalake import DeltaTable
 
     from featurelake.config import Config
@@ -129,53 +128,40 @@ def newest(path: str, config: Optional["Config"], column: str) -> tuple[Optional
     return int(table.version()), _column(data.column(0))[0]
 
 
-def _query(table: "DeltaTable", sql: str) -> "pa.Table":
-    """SQL over the table as `t`, run by delta-rs' DataFusion engine. Not to_pyarrow_table():
-    its Arrow C++ scan threads outlive the call and abort the process at exit now and then
-    ("terminate called without an active exception", 2-6 runs in 30)."""
-    import pyarrow as pa
+def _query(table: "DeltaTable", sql: str) -> Any:
+    """SQL over the table as `t`, run by delta-rs' DataFusion engine, as an arro3 Table. Not
+    to_pyarrow_table(): its Arrow C++ scan threads outlive the call and abort the process at exit
+    now and then ("terminate called without an active exception", 2-6 runs in 30); and arro3,
+    delta-rs' own Arrow binding, imports in milliseconds where pyarrow (with numpy) takes 0.5 s."""
     from deltalake import QueryBuilder
 
-    return pa.RecordBatchReader.from_stream(QueryBuilder().register("t", table).execute(sql)).read_all()
+    return QueryBuilder().register("t", table).execute(sql).read_all()
 
 
 def _name(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 
-def _column(column: "pa.ChunkedArray") -> list:
-    """A column's values as PySpark returns them. Timestamps go through their microseconds:
-    pyarrow's own conversion of a zoned timestamp (and pa.table) import pandas, 0.7 s."""
-    import pyarrow as pa
+def _column(column: Any) -> list:
+    """A column's values as PySpark's collect() returns them: maps as dicts, zoned timestamps
+    as naive local times."""
+    from arro3.core import DataType
 
-    kind = column.type
-    if pa.types.is_timestamp(kind) and kind.tz:
-        micros = column.cast(pa.timestamp("us", kind.tz)).cast(pa.int64()).to_pylist()
-        return [None if v is None else _spark_time(v) for v in micros]
-    return [_python(v, kind) for v in column.to_pylist()]
+    if DataType.is_map(column.type):
+        return [None if v is None else {k: _python(x) for k, x in v} for v in column.to_pylist()]
+    return [_python(v) for v in column.to_pylist()]
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone().replace(tzinfo=None)
+    if isinstance(value, list):
+        return [_python(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    return value
 
 
 def _spark_time(micros: int) -> datetime:
     """Microseconds since the epoch as PySpark's collect() gives a timestamp: naive, local time."""
     return datetime.fromtimestamp(micros // 1_000_000).replace(microsecond=micros % 1_000_000)
-
-
-def _python(value: Any, kind: "pa.DataType") -> Any:
-    """An Arrow value as PySpark returns it: timestamps naive in local time, maps as dicts."""
-    import pyarrow as pa
-
-    if value is None:
-        return None
-    if pa.types.is_timestamp(kind):
-        return _local(value) if kind.tz else value
-    if pa.types.is_map(kind):
-        return {k: _python(v, kind.item_type) for k, v in value}
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return [_python(v, kind.value_type) for v in value]
-    if pa.types.is_struct(kind):
-        return {f.name: _python(value.get(f.name), f.type) for f in kind}
-    return value
-
-
-def _local(value: datetime) -> datetime:
-    return value.astimezone().replace(tzinfo=None)
