@@ -16,6 +16,7 @@ from featurelake.errors import JobError, NotFoundError, did_you_mean
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from featurelake.config import Config
     from featurelake.definitions import FeatureGroup
     from featurelake.repo import Repository
 
@@ -88,17 +89,39 @@ def with_retry(action: Callable[[], T], what: str, attempts: int = 8) -> T:
 
 
 class Catalog:
-    """Reads and writes the catalogue tables."""
+    """Reads and writes the catalogue tables. Rows are read through delta-rs (lakeread), without
+    a JVM; the SparkSession, which writes, is built on first use when `spark` is a getter."""
 
-    def __init__(self, spark: "SparkSession", root: str):
-        self.spark, self.root = spark, root.rstrip("/")
+    def __init__(self, spark: "SparkSession | Callable[[], SparkSession]", root: str,
+                 config: Optional["Config"] = None):
+        self._spark, self.root, self.config = spark, root.rstrip("/"), config
+
+    @property
+    def spark(self) -> "SparkSession":
+        if callable(self._spark) and not hasattr(self._spark, "sparkContext"):
+            self._spark = self._spark()
+        return self._spark
 
     def path(self, table: str) -> str:
         return f"{self.root}/_catalog/{table}"
 
+    def _spark_reason(self) -> Optional[str]:
+        """Why rows are read with Spark here (logged once), or None: through delta-rs."""
+        if not hasattr(self, "_why"):
+            from featurelake import lakeread
+
+            self._why = lakeread.spark_reason(self.root)
+            if self._why:
+                lakeread.fallback(self.path(""), self._why)
+        return self._why
+
     def exists(self, table: str) -> bool:
         from delta.tables import DeltaTable
 
+        if not self._spark_reason():
+            from featurelake import lakeread
+
+            return lakeread.open_table(self.path(table), self.config) is not None
         return DeltaTable.isDeltaTable(self.spark, self.path(table))
 
     def read(self, table: str, version: Optional[int] = None) -> "DataFrame":
@@ -110,10 +133,18 @@ class Catalog:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(table))
 
-    def rows(self, table: str, where: Optional[str] = None) -> list[dict]:
+    def rows(self, table: str, where: "str | Callable[[dict], bool] | None" = None) -> list[dict]:
+        """The rows where a Python predicate holds (read through delta-rs, no JVM), or where a
+        Spark SQL condition holds (read with Spark)."""
+        if not isinstance(where, str) and not self._spark_reason():
+            from featurelake import lakeread
+
+            return lakeread.rows(self.path(table), self.config, where)
         df = self.read(table)
-        if where:
+        if isinstance(where, str):
             df = df.where(where)
+        elif where is not None:
+            return [r for r in (x.asDict(recursive=True) for x in df.collect()) if where(r)]
         return [r.asDict(recursive=True) for r in df.collect()]
 
     def _frame(self, table: str, rows: Iterable[dict]) -> "DataFrame":
@@ -123,10 +154,11 @@ class Catalog:
         from pyspark.sql import functions as F
         from pyspark.sql.types import ArrayType, _parse_datatype_string
 
+        spark = self.spark  # built first (when lazy): the DDL parser below needs the JVM
         schema = _parse_datatype_string(SCHEMAS[table])
         text = json.dumps([{n: r.get(n) for n in schema.fieldNames()} for r in rows], default=_json_time)
         parsed = F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})
-        return self.spark.range(0, 1, 1, 1).select(F.inline(parsed))
+        return spark.range(0, 1, 1, 1).select(F.inline(parsed))
 
     def _writer(self, df: "DataFrame") -> Any:
         """Appends; a table this creates checkpoints its log every CHECKPOINT_INTERVAL commits
@@ -219,9 +251,10 @@ class Catalog:
         return changes
 
     def group_versions(self, name: str) -> list[dict]:
-        rows = sorted(self.rows("groups", f"name = '{_quote(name)}'"), key=lambda r: r["version"])
+        every = self.rows("groups")
+        rows = sorted((r for r in every if r["name"] == name), key=lambda r: r["version"])
         if not rows:
-            known = [r["name"] for r in self.read("groups").select("name").distinct().collect()]
+            known = sorted({r["name"] for r in every})
             raise NotFoundError(f"feature group {name!r} is not in the catalogue at {self.path('groups')}"
                                 f"{did_you_mean(name, known)}: run `featurelake apply` first")
         return rows
@@ -232,8 +265,9 @@ class Catalog:
 
     def versions_of(self, groups: list["FeatureGroup"]) -> dict[str, int]:
         """version_of for several groups, in one read of the catalogue."""
-        where = " OR ".join(f"(name = '{_quote(g.name)}' AND fingerprint = '{g.fingerprint}')" for g in groups)
-        found = {r["name"]: int(r["version"]) for r in self.rows("groups", where)}
+        wanted = {(g.name, g.fingerprint) for g in groups}
+        rows = self.rows("groups", lambda r: (r["name"], r["fingerprint"]) in wanted)
+        found = {r["name"]: int(r["version"]) for r in rows}
         for group in groups:
             if group.name not in found:
                 from featurelake.errors import UsageError
@@ -334,7 +368,7 @@ def show_group(catalog: Catalog, name: str, version: Optional[int] = None) -> di
     if row is None:
         raise NotFoundError(f"feature group {name!r} has no version {version}: versions are "
                             f"{[r['version'] for r in rows]}")
-    feats = catalog.rows("features", f"`group` = '{_quote(name)}' AND version = {row['version']}")
+    feats = catalog.rows("features", lambda f: f["group"] == name and f["version"] == row["version"])
     out = describe_group(row, feats)
     out["versions"] = [{"version": r["version"], "registered_at": r["registered_at"], "changes": r["changes"],
                         "registered_by": r["registered_by"]} for r in rows]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from featurelake import lakeread
 from featurelake.offline import commit_rows
-from featurelake.runs import RunLog
 
 if TYPE_CHECKING:
     from featurelake.store import FeatureStore
@@ -13,11 +13,10 @@ if TYPE_CHECKING:
 
 def offline_history(store: "FeatureStore", group: str) -> list[dict]:
     """[{version, timestamp, operation, run_id, rows_written, kind, status, window, group_version}]."""
-    table = store.offline(group)
-    commits = table.history()
+    commits = offline_commits(store, group)
     if not commits:
         return []
-    runs = RunLog(store.catalog, group).by_id() if store.catalog.exists("runs") else {}
+    runs = {r["run_id"]: r for r in store.catalog.rows("runs", lambda r: r["group"] == group)}
     out = []
     for c in sorted(commits, key=lambda c: c["version"], reverse=True):
         meta = c.get("userMetadata") or ""
@@ -28,3 +27,13 @@ def offline_history(store: "FeatureStore", group: str) -> list[dict]:
                     "kind": run.get("kind"), "status": run.get("status"), "window": run.get("window"),
                     "group_version": run.get("group_version")})
     return out
+
+
+def offline_commits(store: "FeatureStore", group: str) -> list[dict]:
+    """The offline table's Delta history, through delta-rs unless the table is a metastore
+    table (storage.database) or the storage is one delta-rs does not read here."""
+    path, why = lakeread.offline_reason(store.config, group)
+    if why:
+        return store.offline(group).history()
+    store.group(group)  # NotFoundError naming the repository's groups, as the Spark path raises
+    return lakeread.history(path, store.config)

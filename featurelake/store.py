@@ -54,7 +54,8 @@ class FeatureStore:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = Catalog(self.spark, self.config.root)
+            # A getter: reads go through delta-rs, and only a write builds the SparkSession.
+            self._catalog = Catalog(lambda: self.spark, self.config.root, self.config)
         return self._catalog
 
     def group(self, name: str) -> "FeatureGroup":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from featurelake.monitoring.report import MonitorReport, human_duration
 
 if TYPE_CHECKING:
+    from featurelake.definitions import FeatureGroup
     from featurelake.store import FeatureStore
 
 SUCCESS = ("ok", "success", "succeeded", "completed", "complete", "done", "no_data", "no_new_data", "nothing_new",
@@ -89,21 +90,17 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
 
     now = now or utcnow()
     names = [g.name for g in store.repo.ordered(list(groups) if groups else None)]
-    runs = _latest(store, "runs", names, "coalesce(ended_at, started_at)",
+    runs = _latest(store, "runs", names, ("ended_at", "started_at"),
                    ["run_id", "status", "started_at", "ended_at", "rows_written", "delta_version", "kind"])
-    exports = _latest(store, "exports", names, "coalesce(as_of, started_at)",
+    exports = _latest(store, "exports", names, ("as_of", "started_at"),
                       ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name",
                        "error"], written=WRITTEN)
     results = []
     for name in names:
         g = store.group(name)
         r = GroupFreshness(name, g.freshness_sla, g.freshness_sla_text, bool(g.online))
-        table = store.offline(name)
-        r.offline_version = table.version()
+        r.offline_version, newest = _newest_event(store, g)
         if r.offline_version is not None:
-            from pyspark.sql import functions as F
-
-            newest = table.read().agg(F.max(g.timestamp_column)).first()[0]
             r.newest_event = _utc(newest)
             if r.newest_event is not None:
                 r.lag = now - r.newest_event
@@ -157,28 +154,36 @@ def _export_key(row: dict) -> datetime:
     return _utc(row.get("as_of") or row.get("started_at")) or datetime.min.replace(tzinfo=timezone.utc)
 
 
-def _latest(store: "FeatureStore", table: str, names: list[str], order: str, cols: list[str],
-            written: Sequence[str] = SUCCESS) -> dict:
-    """(group, True) -> newest row whose status is in `written`, and (group, False) -> newest row
-    of any status, computed in Spark so the driver gets one row per group."""
+def _newest_event(store: "FeatureStore", group: "FeatureGroup") -> tuple[Optional[int], Optional[datetime]]:
+    """(the offline table's version, its newest event time), through delta-rs where it can."""
+    from featurelake import lakeread
+
+    path, why = lakeread.offline_reason(store.config, group.name)
+    if not why:
+        return lakeread.newest(path, store.config, group.timestamp_column)
     from pyspark.sql import functions as F
 
-    if not names or not store.catalog.exists(table):
+    table = store.offline(group.name)
+    version = table.version()
+    return version, None if version is None else table.read().agg(F.max(group.timestamp_column)).first()[0]
+
+
+def _latest(store: "FeatureStore", table: str, names: list[str], order: tuple[str, ...], cols: list[str],
+            written: Sequence[str] = SUCCESS) -> dict:
+    """(group, True) -> newest row whose status is in `written`, by the first non-null of the
+    `order` columns, and (group, False) -> newest row of any status."""
+    if not names:
         return {}
-    df = store.catalog.read(table).where(F.col("group").isin(names))
-    ok = F.lower(F.coalesce(F.col("status"), F.lit(""))).isin(list(written))
-    row = F.struct(*[F.col(c) for c in cols])
-    rows = (df.groupBy("group")
-            .agg(F.max_by(F.when(ok, row), F.when(ok, F.expr(order))).alias("good"),
-                 F.max_by(row, F.expr(order)).alias("any"))
-            .collect())
-    out = {}
-    for r in rows:
-        if r["good"] is not None:
-            out[(r["group"], True)] = r["good"].asDict()
-        if r["any"] is not None:
-            out[(r["group"], False)] = r["any"].asDict()
-    return out
+    out: dict = {}
+    for row in store.catalog.rows(table, lambda r: r["group"] in names):
+        when = next((row[c] for c in order if row[c] is not None), None)
+        if when is None:
+            continue
+        for key in ((row["group"], True), (row["group"], False)) if (row["status"] or "").lower() in written \
+                else ((row["group"], False),):
+            if key not in out or when >= out[key][0]:  # a tie goes to the later row, as Spark's max_by
+                out[key] = (when, {c: row[c] for c in cols})
+    return {key: row for key, (_, row) in out.items()}
 
 
 def _key(row: dict) -> datetime:

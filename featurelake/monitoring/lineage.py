@@ -29,15 +29,13 @@ def split_name(name: str) -> tuple[str, Optional[str]]:
 def lineage(store: "FeatureStore", name: str) -> dict:
     """sources -> group versions -> ingest runs -> exports and training sets, and the reverse:
     which training sets, exports and downstream groups use the group or feature."""
-    from featurelake.catalog import _quote
-
     catalog = store.catalog
     service = _service_versions(store, name)
     if service:
         return service_lineage(store, service)
     group, feature = split_name(name)
     versions = catalog.group_versions(group)  # NotFoundError naming the known groups
-    feats = catalog.rows("features", f"`group` = '{_quote(group)}'")
+    feats = catalog.rows("features", lambda f: f["group"] == group)
     by_version: dict[int, set] = {}
     for f in feats:
         by_version.setdefault(f["version"], set()).add(f["name"])
@@ -83,54 +81,53 @@ def _downstream(store: "FeatureStore", group: str) -> list[str]:
 
 def _runs(store: "FeatureStore", group: str) -> list[dict]:
     """Per group version: successful runs, the Delta versions they wrote, the last one."""
-    from pyspark.sql import functions as F
+    from featurelake.monitoring.freshness import is_success
 
-    from featurelake.catalog import _quote
-    from featurelake.monitoring.freshness import SUCCESS
-
-    if not store.catalog.exists("runs"):
-        return []
-    df = store.catalog.read("runs").where(f"`group` = '{_quote(group)}'")
-    ok = F.lower(F.coalesce("status", F.lit(""))).isin(list(SUCCESS))
-    rows = (df.groupBy("group_version")
-            .agg(F.count(F.lit(1)).alias("runs"), F.sum(F.when(ok, 1).otherwise(0)).alias("succeeded"),
-                 F.min(F.when(ok, F.col("delta_version"))).alias("first_delta_version"),
-                 F.max(F.when(ok, F.col("delta_version"))).alias("last_delta_version"),
-                 F.max("ended_at").alias("last_ended_at"), F.max_by("run_id", "started_at").alias("last_run_id"))
-            .orderBy("group_version").collect())
-    return [r.asDict() for r in rows]
+    by_version: dict[Any, list[dict]] = {}
+    for r in store.catalog.rows("runs", lambda r: r["group"] == group):
+        by_version.setdefault(r["group_version"], []).append(r)
+    out = []
+    for version in sorted(by_version, key=lambda v: (v is not None, v)):  # nulls first, as Spark sorts
+        runs = by_version[version]
+        ok = [r for r in runs if is_success(r["status"])]
+        written = [r["delta_version"] for r in ok if r["delta_version"] is not None]
+        ended = [r["ended_at"] for r in runs if r["ended_at"] is not None]
+        started = [r for r in runs if r["started_at"] is not None]  # a tie goes to the later row, as in Spark
+        out.append({"group_version": version, "runs": len(runs), "succeeded": len(ok),
+                    "first_delta_version": min(written, default=None), "last_delta_version": max(written, default=None),
+                    "last_ended_at": max(ended, default=None),
+                    "last_run_id": sorted(started, key=lambda r: r["started_at"])[-1]["run_id"] if started else None})
+    return out
 
 
 def _exports(store: "FeatureStore", group: str) -> list[dict]:
-    from featurelake.catalog import _quote
-
-    if not store.catalog.exists("exports"):
-        return []
     cols = ["export_id", "group_version", "from_version", "to_version", "as_of", "items_written", "status",
             "table_name", "user"]
-    df = store.catalog.read("exports").where(f"`group` = '{_quote(group)}'")
-    return [r.asDict() for r in df.select(*cols).orderBy(df["as_of"].desc_nulls_last()).limit(MAX_ROWS).collect()]
+    rows = _newest(store.catalog.rows("exports", lambda r: r["group"] == group), "as_of")
+    return [{c: r[c] for c in cols} for r in rows[:MAX_ROWS]]
+
+
+def _newest(rows: list[dict], column: str) -> list[dict]:
+    """Newest first, rows without a value last (Spark's desc_nulls_last)."""
+    dated = sorted((r for r in rows if r[column] is not None), key=lambda r: r[column], reverse=True)
+    return dated + [r for r in rows if r[column] is None]
 
 
 def _training_sets(store: "FeatureStore", group: str, affected: Optional[set]) -> list[dict]:
-    """Training sets that read the group (or, for a feature, that or its aggregations): filtered
-    in Spark on the features array, then matched exactly here."""
-    from pyspark.sql import functions as F
-
-    if not store.catalog.exists("training_sets"):
-        return []
-    df = store.catalog.read("training_sets")
+    """Training sets that read the group (or, for a feature, that or its aggregations)."""
     prefix = f"{group}:"
-    uses = F.exists("features", lambda x: x.startswith(prefix) | (x == F.lit(group)))
-    rows = df.where(uses | F.col("table_versions").contains(f'"{group}"')) \
-        .orderBy(F.col("created_at").desc()).limit(MAX_ROWS).collect()
+
+    def reads(r: dict) -> bool:
+        return any(x.startswith(prefix) or x == group for x in r["features"] or []) \
+            or f'"{group}"' in (r["table_versions"] or "")
+
     out = []
-    for r in rows:
+    for r in _newest(store.catalog.rows("training_sets", reads), "created_at")[:MAX_ROWS]:
         refs = [x for x in r["features"] or [] if x.startswith(prefix) or x == group]
         used = [x for x in refs if affected is None or x == f"{group}:*" or x[len(prefix):] in affected]
         if affected is not None and not used:
             continue
-        versions = table_versions(r.asDict())
+        versions = table_versions(r)
         group_versions = _json(r["group_versions"])
         out.append({"id": r["id"], "created_at": r["created_at"], "user": r["user"], "features": used or refs,
                     "group_version": group_versions.get(group) if isinstance(group_versions, dict) else None,
@@ -247,26 +244,22 @@ def service_lineage(store: "FeatureStore", versions: list[dict]) -> dict:
 def usage(store: "FeatureStore", name: str) -> dict:
     """Audit events about a group, feature, training set or export, newest first, with counts
     by action and by user. Matches the object itself and JSON details that mention it."""
-    from pyspark.sql import functions as F
-
-    catalog = store.catalog
     group, feature = split_name(name)
-    obj = F.col("object")
-    detail = F.coalesce(F.col("detail"), F.lit(""))
-    if feature:  # the feature itself, a use of its whole group (an export), a group event naming it
-        cond = ((obj == name) | detail.contains(f'"{name}"') | (obj == f"{group}:*")
-                | detail.contains(f'"{group}:*"') | ((obj == group) & detail.contains(f'"{feature}"'))
-                | ((obj == group) & F.col("action").isin(*GROUP_WIDE)))
-    else:
-        cond = (obj == name) | obj.startswith(f"{name}:") | detail.contains(f'"{name}"') | detail.contains(f"{name}:")
-    df = catalog.read("usage").where(cond)
-    counts = df.groupBy("action", "user").count().collect()
-    events = [r.asDict() for r in df.orderBy(F.col("ts").desc()).limit(MAX_ROWS).collect()]
+
+    def about(r: dict) -> bool:
+        obj, detail = r["object"], r["detail"] or ""
+        if feature:  # the feature itself, a use of its whole group (an export), a group event naming it
+            return (obj == name or f'"{name}"' in detail or obj == f"{group}:*" or f'"{group}:*"' in detail
+                    or (obj == group and (f'"{feature}"' in detail or r["action"] in GROUP_WIDE)))
+        return obj == name or (obj or "").startswith(f"{name}:") or f'"{name}"' in detail or f"{name}:" in detail
+
+    rows = store.catalog.rows("usage", about)
+    events = _newest(rows, "ts")[:MAX_ROWS]
     by_action: dict[str, int] = {}
     by_user: dict[str, int] = {}
-    for r in counts:
-        by_action[r["action"]] = by_action.get(r["action"], 0) + r["count"]
-        by_user[r["user"]] = by_user.get(r["user"], 0) + r["count"]
+    for r in rows:
+        by_action[r["action"]] = by_action.get(r["action"], 0) + 1
+        by_user[r["user"]] = by_user.get(r["user"], 0) + 1
     out = jsonable({"name": name, "events": events, "by_action": by_action, "by_user": by_user,
                     "total": sum(by_action.values())})
     lines = [f"usage of {name}: {out['total']} events"

@@ -95,16 +95,11 @@ def skew(store: "FeatureStore", group: str, sample: Optional[int] = None, client
 
 
 def last_export(store: "FeatureStore", group: str) -> Optional[dict]:
-    from pyspark.sql import functions as F
+    """The newest successful export (by as_of, then started_at; a missing time sorts last)."""
+    from featurelake.monitoring.freshness import is_success
 
-    from featurelake.monitoring.freshness import SUCCESS
-
-    if not store.catalog.exists("exports"):
-        return None
-    ok = F.lower(F.coalesce(F.col("status"), F.lit(""))).isin(list(SUCCESS))
-    rows = (store.catalog.read("exports").where((F.col("group") == group) & ok)
-            .orderBy(F.col("as_of").desc_nulls_last(), F.col("started_at").desc_nulls_last()).limit(1).collect())
-    return rows[0].asDict() if rows else None
+    rows = store.catalog.rows("exports", lambda r: r["group"] == group and is_success(r["status"]))
+    return max(rows, key=lambda r: [(r[c] is not None, r[c] or 0) for c in ("as_of", "started_at")], default=None)
 
 
 def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, client: Any = None) -> GroupSkew:

@@ -1,0 +1,166 @@
+"""The read verbs without a JVM: a lake written by Spark (catalogue, offline table, runs, an
+export, a training set and its audit rows), then each read verb run as a separate process in
+which `import pyspark` fails. Its JSON must equal what the Spark reader printed in this process
+(FEATURELAKE_READER=spark), on a local path and on S3 (moto)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import write_config
+from featurelake.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO = '''
+from featurelake import Aggregation, Entity, Feature, FeatureGroup, S3Source
+customer = Entity("customer", join_keys=["customer_id"])
+payments = FeatureGroup(
+    "payments", entity=customer, timestamp_column="ts",
+    source=S3Source("payment_files", path="s3a://bucket/payments/", format="parquet"),
+    features=[Feature("amount", "double", description="paid amount"), Feature("channel", "string")],
+    aggregations=[Aggregation("amount", ["sum"], windows=["7d"])],
+    online=True, freshness_sla="1d", owner="risk-team", tags={"domain": "risk"})
+sessions = FeatureGroup(
+    "sessions", entity=customer, timestamp_column="ts",
+    source=S3Source("session_files", path="s3a://bucket/sessions/", format="json"),
+    features=[Feature("seconds", "double")], freshness_sla="1h", owner="growth-team")
+'''
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+# No pyspark in the process: any import of it (or of delta-spark, which imports it) fails.
+NO_SPARK = "import sys; sys.modules['pyspark'] = None; from featurelake.cli import main; sys.exit(main())"
+VERBS = [["catalog", "list"], ["catalog", "show", "payments"], ["catalog", "search", "amount"],
+         ["catalog", "history", "payments"], ["catalog", "lineage", "payments"],
+         ["catalog", "lineage", "payments:amount"], ["catalog", "usage", "payments"],
+         ["catalog", "usage", "payments:channel"], ["monitor", "freshness", "--all"]]
+
+
+def build_lake(spark, tmp: Path, **sections: str) -> list[str]:
+    """Writes the lake with Spark; returns the CLI's global options for it."""
+    from featurelake.store import FeatureStore
+
+    repo = tmp / "features"
+    repo.mkdir()
+    (repo / "groups.py").write_text(REPO)
+    conf = write_config(tmp, **sections)
+    store = FeatureStore.from_config(conf, repo=repo, spark=spark)
+    store.apply()
+    rows = [(i % 5, NOW - timedelta(hours=2 + i), float(i), ["web", "app"][i % 2]) for i in range(10)]
+    versions = []
+    for k in range(2):
+        df = spark.createDataFrame(rows[k * 5:(k + 1) * 5], "customer_id bigint, ts timestamp, amount double, "
+                                                            "channel string")
+        versions.append(store.offline("payments").merge(df, f"run-{k}"))
+    store.catalog.append("runs", [
+        dict(run_id=f"run-{k}", group="payments", group_version=1, kind="ingest", status=status,
+             started_at=NOW - timedelta(hours=3 - k), ended_at=NOW - timedelta(hours=2 - k), rows_written=5,
+             delta_version=v, user="etl") for k, (v, status) in enumerate(zip(versions, ["succeeded", "warned"]))]
+        + [dict(run_id="run-x", group="payments", group_version=1, kind="ingest", status="failed",
+                started_at=NOW, ended_at=None, error="source down")])
+    store.catalog.record("exports", export_id="exp-1", group="payments", group_version=1, from_version=None,
+                         to_version=versions[-1], as_of=NOW, rows=5, items_written=5, status="succeeded",
+                         table_name="featurelake_payments", started_at=NOW, user="etl")
+    store.catalog.record("training_sets", id="ts-1", created_at=NOW, user="ana", spine_fingerprint="f",
+                         spine_rows=3, timestamp_column="event_ts", features=["payments:amount_sum_7d"],
+                         group_versions={"payments": 1}, table_versions={"payments": versions[-1]})
+    store.catalog.audit_many("training_set", [("payments", {"features": ["payments:amount_sum_7d"], "id": "ts-1"}),
+                                              ("ts-1", None)])
+    store.catalog.audit("export", "payments", {"export_id": "exp-1"})
+    return ["--conf", str(conf), "--repo", str(repo), "--json"]
+
+
+def spark_path(capsys, monkeypatch, options: list[str], verb: list[str]) -> tuple[int, object]:
+    """The verb in this process, read with Spark (the session of the tests)."""
+    monkeypatch.setenv("FEATURELAKE_READER", "spark")
+    code = main(options + verb)
+    monkeypatch.delenv("FEATURELAKE_READER")
+    return code, json.loads(capsys.readouterr().out)
+
+
+def no_jvm(options: list[str], verb: list[str], cwd: Path) -> tuple[int, object]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FEATURELAKE_READER", None)
+    env.pop("PYSPARK_GATEWAY_PORT", None)  # the tests' JVM is not this process's to reuse
+    done = subprocess.run([sys.executable, "-c", NO_SPARK] + options + verb, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def comparable(verb: list[str], payload: object) -> object:
+    """Drops what differs between two runs by design: the time a report was made and the lag
+    it measured, and a commit's timestamp (Spark shows the log file's time, delta-rs the
+    writer's commit time, milliseconds apart)."""
+    if verb[0] == "monitor":
+        payload = {k: v for k, v in payload.items() if k != "generated_at"}
+        payload["results"] = [{k: v for k, v in r.items() if k != "lag_seconds"} for r in payload["results"]]
+    if verb[1] == "history":
+        payload = [{k: v for k, v in r.items() if k != "timestamp"} for r in payload]
+    return payload
+
+
+def assert_same_without_jvm(options, verbs, tmp_path, capsys, monkeypatch):
+    for verb in verbs:
+        code, expected = spark_path(capsys, monkeypatch, options, verb)
+        got_code, got = no_jvm(options, verb, tmp_path)
+        assert (got_code, comparable(verb, got)) == (code, comparable(verb, expected)), verb
+        if verb[1] == "history":
+            for a, b in zip(got, expected):
+                gap = abs(datetime.fromisoformat(a["timestamp"]) - datetime.fromisoformat(b["timestamp"]))
+                assert gap < timedelta(seconds=5), (a, b)
+
+
+@pytest.fixture(scope="module")
+def local_lake(spark, tmp_path_factory) -> tuple[list[str], Path]:
+    tmp = tmp_path_factory.mktemp("nojvm")
+    return build_lake(spark, tmp), tmp
+
+
+def test_read_verbs_run_without_pyspark_and_print_what_spark_read(local_lake, capsys, monkeypatch):
+    options, tmp = local_lake
+    assert_same_without_jvm(options, VERBS, tmp, capsys, monkeypatch)
+    # the payloads are not trivially equal: the lake's contents came through
+    _, lineage = no_jvm(options, ["catalog", "lineage", "payments:amount"], tmp)
+    assert [t["id"] for t in lineage["training_sets"]] == ["ts-1"] and lineage["runs"][0]["succeeded"] == 2
+    code, fresh = no_jvm(options, ["monitor", "freshness", "--all"], tmp)
+    assert code == 1 and [r["status"] for r in fresh["results"]] == ["fresh", "late"]
+
+
+def test_an_unknown_group_is_a_clear_error_without_pyspark(local_lake):
+    options, tmp = local_lake
+    for verb in (["catalog", "show", "paymnts"], ["catalog", "history", "paymnts"]):
+        done = subprocess.run([sys.executable, "-c", NO_SPARK] + options + verb, cwd=tmp,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "'paymnts'" in done.stderr and "did you mean 'payments'" in done.stderr.lower(), done.stderr
+
+
+def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, tmp_path, capsys, monkeypatch):
+    import boto3
+
+    bucket = f"lake-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    options = build_lake(spark, tmp_path, storage=f"storage:\n  root: s3a://{bucket}/lake",
+                         s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1")
+    verbs = [["catalog", "list"], ["catalog", "history", "payments"], ["catalog", "lineage", "payments"],
+             ["monitor", "freshness", "--all"]]
+    assert_same_without_jvm(options, verbs, tmp_path, capsys, monkeypatch)
+
+
+def test_unreachable_storage_is_a_clear_error_without_pyspark(tmp_path):
+    """A lake on an S3 endpoint nobody serves: exit 1 with the path and what to check, no traceback."""
+    conf = write_config(tmp_path, storage="storage:\n  root: s3a://nobucket/lake",
+                        s3="s3:\n  endpoint_url: http://127.0.0.1:1\n  path_style: true\n  region: us-east-1")
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "groups.py").write_text(REPO)
+    done = subprocess.run([sys.executable, "-c", NO_SPARK, "--conf", str(conf), "--repo", str(tmp_path / "features"),
+                           "catalog", "list"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "s3a://nobucket/lake/_catalog/groups" in done.stderr and "FEATURELAKE_READER=spark" in done.stderr
