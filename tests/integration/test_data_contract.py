@@ -39,7 +39,9 @@ def parquet(name, **kw):
 trips = csv("trips")
 windowed = csv("windowed")
 inferred = FeatureGroup("inferred", entity=trip, timestamp_column="ts", features=FEATURES,
-                        transform=lambda df: df.withColumn("ts", F.to_timestamp("ts")),
+                        transform=lambda df: df.select(F.col("trip_id").cast("bigint").alias("trip_id"),
+                                                       F.to_timestamp("ts").alias("ts"), "pickup_zone",
+                                                       *[F.col(c).cast("double").alias(c) for c in ("distance_km", "fare")]),
                         source=S3Source("inferred", path="{root}/inferred", format="csv",
                                         options={{"header": "true", "inferSchema": "true"}}))
 files = parquet("files")
@@ -124,6 +126,8 @@ def test_csv_columns_are_matched_by_header_in_each_file_and_bad_files_and_values
 
 
 def test_a_backfill_and_an_inferred_schema_read_csv_by_name_too(store):
+    # Spark infers one schema for the folder from the first header (so distance_km comes out a
+    # string here, and the transform casts it); the values are still read by each file's header.
     for group in ("windowed", "inferred"):
         folder = store.data / group
         text(folder, "a.csv", f"{HEADER}\n1,2024-06-01 00:00:00,1.5,15.0,north\n")
