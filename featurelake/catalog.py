@@ -40,7 +40,7 @@ SCHEMAS = {
             "started_at timestamp, ended_at timestamp, duration_s double, window string, "
             "rows_read bigint, rows_written bigint, rows_quarantined bigint, delta_version bigint, "
             "validation string, params string, error string, user string, watermark string, "
-            "source_version bigint, parent_run_id string, backfill_id string, files_read bigint",
+            "source_version bigint, parent_run_id string, backfill_id string, files_read bigint, contract string",
     "exports": "export_id string, group string, group_version int, from_version bigint, to_version bigint, "
                "as_of timestamp, rows bigint, items_written bigint, bytes_written bigint, duration_s double, "
                "status string, error string, table_name string, started_at timestamp, user string",

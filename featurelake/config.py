@@ -11,12 +11,13 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from featurelake.errors import ConfigError, did_you_mean
+from featurelake.errors import ConfigError, DefinitionError, did_you_mean
 
 DEFAULT_CONF = "conf/local.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -85,9 +86,25 @@ class OnlineConfig:
 
 
 @dataclass
+class EventTimeConfig:
+    """The plausible event times: a row outside [min, now + max_ahead] is quarantined, not
+    written (a clock error or a placeholder date, which would make freshness lie)."""
+
+    max_ahead: str = "1d"
+    min: str = "1990-01-01"
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        from featurelake.definitions import parse_duration
+
+        low = datetime.fromisoformat(self.min)
+        return (low if low.tzinfo else low.replace(tzinfo=timezone.utc)), now + parse_duration(self.max_ahead, 'max_ahead')
+
+
+@dataclass
 class ValidationConfig:
     on_failure: str = "quarantine"
     """fail | quarantine | warn; a group may override it with FeatureGroup(validation=...)."""
+    event_time: EventTimeConfig = field(default_factory=EventTimeConfig)
 
 
 @dataclass
@@ -170,6 +187,11 @@ def load_config(path: Union[str, Path, None] = None, env: Optional[dict] = None)
     if config.validation.on_failure not in ("fail", "quarantine", "warn"):
         raise ConfigError(f"{path}: validation.on_failure must be fail, quarantine or warn, "
                           f"not {config.validation.on_failure!r}")
+    try:
+        config.validation.event_time.bounds(datetime.now(timezone.utc))
+    except (ValueError, DefinitionError) as exc:
+        raise ConfigError(f"{path}: validation.event_time: {exc}; write e.g. max_ahead: 1d and min: 1990-01-01"
+                          ) from None
     if config.monitoring.statistics_sample_rows < 0:
         raise ConfigError(f"{path}: monitoring.statistics_sample_rows must be 0 (every row) or a number of rows, "
                           f"not {config.monitoring.statistics_sample_rows}")
@@ -272,7 +294,7 @@ class _Loader:
                 raise ConfigError(f"{self.where(node, key)}: expected a mapping of connection names")
             return {n: self.build(ConnectionConfig, v or {}, self.child(node, n) or node, f"{key}.{n}")
                     for n, v in value.items()}
-        expected = {dict: dict, list: list, bool: bool, int: int, float: (int, float), str: (str, int, float)}
+        expected = {dict: dict, list: list, bool: bool, int: int, float: (int, float), str: (str, int, float, date)}
         want = expected.get(hint if isinstance(hint, type) else get_origin(hint) or object, object)
         if value is not None and not isinstance(value, want) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"{self.where(node, key)}: expected {getattr(hint, '__name__', hint)}, "

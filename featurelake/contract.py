@@ -15,7 +15,7 @@ Columns the transform produces beyond these are dropped.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake.errors import DefinitionError, did_you_mean
 
@@ -52,9 +52,10 @@ def safe_cast(src: Any, dst: Any) -> bool:
     return False
 
 
-def conform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":
+def conform(group: "FeatureGroup", df: "DataFrame", naive: Optional[list] = None) -> "DataFrame":
     """The transform's output cut to keys, timestamp and features, in that order, each of its
-    declared type; raises DefinitionError naming the group and the column otherwise."""
+    declared type; raises DefinitionError naming the group and the column otherwise. A note for
+    each column of times without a zone (taken as UTC) is added to `naive`, to be said once."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import TimestampType, _parse_datatype_string
 
@@ -74,6 +75,10 @@ def conform(group: "FeatureGroup", df: "DataFrame") -> "DataFrame":
             columns.append(F.col(f"`{name}`"))
         elif safe_cast(found, dtype):
             columns.append(F.col(f"`{name}`").cast(dtype).alias(name))
+            if naive is not None and found.typeName() == "timestamp_ntz":
+                naive.append(f"column {name!r} holds times without a time zone (timestamp_ntz): they were taken "
+                             f"as UTC; if they are local times, convert them in the transform "
+                             f"(F.to_utc_timestamp({name!r}, 'Europe/Paris'))")
         else:
             declared = dtype.simpleString()
             fix = (f"parse it in the transform, e.g. F.to_timestamp({name!r})" if role == "event timestamp"

@@ -238,7 +238,8 @@ class FeatureGroup:
                  aggregations: Sequence[Aggregation] = (), ttl: Optional[str] = None, online: bool = True,
                  owner: str = "", tags: Optional[dict] = None, description: str = "",
                  expectations: Optional[str] = None, validation: Optional[str] = None,
-                 freshness_sla: Optional[str] = None, allow_online_pii: bool = False):
+                 freshness_sla: Optional[str] = None, allow_online_pii: bool = False,
+                 on_bad_file: str = "quarantine"):
         self.name = check_identifier(name, "feature group")
         where = f"feature group {name!r}"
         if not isinstance(entity, Entity):
@@ -250,6 +251,9 @@ class FeatureGroup:
             raise DefinitionError(f"{where}: features must be a non-empty list of Feature(...)")
         if transform is not None and not (callable(transform) or isinstance(transform, str)):
             raise DefinitionError(f"{where}: transform must be a function of a DataFrame or a SQL string")
+        if on_bad_file not in ("quarantine", "fail"):
+            raise DefinitionError(f"{where}: on_bad_file must be quarantine (a file that cannot be read or lacks "
+                                  f"a column is set aside alone) or fail (all or nothing), not {on_bad_file!r}")
         if validation not in (None, "fail", "quarantine", "warn"):
             raise DefinitionError(f"{where}: validation must be fail, quarantine or warn, not {validation!r}")
         self.entity, self.source, self.transform = entity, source, transform
@@ -262,6 +266,7 @@ class FeatureGroup:
         self.freshness_sla_text = freshness_sla
         self.online, self.owner, self.tags, self.description = online, owner, dict(tags or {}), description
         self.expectations, self.validation, self.allow_online_pii = expectations, validation, allow_online_pii
+        self.on_bad_file = on_bad_file
         self._check()
 
     def _check(self) -> None:
@@ -323,7 +328,8 @@ class FeatureGroup:
                 "transform": self.transform_text, "online": self.online, "owner": self.owner,
                 "tags": self.tags, "description": self.description, "expectations": self.expectations,
                 "validation": self.validation, "freshness_sla": self.freshness_sla_text,
-                "allow_online_pii": self.allow_online_pii}
+                "allow_online_pii": self.allow_online_pii,
+                **({"on_bad_file": self.on_bad_file} if self.on_bad_file != "quarantine" else {})}
 
     @property
     def fingerprint(self) -> str:

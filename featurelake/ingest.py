@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from featurelake import quarantine
 from featurelake.catalog import new_id, now
@@ -25,7 +25,7 @@ from featurelake.contract import conform
 from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
-from featurelake.sources import (FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
+from featurelake.sources import (CORRUPT_COLUMN, FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
                                  max_text, read_delta, read_files, read_jdbc, scratch_path,
                                  stream_files, unreadable_file, utc)
 
@@ -83,7 +83,7 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
         try:
             copy_checkpoint(spark, _checkpoint(ctx), scratch)
             stream_files(spark, store.config.resolve(src.path), src, scratch,
-                         lambda df, batch_id, _: _process(ctx, clock, df, dry=True))
+                         lambda df, batch_id, _, files: _process(ctx, clock, df, dry=True, files=files))
         finally:
             delete_path(spark, scratch)
         clock.result.window = "files not ingested yet"
@@ -91,9 +91,9 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
         state = RunLog(store.catalog, ctx.group.name).last_state() if not window else (None, None)
         batch = _read(ctx, window, *state)
         clock.result.window = batch.window
-        if batch.df is not None:
+        if batch.df is not None or batch.files:
             _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
-                     watermark_column=batch.watermark_column)
+                     watermark_column=batch.watermark_column, files=batch.files)
     failed = any(not v.get("success", True) for v in clock.validation)
     clock.result.status = "invalid" if failed else "valid"
     return clock.finish()
@@ -109,8 +109,9 @@ def _incremental(ctx: _Context) -> IngestResult:
         if isinstance(src, S3Source):
             clock.result.window = "files not ingested yet"
             stream_files(ctx.store.spark, ctx.store.config.resolve(src.path), src, _checkpoint(ctx),
-                         lambda df, batch_id, query_id: _process(
-                             ctx, clock, df, txn=(f"featurelake-{ctx.group.name}-{query_id}", batch_id)))
+                         lambda df, batch_id, query_id, files: _process(
+                             ctx, clock, df, txn=(f"featurelake-{ctx.group.name}-{query_id}", batch_id),
+                             files=files))
             return
         batch = _read(ctx, Window(), *RunLog(ctx.store.catalog, ctx.group.name).last_state())
         r = clock.result
@@ -171,8 +172,8 @@ def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
 
 def _window_body(ctx: _Context, clock: RunClock, window: Window) -> None:
     batch = _read(ctx, window)
-    if batch.df is not None:
-        _process(ctx, clock, batch.df, window=window, guard=batch.guard)
+    if batch.df is not None or batch.files:
+        _process(ctx, clock, batch.df, window=window, guard=batch.guard, files=batch.files)
 
 
 def _from_quarantine(ctx: _Context, run_id: str) -> IngestResult:
@@ -215,39 +216,65 @@ def _run(ctx: _Context, clock: RunClock, body: Callable[[], None]) -> IngestResu
     return r
 
 
-def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Optional[Window] = None,
+def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, window: Optional[Window] = None,
              guard: Callable[[Callable[[], Any]], Any] = lambda action: action(),
              txn: Optional[tuple[str, int]] = None, dry: bool = False, transformed: bool = False,
-             watermark_column: Optional[str] = None) -> None:
-    """One batch through transform, contract, suite and policy into the table or the quarantine."""
+             watermark_column: Optional[str] = None, files: Sequence[dict] = ()) -> None:
+    """One batch through the data contract (files, values, event times), transform, declared
+    columns, suite and policy into the table or the quarantine. `files`: the batch's files that
+    gave no rows (see sources.read_new_files); raw None when no file gave rows."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from featurelake.monitoring.stats import plain_aggregates
 
     r, g = clock.result, ctx.group
+    bad_files = _bad_files(ctx, clock, files)
+    if raw is None:
+        _reject(ctx, clock, bad_files, None, txn, dry)
+        return
     cached = raw.persist(StorageLevel.MEMORY_AND_DISK)
     batch = None
     try:
-        n, files, high = guard(lambda: _count(cached, watermark_column))
+        n, files_n, high, corrupt = guard(lambda: _count(cached, watermark_column))
         r.rows_read += n
         if high is not None:
             r.window, r.watermark = f"{watermark_column} in ({r.watermark or '-inf'}, {high}]", high
-        if files is not None:
-            r.files_read = (r.files_read or 0) + files
-        log.info("%s: read %d rows%s (%.1fs)", g.name, n, f" from {files} files" if files else "", clock.elapsed())
+        if files_n is not None:
+            r.files_read = (r.files_read or 0) + files_n
+        log.info("%s: read %d rows%s (%.1fs)", g.name, n, f" from {files_n} files" if files_n else "",
+                 clock.elapsed())
+        source = cached
+        if corrupt:
+            source = cached.where(F.col(CORRUPT_COLUMN).isNull())
+            r.rows_rejected += corrupt
+            log.warning("%s: %d source records whose values do not parse as their declared types set aside in "
+                        "%s (run %s)", g.name, corrupt, quarantine.rejected_path(ctx.store.config, g.name), r.run_id)
+        _reject(ctx, clock, bad_files, cached.where(F.col(CORRUPT_COLUMN).isNotNull()) if corrupt else None, txn, dry)
         if n == 0:
             return
-        source = cached.drop(FILE_COLUMN) if FILE_COLUMN in cached.columns else cached
-        out = conform(g, source if transformed else _transform(g, source, clock.params))
+        source = source.drop(FILE_COLUMN, CORRUPT_COLUMN)
+        naive: list[str] = []
+        out = conform(g, source if transformed else _transform(g, source, clock.params), naive=naive)
+        for text in naive:
+            if text not in r.notes:
+                log.info("%s: %s", g.name, text)
+                r.note(text)
         if window:
             out = in_window(out, g.timestamp_column, window)
         batch = out.persist(StorageLevel.MEMORY_AND_DISK)
         unaddressable = _unaddressable(g)
+        implausible = _implausible(ctx)
+        keep = ~unaddressable & ~implausible
         # The row count, with the statistics' plain aggregates on this first pass (one job less)
         aggregates = plain_aggregates(batch, g) if ctx.store.config.monitoring.statistics else \
             [F.count(F.lit(1)).alias("rows")]
-        counts = batch.agg(F.count(F.when(unaddressable, 1)).alias("_fl_unaddressable"), *aggregates).first().asDict()
+        counts = batch.agg(F.count(F.when(unaddressable, 1)).alias("_fl_unaddressable"),
+                           F.count(F.when(implausible & ~unaddressable, 1)).alias("_fl_implausible"),
+                           F.countDistinct(F.when(keep, F.struct(*[F.col(f"`{c}`") for c in
+                                                                   [*g.keys, g.timestamp_column]]))
+                                           ).alias("_fl_distinct"),
+                           *aggregates).first().asDict()
         cached.unpersist()  # the batch is cached now: holding the raw rows too would double the memory
         rows = counts["rows"]
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
@@ -259,9 +286,14 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
         if not passed and _handle_failure(ctx, clock, batch, rows, txn):
             return
         writable = batch
-        if counts["_fl_unaddressable"]:
-            writable = batch.where(~unaddressable)
-            _set_aside(ctx, clock, batch.where(unaddressable), counts["_fl_unaddressable"], txn)
+        if counts["_fl_unaddressable"] or counts["_fl_implausible"]:
+            writable = batch.where(keep)
+            _set_aside(ctx, clock, batch.where(~keep), counts["_fl_unaddressable"], counts["_fl_implausible"], txn)
+        collapsed = rows - counts["_fl_unaddressable"] - counts["_fl_implausible"] - counts["_fl_distinct"]
+        if collapsed:
+            r.duplicates_collapsed += collapsed
+            log.warning("%s: %d rows share their entity key and event time with another row of the batch: one row "
+                        "per key and time is kept", g.name, collapsed)
         version = ctx.table.merge(writable, r.run_id)
         if version is not None:
             r.delta_version = version
@@ -284,17 +316,88 @@ def _unaddressable(group: "FeatureGroup") -> "Column":
     return cond
 
 
-def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", n: int, txn: Optional[tuple[str, int]]) -> None:
+def _implausible(ctx: _Context) -> "Column":
+    """Rows whose event time is outside the plausible range (config validation.event_time)."""
+    from pyspark.sql import functions as F
+
+    low, high = ctx.store.config.validation.event_time.bounds(now())
+    ts = F.col(f"`{ctx.group.timestamp_column}`")
+    return (ts < F.lit(low)) | (ts > F.lit(high))
+
+
+def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", unaddressable: int, implausible: int,
+               txn: Optional[tuple[str, int]]) -> None:
     """Null-key rows go to the quarantine, not the table (a rerun would add them again, as
-    null never equals null in the MERGE); the rest of the batch is written."""
+    null never equals null in the MERGE), and so do rows with an implausible event time (a
+    2099 or 1970 placeholder would make freshness lie); the rest of the batch is written."""
+    from pyspark.sql import functions as F
+
     r, g = clock.result, ctx.group
-    reason = (f"null entity key {g.keys} or event timestamp {g.timestamp_column!r}: fix the source or "
-              f"fill it in the transform, then `featurelake ingest {g.name} --from-quarantine {r.run_id}`")
-    quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), rows, r.run_id, reason, txn)
-    r.rows_quarantined += n
+    then = f"then `featurelake ingest {g.name} --from-quarantine {r.run_id}`"
+    null = (f"null entity key {g.keys} or event timestamp {g.timestamp_column!r}: fix the source or "
+            f"fill it in the transform, {then}")
+    low, high = ctx.store.config.validation.event_time.bounds(now())
+    out = (f"event time {g.timestamp_column!r} outside the plausible range {low:%Y-%m-%d} .. {high:%Y-%m-%d %H:%M} "
+           f"UTC (config validation.event_time: min, max_ahead): fix the source's clock or the value, {then}")
+    quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), rows, r.run_id,
+                   F.when(_unaddressable(g), F.lit(null)).otherwise(F.lit(out)), txn)
+    r.rows_quarantined += unaddressable + implausible
+    r.rows_out_of_range += implausible
     r.worsen("warned")
-    log.warning("%s: %d rows with a null entity key or event timestamp set aside in the quarantine (run %s)",
-                g.name, n, r.run_id)
+    if unaddressable:
+        log.warning("%s: %d rows with a null entity key or event timestamp set aside in the quarantine (run %s)",
+                    g.name, unaddressable, r.run_id)
+    if implausible:
+        log.warning("%s: %d rows with an event time outside %s .. %s set aside in the quarantine (run %s)",
+                    g.name, implausible, low, high, r.run_id)
+
+
+def _bad_files(ctx: _Context, clock: RunClock, files: Sequence[dict]) -> list[dict]:
+    """Counts the batch's empty files and returns those to set aside (unreadable, or missing a
+    declared column); with on_bad_file='fail' any such file fails the batch, nothing written."""
+    r, g = clock.result, ctx.group
+    bad = [f for f in files if f["kind"] != "empty"]
+    for f in files:
+        if f["kind"] == "empty":
+            r.files_empty += 1
+            log.warning("%s: source file %s %s", g.name, f["file"], f["reason"])
+    if bad and g.on_bad_file == "fail":
+        raise JobError(f"feature group {g.name!r}: " + "; ".join(f"source file {f['file']} {f['reason']}" for f in bad)
+                       + "; nothing was written (on_bad_file='fail'): replace it with a good file or remove it, "
+                         "then run the ingest again (it reads the same batch of files)")
+    return bad
+
+
+def _reject(ctx: _Context, clock: RunClock, files: list[dict], rows: Optional["DataFrame"],
+            txn: Optional[tuple[str, int]], dry: bool) -> None:
+    """Bad files and source records that do not parse into <root>/rejected/<group>, in one write
+    (one per batch, so a replayed batch is a no-op); the good files and rows go on."""
+    from pyspark.sql import functions as F
+
+    r, g = clock.result, ctx.group
+    r.files_rejected += files
+    if files:
+        r.worsen("warned")
+        for f in files:
+            log.warning("%s: source file %s %s; set aside in %s, the other files go on", g.name, f["file"], f["reason"],
+                        quarantine.rejected_path(ctx.store.config, g.name))
+    if dry or (not files and rows is None):
+        return
+    spark = ctx.store.spark
+    parts = []
+    if files:
+        parts.append(spark.createDataFrame([(f["file"], None, f"the file {f['reason']}: deliver a corrected file "
+                                                                   f"under a new name") for f in files],
+                                           "_file string, _record string, _reason string"))
+    if rows is not None:
+        r.worsen("warned")
+        types = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in rows.schema.fields
+                          if f.name not in (FILE_COLUMN, CORRUPT_COLUMN))
+        parts.append(rows.select(F.col(FILE_COLUMN).alias("_file"), F.col(CORRUPT_COLUMN).alias("_record"),
+                                 F.lit(f"a value does not parse as its declared type ({types}): correct the "
+                                       f"record and deliver it again in a new file").alias("_reason")))
+    out = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    quarantine.reject(spark, quarantine.rejected_path(ctx.store.config, g.name), out, r.run_id, txn)
 
 
 def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame", plain: dict) -> None:
@@ -312,16 +415,17 @@ def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame", plain: di
         log.warning("%s: statistics of run %s not recorded: %s", ctx.group.name, run_id, root_message(exc))
 
 
-def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optional[int], Optional[str]]:
-    """Rows, files (when the source says which file each row came from) and the highest
-    watermark read, in one job."""
+def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optional[int], Optional[str], int]:
+    """Rows, files (when the source says which file each row came from), the highest watermark
+    read and the records that do not parse, in one job."""
     from pyspark.sql import functions as F
 
     aggs = [F.count(F.lit(1)).alias("n"),
+            F.count(CORRUPT_COLUMN).alias("corrupt") if CORRUPT_COLUMN in df.columns else F.lit(0).alias("corrupt"),
             F.countDistinct(FILE_COLUMN).alias("files") if FILE_COLUMN in df.columns else F.lit(None).alias("files"),
             max_text(df, watermark_column).alias("high") if watermark_column else F.lit(None).alias("high")]
     row = df.agg(*aggs).first()
-    return int(row["n"]), row["files"], row["high"]
+    return int(row["n"]), row["files"], row["high"], int(row["corrupt"])
 
 
 def _transform(group: "FeatureGroup", df: "DataFrame", params: dict) -> "DataFrame":

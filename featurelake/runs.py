@@ -40,6 +40,36 @@ class IngestResult:
     parent_run_id: Optional[str] = None
     backfill_id: Optional[str] = None
     chunks: list = field(default_factory=list)
+    rows_rejected: int = 0
+    """Source records whose values do not parse as their declared types (in the rejected table)."""
+    rows_out_of_range: int = 0
+    """Rows quarantined because their event time is outside the plausible range (in rows_quarantined)."""
+    duplicates_collapsed: int = 0
+    """Rows that shared their entity key and event time with another row of the batch: one is kept."""
+    files_rejected: list = field(default_factory=list)
+    """Files set aside whole (unreadable, or missing a declared column): {"file", "kind", "reason"}."""
+    files_empty: int = 0
+    notes: list = field(default_factory=list)
+    """Things said once per run, e.g. that naive timestamps were taken as UTC."""
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def contract(self) -> dict:
+        """What the data contract at the door set aside or noticed, for the run's catalogue row."""
+        return {k: v for k, v in (("rows_rejected", self.rows_rejected), ("rows_out_of_range", self.rows_out_of_range),
+                                  ("duplicates_collapsed", self.duplicates_collapsed),
+                                  ("files_rejected", self.files_rejected), ("files_empty", self.files_empty),
+                                  ("notes", self.notes)) if v}
+
+    def _contract_text(self) -> str:
+        parts = [f"{self.rows_rejected} rejected (values not of their declared type)" if self.rows_rejected else "",
+                 f"{self.rows_out_of_range} out of the event-time range" if self.rows_out_of_range else "",
+                 f"{self.duplicates_collapsed} duplicates collapsed" if self.duplicates_collapsed else "",
+                 f"{len(self.files_rejected)} file(s) rejected" if self.files_rejected else "",
+                 f"{self.files_empty} empty file(s)" if self.files_empty else ""]
+        return "".join(f", {p}" for p in parts if p)
 
     @property
     def ok(self) -> bool:
@@ -58,11 +88,14 @@ class IngestResult:
         else:
             version = f"Delta version @{self.delta_version}" if self.delta_version is not None else "no new version"
             head = (f"{self.group}: {self.status}, {self.rows_read} read, {self.rows_written} written ({version}), "
-                    f"{self.rows_quarantined} quarantined, {self.duration_s:.1f}s, run {self.run_id}")
+                    f"{self.rows_quarantined} quarantined{self._contract_text()}, {self.duration_s:.1f}s, "
+                    f"run {self.run_id}")
             if self.status == "quarantined":
                 head += (f"; fix the data or the suite, then `featurelake ingest {self.group} --from-quarantine "
                          f"{self.run_id}`")
         lines = [head] + [f"  - {describe_failure(f)}" for f in self.failures]
+        lines += [f"  - file {f['file']} {f['reason']}: set aside" for f in self.files_rejected]
+        lines += [f"  note: {n}" for n in self.notes]
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
@@ -114,7 +147,8 @@ class RunClock:
                 "params": json.dumps(params, default=str, sort_keys=True) if params else None,
                 "error": r.error, "user": current_user(), "watermark": r.watermark,
                 "source_version": r.source_version, "parent_run_id": r.parent_run_id,
-                "backfill_id": r.backfill_id, "files_read": r.files_read}
+                "backfill_id": r.backfill_id, "files_read": r.files_read,
+                "contract": json.dumps(r.contract(), default=str, sort_keys=True) if r.contract() else None}
 
 
 class RunLog:

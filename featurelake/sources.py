@@ -35,6 +35,8 @@ log = logging.getLogger("featurelake.ingest")
 T = TypeVar("T")
 FILE_COLUMN = "_featurelake_file"
 """The input file of each row of a file source, counted for progress and dropped before the transform."""
+CORRUPT_COLUMN = "_featurelake_corrupt"
+"""The raw text of a CSV or JSON record whose values do not parse as their declared types."""
 JDBC_DRIVERS = {"jdbc:postgresql:": "org.postgresql.Driver", "jdbc:sqlite:": "org.sqlite.JDBC"}
 _CONNECT_ERRORS = ("connection", "connect to", "refused", "authentication", "password", "timed out", "timeout",
                    "08001", "08004", "08006", "28000", "28p01", "no route to host", "unknown host")
@@ -66,6 +68,8 @@ class SourceBatch:
     source_version: Optional[int] = None
     guard: Callable[[Callable[[], Any]], Any] = field(default=lambda action: action())
     """Runs an action that reads the source (JDBC: with the connection's bounded retry)."""
+    files: list = field(default_factory=list)
+    """Files of a file source that gave no rows: {"file", "kind" (empty, unreadable, columns), "reason"}."""
 
 
 def utc(t: datetime) -> datetime:
@@ -137,7 +141,9 @@ def file_schema(spark: "SparkSession", source: "S3Source", path: str) -> Optiona
 
         return spark.read.format("delta").load(path).schema if DeltaTable.isDeltaTable(spark, path) else None
     if source.schema:
-        return source.schema
+        from pyspark.sql.types import _parse_datatype_string
+
+        return _parse_datatype_string(source.schema)
     try:
         return _file_reader(spark, source, streaming=False).load(path).schema
     except AnalysisException as exc:
@@ -147,10 +153,96 @@ def file_schema(spark: "SparkSession", source: "S3Source", path: str) -> Optiona
                        f"{root_message(exc)}") from None
 
 
-def _with_file_column(df: "DataFrame", source: "S3Source") -> "DataFrame":
-    from pyspark.sql import functions as F
+def _has_header(source: "S3Source") -> bool:
+    return source.format == "csv" and str(source.options.get("header", "false")).lower() == "true"
 
-    return df.withColumn(FILE_COLUMN, F.col("_metadata.file_path")) if source.format != "delta" else df
+
+def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optional[list[str]]:
+    """The column names a file carries (a CSV header, a parquet footer), read on the driver
+    without a Spark job; None for formats whose rows name their own fields (JSON) or have none.
+    [] for a CSV file without a single line."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    if _has_header(source):
+        import csv
+
+        stream = p.getFileSystem(conf).open(p)
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(p)
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(
+            codec.createInputStream(stream) if codec else stream, source.options.get("encoding", "UTF-8")))
+        try:
+            line = reader.readLine()
+        finally:
+            reader.close()
+        if line is None or not line.strip():
+            return []
+        sep = str(source.options.get("sep", source.options.get("delimiter", ",")))
+        return [c.strip() for c in next(csv.reader([line.lstrip("\ufeff")], delimiter=sep,
+                                                   quotechar=str(source.options.get("quote", '"'))))]
+    if source.format == "parquet":
+        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
+            jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(p, conf))
+        try:
+            return [f.getName() for f in reader.getFooter().getFileMetaData().getSchema().getFields()]
+        finally:
+            reader.close()
+    return None
+
+
+def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
+                   files: list[tuple[str, int]]) -> tuple[Optional["DataFrame"], list[dict]]:
+    """The rows of these files with the schema's columns matched BY NAME in each file (a CSV is
+    read with its own header, never by position), and the files that gave no rows: empty ones,
+    ones that cannot be read, ones missing a declared column; each is set aside alone so that
+    the good files of the batch go on. CSV and JSON rows whose values do not parse as their
+    declared types keep their raw text in CORRUPT_COLUMN (null for good rows)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    problems: list[dict] = []
+    by_columns: dict[Optional[tuple[str, ...]], list[str]] = {}
+    for path, length in files:
+        if length == 0:
+            problems.append({"file": path, "kind": "empty", "reason": "is empty (0 bytes)"})
+            continue
+        try:
+            columns = _file_columns(spark, source, path)
+        except Exception as exc:  # noqa: BLE001 - any failure to read a file sets that file aside
+            problems.append({"file": path, "kind": "unreadable", "reason": f"cannot be read ({root_message(exc)})"})
+            continue
+        if columns == []:
+            problems.append({"file": path, "kind": "empty", "reason": "has no header line"})
+            continue
+        missing = [f.name for f in schema.fields if columns is not None and f.name not in columns]
+        if missing:
+            problems.append({"file": path, "kind": "columns", "reason": (
+                f"has no column {', '.join(map(repr, missing))} (its columns: {', '.join(columns)})")})
+            continue
+        by_columns.setdefault(tuple(columns) if columns is not None else None, []).append(path)
+    frames = []
+    declared = {f.name: f for f in schema.fields}
+    checked = source.format in ("csv", "json")
+    for columns, paths in by_columns.items():
+        fields = [declared.get(c) or StructField(c, StringType()) for c in columns] if columns else schema.fields
+        reader = spark.read.format(source.format).options(**{k: str(v) for k, v in source.options.items()})
+        if checked:
+            fields = [*fields, StructField(CORRUPT_COLUMN, StringType())]
+            reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+        df = reader.schema(StructType(list(fields))).load(paths)
+        frames.append(df.select(*[F.col(f"`{f.name}`") for f in schema.fields],
+                                F.col(CORRUPT_COLUMN) if checked else F.lit(None).cast("string").alias(CORRUPT_COLUMN),
+                                F.col("_metadata.file_path").alias(FILE_COLUMN)))
+    return (reduce(lambda a, b: a.unionByName(b), frames) if frames else None), problems
+
+
+def _listing(spark: "SparkSession", source: "S3Source", streaming: bool) -> Any:
+    """A reader of the file names and sizes only (binaryFile without its content column)."""
+    reader = (spark.readStream if streaming else spark.read).format("binaryFile")
+    return (reader.options(**{k: str(v) for k, v in source.options.items()})
+            .schema("path string, modificationTime timestamp, length bigint, content binary"))
 
 
 def read_files(spark: "SparkSession", path: str, source: "S3Source", window: Window) -> SourceBatch:
@@ -158,35 +250,49 @@ def read_files(spark: "SparkSession", path: str, source: "S3Source", window: Win
     schema = file_schema(spark, source, path)
     if schema is None:
         return SourceBatch(None, window.text())
-    reader = _file_reader(spark, source, streaming=False)
-    if source.format != "delta":
-        reader = reader.schema(schema)
-    df = _with_file_column(reader.load(path), source)
-    return SourceBatch(prefilter(df, source.timestamp_column, window), window.text())
+    if source.format == "delta":
+        df = spark.read.format("delta").load(path)
+        return SourceBatch(prefilter(df, source.timestamp_column, window), window.text())
+    listing = _listing(spark, source, False).load(path)
+    sizes = {_bare(r["path"]): (r["path"], r["length"]) for r in listing.select("path", "length").collect()}
+    files = list(sizes.values()) + [(f, 0) for f in listing.inputFiles()  # the scan skips empty files
+                                    if _bare(f) not in sizes]
+    df, problems = read_new_files(spark, source, schema, files)
+    return SourceBatch(df if df is None else prefilter(df, source.timestamp_column, window), window.text(),
+                       files=problems)
 
 
 def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoint: str,
-                 handle: Callable[["DataFrame", int, str], None]) -> bool:
-    """Runs handle(batch, batch_id, query_id) on every batch of files not seen by the checkpoint,
-    then stops (Trigger.AvailableNow). An error in handle leaves the batch uncommitted and is
-    raised here as itself. Returns False when there were no files at all."""
+                 handle: Callable[[Optional["DataFrame"], int, str, list], None]) -> bool:
+    """Runs handle(batch, batch_id, query_id, files) on every batch of files not seen by the
+    checkpoint, then stops (Trigger.AvailableNow); `files` are the batch's files that gave no
+    rows (see read_new_files), batch None when none gave rows. The stream lists the files (names
+    and sizes), and each batch reads its files by name. An error in handle leaves the batch
+    uncommitted and is raised here as itself. Returns False when there were no files at all."""
     schema = file_schema(spark, source, path)
     if schema is None:
         return False
-    reader = _file_reader(spark, source, streaming=True)
-    if source.format != "delta":
-        reader = reader.schema(schema)
     ready, state = threading.Event(), {}
 
     def on_batch(df: "DataFrame", batch_id: int) -> None:
         ready.wait()  # start() has returned the query id
         try:
-            handle(df, batch_id, state["query_id"])
+            if source.format == "delta":
+                handle(df, batch_id, state["query_id"], [])
+                return
+            sizes = {_bare(r["path"]): (r["path"], r["length"]) for r in df.select("path", "length").collect()}
+            files = list(sizes.values()) + [(f, 0) for f in _logged_files(spark, checkpoint, batch_id)
+                                            if _bare(f) not in sizes]  # the scan skips empty files
+            rows, problems = read_new_files(spark, source, schema, files)
+            handle(rows, batch_id, state["query_id"], problems)
         except BaseException as exc:
             state["error"] = exc
             raise
 
-    stream = _with_file_column(reader.load(path), source)
+    if source.format == "delta":
+        stream = _file_reader(spark, source, streaming=True).load(path)
+    else:
+        stream = _listing(spark, source, streaming=True).load(path).select("path", "length")
     # A second run on the same checkpoint must fail, not stop the first one half-way (Spark's
     # default for a restart in the same application), which would then look like a finished run.
     spark.conf.set("spark.sql.streaming.stopActiveRunOnRestart", "false")
@@ -206,6 +312,48 @@ def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoin
         raise JobError(f"source {source.name!r}: reading new {source.format} files at {path} failed: "
                        f"{root_message(exc)}") from None
     return True
+
+
+def _bare(path: str) -> str:
+    return re.sub(r"^file:(//)?", "", path)  # Spark names local files file:/... or file:///...
+
+
+def _read_text(spark: "SparkSession", path: str) -> Optional[str]:
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    fs = p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(p):
+        return None
+    stream = fs.open(p)
+    try:
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def _logged_files(spark: "SparkSession", checkpoint: str, batch_id: int) -> list[str]:
+    """The files the stream assigned to a micro-batch, from its checkpoint: offsets/<id> ends with
+    the file source's {"logOffset": n}; the source log (Spark's FileStreamSourceLog) holds, per
+    log id, a 'v1' line then one JSON entry per file, every tenth id compacted into <id>.compact
+    with the entries of all earlier ones."""
+    import json
+
+    def log_offset(batch: int) -> Optional[int]:
+        text = _read_text(spark, f"{checkpoint.rstrip('/')}/offsets/{batch}") if batch >= 0 else None
+        return json.loads(text.strip().splitlines()[-1])["logOffset"] if text else None
+
+    end = log_offset(batch_id)
+    if end is None:
+        return []
+    start = log_offset(batch_id - 1)
+    ids = range((end - 1 if start is None else start) + 1, end + 1)
+    paths = []
+    for log_id in ids:
+        text = _read_text(spark, f"{checkpoint.rstrip('/')}/sources/0/{log_id}") or _read_text(
+            spark, f"{checkpoint.rstrip('/')}/sources/0/{(log_id // 10 + 1) * 10 - 1}.compact") or ""
+        entries = [json.loads(line) for line in text.splitlines()[1:] if line.strip()]
+        paths += [e["path"] for e in entries if e.get("batchId") == log_id]
+    return paths
 
 
 def _checkpoint_in_use(exc: BaseException) -> bool:

@@ -104,6 +104,11 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
             r.newest_event = _utc(newest)
             if r.newest_event is not None:
                 r.lag = now - r.newest_event
+                if r.lag < timedelta(0):  # a lag is never negative: say what is wrong instead
+                    r.notes.append(f"event times ahead of now: the newest event {_t(r.newest_event)} is "
+                                   f"{human_duration(-r.lag.total_seconds())} in the future (a source clock or a "
+                                   f"placeholder date); lag shown as 0")
+                    r.lag = timedelta(0)
         r.last_ingest = runs.get((name, True))
         r.last_ingest_attempt = runs.get((name, False)) or r.last_ingest
         if r.last_ingest and r.last_ingest_attempt and r.last_ingest_attempt["run_id"] != r.last_ingest["run_id"] \

@@ -43,9 +43,9 @@ from featurelake import Entity, Feature, FeatureGroup, JdbcSource, S3Source
 thing = Entity("thing", join_keys=["id"])
 
 
-def files(name, path):
+def files(name, path, **kw):
     return FeatureGroup(name, entity=thing, timestamp_column="ts", features=[Feature("v", "double")],
-                        source=S3Source(name + "_files", path=path, format="parquet"))
+                        source=S3Source(name + "_files", path=path, format="parquet"), **kw)
 
 
 def rows(name):
@@ -58,7 +58,7 @@ killed = files("killed", "{local}/killed/")
 busy = files("busy", "{local}/busy/")
 exported = files("exported", "{local}/unused/")   # filled by OfflineTable.merge: only exported
 throttled = files("throttled", "{local}/unused/")
-corrupt = files("corrupt", "s3a://{bucket}/corrupt/")
+corrupt = files("corrupt", "s3a://{bucket}/corrupt/", on_bad_file="fail")  # all or nothing
 vanished = files("vanished", "s3a://{bucket}/vanished/")
 shared = files("shared", "s3a://{bucket}/shared/")
 pg_down = rows("pg_down")
