@@ -262,7 +262,7 @@ def _process(ctx: _Context, clock: RunClock, raw: "DataFrame", *, window: Option
         if counts["_fl_unaddressable"]:
             writable = batch.where(~unaddressable)
             _set_aside(ctx, clock, batch.where(unaddressable), counts["_fl_unaddressable"], txn)
-        version = ctx.table.merge(writable, r.run_id)
+        version = ctx.table.merge(writable, r.run_id, definition_version=ctx.version)
         if version is not None:
             r.delta_version = version
             _record_statistics(ctx, r.run_id, batch, counts)
