@@ -122,8 +122,8 @@ def _plan_group(group, rows: list[dict], state: Optional[dict], offline_exists: 
     if match is not None:  # an earlier definition again: a rollback
         back = json.loads(match["definition"])
         pending = _added(old, back) if exists else []
-        return Change(name, "rollback", f"{name}: rolled back to version {match['version']} (from version "
-                                        f"{state['version']}: {describe_changes(old, back)})",
+        return Change(name, "rollback", f"{name}: version {match['version']} current again, a rollback (was "
+                                        f"version {state['version']}: {describe_changes(old, back)})",
                       match["version"], match.get("revision") or 0, pending=pending,
                       offline=_offline_text(name, old, back, exists, state["version"]),
                       online=_online_text(group, pending), training_sets=_training_text(state["version"], pending),
