@@ -194,13 +194,13 @@ class Catalog:
 
         return DeltaTable.isDeltaTable(self.spark, f"{self.root}/offline/{name}")
 
-    def states(self, names: Optional[list[str]] = None) -> dict[str, dict]:
+    def states(self, names: Optional[list[str]] = None, rows: Optional[list[dict]] = None) -> dict[str, dict]:
         """Per registered group, what it is now: version, revision, fingerprint, state (current or
         deprecated) and pending (features waiting for a backfill). A group registered before states
-        were recorded is its newest version, current."""
+        were recorded is its newest version, current. `rows`: the groups' rows, when already read."""
         where = " OR ".join(f"name = '{_quote(n)}'" for n in names) if names else None
         out: dict[str, dict] = {}
-        for row in self.rows("groups", where):
+        for row in self.rows("groups", where) if rows is None else rows:
             order = (row["version"], row.get("revision") or 0)
             if row["name"] not in out or order > (out[row["name"]]["version"], out[row["name"]]["revision"]):
                 out[row["name"]] = {"name": row["name"], "version": row["version"], "revision": order[1],
@@ -239,9 +239,10 @@ class Catalog:
         from featurelake.errors import UsageError
 
         names = [g.name for g in groups]
-        where = " OR ".join(f"(name = '{_quote(g.name)}' AND fingerprint = '{g.fingerprint}')" for g in groups)
-        found = {r["name"]: int(r["version"]) for r in self.rows("groups", where)}
-        states = self.states(names)
+        rows = self.rows("groups", " OR ".join(f"name = '{_quote(n)}'" for n in names))
+        prints = {(g.name, g.fingerprint) for g in groups}
+        found = {r["name"]: int(r["version"]) for r in rows if (r["name"], r["fingerprint"]) in prints}
+        states = self.states(names, rows)
         for group in groups:
             if group.name not in found:
                 raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` "

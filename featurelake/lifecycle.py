@@ -345,6 +345,6 @@ def check_served(name: str, state: dict, features: list[str]) -> None:
     """Refuses features that wait for a backfill (their stored rows hold no value)."""
     waiting = [f for f in features if f in state["pending"]]
     if waiting:
-        raise UsageError(f"feature group {name!r}: {', '.join(waiting)} were added in version {state['version']} "
-                         f"and are not backfilled yet: the rows stored before hold no value for them. Run "
-                         f"`featurelake backfill {name}` first (or leave them out)")
+        raise UsageError(f"feature group {name!r}: {', '.join(waiting)} (added by version {state['version']}) not "
+                         f"backfilled yet: the rows stored before it hold no value. Run `featurelake backfill "
+                         f"{name}` first (or leave {', '.join(waiting)} out)")
