@@ -33,7 +33,12 @@ SCHEMAS = {
     "groups": "name string, version int, fingerprint string, entity string, keys array<string>, "
               "timestamp_column string, source_kind string, source string, ttl string, online boolean, "
               "owner string, tags map<string,string>, description string, definition string, changes string, "
-              "registered_at timestamp, registered_by string",
+              "registered_at timestamp, registered_by string, revision int",
+    # what each group is now, one row per event (apply, metadata revision, rollback, deprecate, backfill
+    # done): the last row of a group says its current version and revision, whether it is deprecated,
+    # and which features still wait for `featurelake backfill`
+    "group_states": "name string, version int, revision int, fingerprint string, state string, "
+                    "pending array<string>, at timestamp, user string, reason string",
     "features": "group string, version int, name string, dtype string, description string, "
                 "tags map<string,string>, kind string",
     "runs": "run_id string, group string, group_version int, kind string, status string, "
@@ -185,7 +190,8 @@ class Catalog:
                 if "Concurrent" not in type(exc).__name__ + str(exc) and "already exists" not in str(exc):
                     raise
         cond = " AND ".join(f"t.`{c}` = s.`{c}`" for c in on)
-        m = DeltaTable.forPath(self.spark, self.path(table)).alias("t").merge(source.alias("s"), cond)
+        m = DeltaTable.forPath(self.spark, self.path(table)).alias("t").merge(source.alias("s"), cond) \
+            .withSchemaEvolution()  # columns added to SCHEMAS later (groups.revision)
         if update:
             m = m.whenMatchedUpdateAll()
         m.whenNotMatchedInsertAll().execute()
@@ -211,48 +217,44 @@ class Catalog:
 
     # ---- definitions -------------------------------------------------------------------------
 
-    def apply(self, repo: "Repository") -> list[str]:
-        """Registers the repository; returns one line per change (empty when nothing changed)."""
-        return with_retry(lambda: self._apply_once(repo), "featurelake apply")
+    def apply(self, repo: "Repository", offline_exists: Optional[Callable[[str], bool]] = None) -> list[str]:
+        """Registers the repository (see lifecycle.apply); returns one line per change (empty when
+        nothing changed). Raises UsageError, registering nothing, when a change cannot be carried out."""
+        from featurelake.lifecycle import apply
 
-    def _apply_once(self, repo: "Repository") -> list[str]:
-        registered = self.rows("groups")
-        by_name: dict[str, list[dict]] = {}
-        for row in registered:
-            by_name.setdefault(row["name"], []).append(row)
+        return with_retry(lambda: apply(self, repo, offline_exists or self._offline_path_exists),
+                          "featurelake apply")
+
+    def _offline_path_exists(self, name: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, f"{self.root}/offline/{name}")
+
+    def states(self, names: Optional[list[str]] = None, rows: Optional[list[dict]] = None) -> dict[str, dict]:
+        """Per registered group, what it is now: version, revision, fingerprint, state (current or
+        deprecated) and pending (features waiting for a backfill). A group registered before states
+        were recorded is its newest version, current. `rows`: the groups' rows, when already read."""
+        where = (lambda r: r["name"] in names) if names else None
+        out: dict[str, dict] = {}
+        for row in self.rows("groups", where) if rows is None else rows:
+            order = (row["version"], row.get("revision") or 0)
+            if row["name"] not in out or order > (out[row["name"]]["version"], out[row["name"]]["revision"]):
+                out[row["name"]] = {"name": row["name"], "version": row["version"], "revision": order[1],
+                                    "fingerprint": row["fingerprint"], "state": "current", "pending": [],
+                                    "at": row["registered_at"], "reason": "registered"}
+        for event in sorted(self.rows("group_states", where), key=lambda e: e["at"]):
+            out[event["name"]] = {**event, "revision": event["revision"] or 0, "pending": list(event["pending"] or [])}
+        return out
+
+    def record_state(self, rows: list[dict]) -> None:
+        """Appends state events (see SCHEMAS["group_states"]), all in one commit."""
         stamp, user = now(), current_user()
-        new_groups, new_features, changes = [], [], []
-        for group in repo.ordered():
-            versions = sorted(by_name.get(group.name, []), key=lambda r: r["version"])
-            if any(v["fingerprint"] == group.fingerprint for v in versions):
-                match = next(v for v in versions if v["fingerprint"] == group.fingerprint)
-                if match["version"] != versions[-1]["version"]:
-                    changes.append(f"{group.name}: matches registered version {match['version']} "
-                                   f"(latest is {versions[-1]['version']})")
-                continue
-            version = versions[-1]["version"] + 1 if versions else 1
-            what = describe_changes(json.loads(versions[-1]["definition"]), group.to_dict()) if versions else "new group"
-            changes.append(f"{group.name}: version {version} ({what})")
-            new_groups.append(group_row(group, version, what, stamp, user))
-            new_features += feature_rows(group, version)
-        old_entities = {r["name"]: r for r in self.rows("entities")}
-        new_entities = []
-        for entity in repo.entities.values():
-            row = {**entity.to_dict(), "registered_at": stamp}
-            old = old_entities.get(entity.name)
-            if old is None or {k: old[k] for k in ("join_keys", "description", "owner", "tags")} != \
-                    {k: row[k] for k in ("join_keys", "description", "owner", "tags")}:
-                new_entities.append(row)
-                changes.append(f"entity {entity.name}: {'new' if old is None else 'updated'}")
-        self.merge("groups", new_groups, on=["name", "fingerprint"])
-        self.merge("features", new_features, on=["group", "version", "name"])
-        self.merge("entities", new_entities, on=["name"], update=True)
-        changes += services.register(self, repo, stamp, user)
-        return changes
+        rows = [{"at": stamp, "user": user, "pending": [], **r} for r in rows]
+        with_retry(lambda: self.append("group_states", rows), "catalogue table group_states")
 
     def group_versions(self, name: str) -> list[dict]:
         every = self.rows("groups")
-        rows = sorted((r for r in every if r["name"] == name), key=lambda r: r["version"])
+        rows = sorted((r for r in every if r["name"] == name), key=lambda r: (r["version"], r.get("revision") or 0))
         if not rows:
             known = sorted({r["name"] for r in every})
             raise NotFoundError(f"feature group {name!r} is not in the catalogue at {self.path('groups')}"
@@ -260,21 +262,38 @@ class Catalog:
         return rows
 
     def version_of(self, group: "FeatureGroup") -> int:
-        """The registered version whose fingerprint matches the group's current code."""
+        """The registered version of the group's current code, which must be the current one."""
         return self.versions_of([group])[group.name]
 
     def versions_of(self, groups: list["FeatureGroup"]) -> dict[str, int]:
         """version_of for several groups, in one read of the catalogue."""
-        wanted = {(g.name, g.fingerprint) for g in groups}
-        rows = self.rows("groups", lambda r: (r["name"], r["fingerprint"]) in wanted)
-        found = {r["name"]: int(r["version"]) for r in rows}
+        return {name: state["version"] for name, state in self.current(groups).items()}
+
+    def current(self, groups: list["FeatureGroup"]) -> dict[str, dict]:
+        """The state (see states) of each group, checked against its code: refused when the code was
+        not applied, is not the current version (after a rollback), or the group is deprecated."""
+        from featurelake.errors import UsageError
+
+        names = [g.name for g in groups]
+        rows = self.rows("groups", lambda r: r["name"] in names)
+        prints = {(g.name, g.fingerprint) for g in groups}
+        found = {r["name"]: int(r["version"]) for r in rows if (r["name"], r["fingerprint"]) in prints}
+        states = self.states(names, rows)
         for group in groups:
             if group.name not in found:
-                from featurelake.errors import UsageError
-
                 raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` "
                                  f"(or was never applied): run `featurelake apply` first")
-        return found
+            state, mine = states[group.name], found[group.name]
+            if state["state"] == "deprecated":
+                raise UsageError(f"feature group {group.name!r} is deprecated: it is not served to new training "
+                                 f"sets, exports or ingests (past training sets still replay); to serve it again "
+                                 f"run `featurelake rollback {group.name} --to {state['version']}`")
+            if mine != state["version"]:
+                raise UsageError(f"feature group {group.name!r}: the repository's code is version {mine}, but "
+                                 f"version {state['version']} is current: run `featurelake apply` to make version "
+                                 f"{mine} current again (a rollback), or bring the code back to version "
+                                 f"{state['version']}")
+        return {n: states[n] for n in names}
 
 
 def _json_time(value: Any) -> str:
@@ -288,8 +307,9 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def group_row(group: "FeatureGroup", version: int, changes: str, stamp: datetime, user: str) -> dict:
-    return {"name": group.name, "version": version, "fingerprint": group.fingerprint,
+def group_row(group: "FeatureGroup", version: int, changes: str, stamp: datetime, user: str,
+              revision: int = 0) -> dict:
+    return {"name": group.name, "version": version, "revision": revision, "fingerprint": group.fingerprint,
             "entity": group.entity.name, "keys": group.keys, "timestamp_column": group.timestamp_column,
             "source_kind": group.source.kind, "source": json.dumps(group.source.to_dict(), sort_keys=True),
             "ttl": group.ttl_text, "online": group.online, "owner": group.owner,
@@ -333,26 +353,29 @@ def describe_changes(old: dict, new: dict) -> str:
 
 # ---- discovery: what `featurelake catalog ...` shows ------------------------------------------
 
-def latest_groups(catalog: Catalog) -> list[dict]:
-    """The newest registered version of every group, with its features."""
-    latest: dict[str, dict] = {}
-    for row in catalog.rows("groups"):
-        if row["name"] not in latest or row["version"] > latest[row["name"]]["version"]:
-            latest[row["name"]] = row
+def latest_groups(catalog: Catalog, include_deprecated: bool = False) -> list[dict]:
+    """The current version of every group (deprecated ones too when asked), with its features."""
+    states = catalog.states()
+    rows = {r["fingerprint"]: r for r in catalog.rows("groups")}
     features: dict[tuple, list] = {}
     for f in catalog.rows("features"):
         features.setdefault((f["group"], f["version"]), []).append(f)
     out = []
-    for name in sorted(latest):
-        row = latest[name]
-        out.append(describe_group(row, features.get((name, row["version"]), [])))
+    for name in sorted(states):
+        state = states[name]
+        if state["state"] == "deprecated" and not include_deprecated:
+            continue
+        row = rows[state["fingerprint"]]
+        out.append({**describe_group(row, features.get((name, row["version"]), [])),
+                    "deprecated": state["state"] == "deprecated"})
     return out
 
 
 def describe_group(row: dict, features: list[dict]) -> dict:
     definition = json.loads(row["definition"])
     order = {n: i for i, n in enumerate(f["name"] for f in definition["features"])}
-    return {"name": row["name"], "version": row["version"], "entity": row["entity"], "keys": row["keys"],
+    return {"name": row["name"], "version": row["version"], "revision": row.get("revision") or 0,
+            "entity": row["entity"], "keys": row["keys"],
             "timestamp_column": row["timestamp_column"], "source": json.loads(row["source"]),
             "ttl": row["ttl"], "online": row["online"], "owner": row["owner"], "tags": row["tags"],
             "description": row["description"], "registered_at": row["registered_at"],
@@ -364,13 +387,16 @@ def describe_group(row: dict, features: list[dict]) -> dict:
 
 def show_group(catalog: Catalog, name: str, version: Optional[int] = None) -> dict:
     rows = catalog.group_versions(name)
-    row = rows[-1] if version is None else next((r for r in rows if r["version"] == version), None)
+    state = catalog.states([name])[name]
+    row = next((r for r in rows if r["fingerprint"] == state["fingerprint"]), rows[-1]) if version is None else \
+        next((r for r in reversed(rows) if r["version"] == version), None)
     if row is None:
         raise NotFoundError(f"feature group {name!r} has no version {version}: versions are "
                             f"{[r['version'] for r in rows]}")
     feats = catalog.rows("features", lambda f: f["group"] == name and f["version"] == row["version"])
     out = describe_group(row, feats)
-    out["versions"] = [{"version": r["version"], "registered_at": r["registered_at"], "changes": r["changes"],
+    out["state"], out["pending_backfill"] = state["state"], state["pending"]
+    out["versions"] = [{"version": r["version"], "revision": r.get("revision") or 0, "registered_at": r["registered_at"], "changes": r["changes"],
                         "registered_by": r["registered_by"]} for r in rows]
     return out
 

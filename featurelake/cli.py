@@ -52,8 +52,39 @@ def _groups(args: argparse.Namespace, store: Any) -> list[str]:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     store = _store(args)
-    changes = store.apply()
-    _emit(args, {"changes": changes}, lambda p: "\n".join(p["changes"]) if p["changes"] else "no changes")
+    planned = store.plan()
+    if not args.json and planned:
+        print(_plan_text(planned))
+    changes = store.apply()  # refuses (exit 2, nothing registered) what the plan marked refused
+    _emit(args, {"changes": changes, "plan": [c.to_dict() for c in planned]},
+          lambda p: "applied:\n" + "\n".join(f"  {c}" for c in p["changes"]) if p["changes"] else "no changes")
+    return 0
+
+
+def _plan_text(planned: list) -> str:
+    return "\n".join(c.text() for c in planned) if planned else "no changes"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    store = _store(args)
+    planned = store.plan()
+    _emit(args, [c.to_dict() for c in planned], lambda _: _plan_text(planned))
+    return 2 if any(c.action == "refused" for c in planned) else 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    store = _store(args)
+    return _results(args, [store.backfill(args.group, start=_time(args.start), end=_time(args.end),
+                                          chunk=args.chunk)])
+
+
+def cmd_deprecate(args: argparse.Namespace) -> int:
+    _emit(args, {"result": _store(args).deprecate(args.group)}, lambda p: p["result"])
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    _emit(args, {"result": _store(args).rollback(args.group, args.to)}, lambda p: p["result"])
     return 0
 
 
@@ -62,7 +93,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
     store = _store(args)
     if args.action == "list":
-        groups = cat.latest_groups(store.catalog)
+        groups = cat.latest_groups(store.catalog, include_deprecated=args.all)
         _emit(args, groups, lambda gs: "\n".join(
             f"{g['name']:<24} v{g['version']:<3} {g['entity']:<12} {len(g['features']):>3} features  "
             f"{g['source']['kind']:<5} owner={g['owner'] or '-'}  {g['description'] or ''}" for g in gs)
@@ -234,7 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
+    verb("plan", cmd_plan, "what apply would change, and what each change does to offline data, online tables "
+                           "and past training sets")
     verb("apply", cmd_apply, "register the repository's definitions in the catalogue; print what changed")
+    sp = verb("backfill", cmd_backfill, "recompute a group's history with its current definition (new or "
+                                        "changed features), in chunks, resumable")
+    sp.add_argument("group")
+    sp.add_argument("--start", help="event-time window start (ISO 8601); default the first stored event")
+    sp.add_argument("--end", help="event-time window end (ISO 8601); default now")
+    sp.add_argument("--chunk", help="chunk size, e.g. 1d or 7d (default 7d)")
+    sp = verb("deprecate", cmd_deprecate, "retire a group: not listed or served any more; replays keep working")
+    sp.add_argument("group")
+    sp = verb("rollback", cmd_rollback, "make an earlier registered definition of a group the current one")
+    sp.add_argument("group")
+    sp.add_argument("--to", type=int, required=True, metavar="VERSION", help="the definition version")
     sp = verb("ingest", cmd_ingest, "source -> transform -> validate -> offline table")
     sp.add_argument("groups", nargs="*")
     sp.add_argument("--all", action="store_true", help="every group, in dependency order")
@@ -265,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("catalog", cmd_catalog, "discover what is registered: list, show, search, history, lineage, usage")
     sp.add_argument("action", choices=["list", "show", "search", "history", "lineage", "usage"])
     sp.add_argument("name", nargs="?", default=None)
+    sp.add_argument("--all", action="store_true", help="list: deprecated groups too")
     sp = verb("validate", cmd_validate, "run a group's suite on its source window without writing")
     sp.add_argument("group")
     sp.add_argument("--start")

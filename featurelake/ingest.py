@@ -294,7 +294,7 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
             r.duplicates_collapsed += collapsed
             log.warning("%s: %d rows share their entity key and event time with another row of the batch: one row "
                         "per key and time is kept", g.name, collapsed)
-        version = ctx.table.merge(writable, r.run_id)
+        version = ctx.table.merge(writable, r.run_id, definition_version=ctx.version)
         if version is not None:
             r.delta_version = version
             _record_statistics(ctx, r.run_id, batch, counts)

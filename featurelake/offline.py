@@ -2,7 +2,9 @@
 rerun writes nothing twice, change data feed on, every version reachable by time travel.
 
 Bookkeeping columns beside the group's own: `_ingested_at` (the later ingested row wins a tie),
-`_run_id` (which run wrote the row) and `_event_date` (the partition column).
+`_run_id` (which run wrote the row), `_event_date` (the partition column) and
+`_definition_version` (the group's registered version whose logic computed the row: after a
+change of transform, the rows of each logic can be told apart, and a backfill rewrites them).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from featurelake.config import Config
     from featurelake.definitions import FeatureGroup
 
-BOOKKEEPING = ["_ingested_at", "_run_id", "_event_date"]
+BOOKKEEPING = ["_ingested_at", "_run_id", "_event_date", "_definition_version"]
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 MAX_FILE_ROWS = 5_000_000
 """A first write splits an event date's rows into files of at most this many."""
@@ -52,6 +54,14 @@ class OfflineTable:
         self.spark, self.config, self.group = spark, config, group
         self.path = f"{config.root.rstrip('/')}/offline/{group.name}"
         self.table_name = f"{config.storage.database}.{group.name}" if config.storage.database else None
+
+    @classmethod
+    def for_name(cls, spark: "SparkSession", config: "Config", name: str) -> "OfflineTable":
+        """A group's table found by its name alone, for reading: a replay's group may be gone from
+        the repository (or changed there) and reads the table it recorded."""
+        from types import SimpleNamespace
+
+        return cls(spark, config, SimpleNamespace(name=name))  # type: ignore[arg-type]
 
     def _delta(self):  # -> DeltaTable
         from delta.tables import DeltaTable
@@ -110,7 +120,7 @@ class OfflineTable:
                     f"cannot hold: either name the changed feature differently (a new column), or create a new "
                     f"group (e.g. '{self.group.name}_v2') and backfill it")
 
-    def merge(self, batch: "DataFrame", run_id: str) -> Optional[int]:
+    def merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int] = None) -> Optional[int]:
         """Upserts a batch on (keys, event time). Identical rows are left alone, so a rerun commits
         nothing; a changed row for an existing (key, time) replaces it (the old stays in history).
         Returns the Delta version written, or None when nothing changed.
@@ -118,10 +128,15 @@ class OfflineTable:
         Another job may write the table at the same moment (overlapping schedules, a rerun started
         early). A write that loses the race (a Delta conflict, or a table that another run created
         between the check and the write) is worked out again against the table as the winner left
-        it, so every row lands once and the loser writes only what is still new."""
+        it, so every row lands once and the loser writes only what is still new.
+
+        definition_version, when given, is stored in `_definition_version` and compared like a
+        value: a backfill by a newer definition rewrites the rows an older one computed."""
         from pyspark.sql import Window, functions as F
 
         g = self.group
+        if definition_version is not None:
+            batch = batch.withColumn("_definition_version", F.lit(int(definition_version)))
         key_cols = [*g.keys, g.timestamp_column]
         value_cols = [c for c in batch.columns if c not in key_cols]
         order = F.col("_source_order").desc()

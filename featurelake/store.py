@@ -66,11 +66,48 @@ class FeatureStore:
 
         return OfflineTable(self.spark, self.config, self.group(name))
 
+    def offline_by_name(self, name: str) -> "OfflineTable":
+        """A group's table for reading, whether or not the repository still defines the group."""
+        from featurelake.offline import OfflineTable
+
+        return OfflineTable.for_name(self.spark, self.config, name)
+
     # ---- verbs -------------------------------------------------------------------------------
 
+    def plan(self) -> list:
+        """What apply would change (lifecycle.Change per group): what each change does to the offline
+        table, the online table and past training sets, and what to run after it."""
+        from featurelake.lifecycle import plan
+
+        return plan(self.catalog, self.repo, self._offline_exists)
+
     def apply(self) -> list[str]:
-        """Registers the repository's definitions; returns what changed (empty: nothing)."""
-        return self.catalog.apply(self.repo)
+        """Registers the repository's definitions; returns what changed (empty: nothing). A change
+        the stored data cannot follow (a column's type, the keys) raises UsageError, registering nothing."""
+        return self.catalog.apply(self.repo, self._offline_exists)
+
+    def _offline_exists(self, name: str) -> bool:
+        return self.offline_by_name(name).exists()
+
+    def backfill(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None,
+                 chunk: Optional[str] = None) -> Any:
+        """Recomputes the group's history with its current definition (new or changed features), in
+        chunks, resumable; from the first stored event unless start is given."""
+        from featurelake.lifecycle import backfill
+
+        return backfill(self, group, start=start, end=end, chunk=chunk)
+
+    def deprecate(self, group: str) -> str:
+        """Retires a group: not listed, not served to new training sets or exports; replays go on."""
+        from featurelake.lifecycle import deprecate
+
+        return deprecate(self, group)
+
+    def rollback(self, group: str, to: int) -> str:
+        """Makes registered version `to` the current one."""
+        from featurelake.lifecycle import rollback
+
+        return rollback(self, group, to)
 
     def ingest(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None,
                from_quarantine: Optional[str] = None, chunk: Optional[str] = None) -> Any:

@@ -254,13 +254,14 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     plans = resolve(store, refs, full_names=full_names, spine_columns=df.columns)
     check_spine(df, plans, timestamp_column)
     service_versions = services.versions(store.catalog, used)
-    group_versions, table_versions = store.catalog.versions_of([store.group(p.group) for p in plans]), {}
+    group_versions, table_versions = _servable(store, plans), {}
     for plan in plans:
         version = store.offline(plan.group).version()
         if version is None:
             raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
                                 f"{store.offline(plan.group).path}: run `featurelake ingest {plan.group}`")
         table_versions[plan.group] = version
+        _check_columns(store, plan, version)
     ts_id = new_id("ts")
     spine_path = f"{store.config.root.rstrip('/')}/training_sets/{ts_id}/spine"
     stats = copy_spine(df, spine_path, plans, timestamp_column)
@@ -280,11 +281,42 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
                     "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE,
                     "fingerprint": FINGERPRINT, "services": service_versions,
                     "naive_columns": naive_columns(spine)}}
+    try:  # planned before the set is registered: a set that cannot be computed registers nothing
+        frame = _compute(store, copy, manifest_plans(manifest), manifest)
+    except Exception:
+        from featurelake.sources import delete_path
+
+        delete_path(spark, f"{store.config.root.rstrip('/')}/training_sets/{ts_id}")
+        raise
     with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
         for done in [pool.submit(store.catalog.record, "training_sets", **manifest),
                      pool.submit(_audit, store, manifest, "training_set")]:
             done.result()
-    return TrainingSet(store, _decode(manifest), _compute(store, copy, manifest_plans(manifest), manifest))
+    return TrainingSet(store, _decode(manifest), frame)
+
+
+def _servable(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[str, int]:
+    """Each group's current registered version; refused for stale code, a deprecated group, or
+    features that wait for a backfill (see lifecycle)."""
+    from featurelake.lifecycle import check_served
+
+    states = store.catalog.current([store.group(p.group) for p in plans])
+    for plan in plans:
+        check_served(plan.group, states[plan.group], [c for c, _ in plan.features] +
+                     [a.column for a in plan.aggregations])
+    return {name: state["version"] for name, state in states.items()}
+
+
+def _check_columns(store: "FeatureStore", plan: GroupPlan, version: int) -> None:
+    """The offline table holds every column asked for (a feature registered but never written,
+    e.g. added before any row was stored, is not there yet)."""
+    present = set(store.offline(plan.group).read(version=version).columns)
+    missing = [c for c in dict.fromkeys([c for c, _ in plan.features] + [a.column for a in plan.aggregations])
+               if c not in present]
+    if missing:
+        raise UsageError(f"feature group {plan.group!r}: the offline table holds no column {', '.join(missing)} "
+                         f"yet: run `featurelake backfill {plan.group}` (or `featurelake ingest {plan.group}`) to "
+                         f"write it, then build the training set")
 
 
 def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingSet":
@@ -342,7 +374,7 @@ def _compute(store: "FeatureStore", copy: "DataFrame", plans: list[GroupPlan], m
     tables = {}
     for plan in plans:
         version = manifest["table_versions"][plan.group]
-        offline = store.offline(plan.group)
+        offline = store.offline_by_name(plan.group)  # the recorded table, whatever the repository says now
         try:
             tables[plan.group] = offline.read(version=version)
         except NotFoundError:

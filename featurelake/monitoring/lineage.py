@@ -178,14 +178,13 @@ def _lineage_text(p: dict) -> str:
 def _service_versions(store: "FeatureStore", name: str) -> list[dict]:
     """The registered versions of the service `name` names ('service:NAME', or a bare NAME that is
     a service and not a group), oldest first; [] when it names no service."""
-    from featurelake.catalog import _quote
     from featurelake.services import service_name
 
     catalog, wanted = store.catalog, service_name(name)
     if wanted is None and (":" in name or not catalog.exists("feature_services")
-                           or catalog.rows("groups", f"name = '{_quote(name)}'")):
+                           or catalog.rows("groups", lambda r: r["name"] == name)):
         return []
-    rows = catalog.rows("feature_services", f"name = '{_quote(wanted or name)}'")
+    rows = catalog.rows("feature_services", lambda r: r["name"] == (wanted or name))
     if wanted is not None and not rows:
         known = [r["name"] for r in catalog.rows("feature_services")]
         raise NotFoundError(f"feature service {wanted!r} is not in the catalogue{did_you_mean(wanted, known)}: "

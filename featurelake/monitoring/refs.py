@@ -135,9 +135,7 @@ def training_set_rows(store: "FeatureStore", group: str, ref: Ref) -> "DataFrame
 
 def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[str, int]:
     """group -> Delta version the training set read, from its manifest in the catalogue."""
-    from featurelake.catalog import _quote
-
-    rows = store.catalog.rows("training_sets", f"id = '{_quote(training_set_id)}'")
+    rows = store.catalog.rows("training_sets", lambda r: r["id"] == training_set_id)
     if not rows:
         known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
         raise NotFoundError(f"{training_set_id!r} is neither a Delta version (@3), a time range "

@@ -186,20 +186,21 @@ def driver_client(region: str, endpoint_url: Optional[str]) -> Any:
 
 
 def _group_version(store: "FeatureStore", group: "FeatureGroup", meta: Optional[dict]) -> int:
-    """The registered version of the group's code. When the online table was last written by this
-    very code (same fingerprint), its metadata says so and the catalogue need not be read: an
-    increment stays a few DynamoDB calls and one Spark job."""
-    if meta and meta.get("fingerprint") == group.fingerprint:
-        return int(meta["group_version"])
-    versions = store.catalog.group_versions(group.name)
-    mine = [v["version"] for v in versions if v["fingerprint"] == group.fingerprint]
-    if not mine:
-        raise UsageError(f"feature group {group.name!r} changed since the last `featurelake apply` (or was never "
-                         f"applied): run `featurelake apply` first")
-    if mine[-1] < versions[-1]["version"]:
-        raise UsageError(f"feature group {group.name!r}: this code is version {mine[-1]}, but version "
-                         f"{versions[-1]['version']} is registered: export from the latest definitions")
-    return mine[-1]
+    """The registered version of the group's code, which must be the current one (after a rollback
+    the repository's code may be another), of a group not deprecated, whose online features all
+    hold values (none waits for a backfill: the export would serve it empty)."""
+    from featurelake.lifecycle import check_served
+
+    state = store.catalog.current([group])[group.name]
+    features, _ = online_features(group)
+    aggs = {n: a.column for a in group.aggregations for n in a.feature_names()}
+    columns = list(dict.fromkeys(aggs.get(f.name, f.name) for f in features))
+    check_served(group.name, state, columns)
+    missing = [c for c in columns if c not in set(store.offline(group.name).read().columns)]
+    if missing:
+        raise UsageError(f"feature group {group.name!r}: the offline table holds no column {', '.join(missing)} "
+                         f"yet, and the export would serve it empty: run `featurelake backfill {group.name}` first")
+    return int(state["version"])
 
 
 def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: int, features: list, client: Any,

@@ -92,3 +92,36 @@ def test_following_the_adding_a_feature_group_guide(project, capsys, monkeypatch
     assert len(frame) > 0 and {"amount_sum_7d", "is_international", "chargeback_rate_30d"} <= set(frame.columns)
     assert frame["amount"].notna().all(), "each payment sees itself, as of its own time"
 
+
+
+CONCEPTS = ROOT / "docs" / "concepts.md"
+
+
+def test_following_the_lifecycle_example_in_concepts(project, capsys, spark):
+    """docs/concepts.md's worked example of a definition's lifecycle walked as printed: each version
+    of its module written where it says, each command run, its output starting as shown (up to the
+    first number), and the backfill's rows checked: every row holds the added feature and the
+    version that computed it."""
+    tmp, conf = project
+    text = CONCEPTS.read_text()
+    part = text[text.index("### A worked example"):]
+    part = part[:part.index("\n## ")]
+    blocks = [(m.group(1).strip(), m.group(2)) for m in FENCE.finditer(part)]
+    ran = []
+    for i, (info, code) in enumerate(blocks):
+        if title(info):
+            (tmp / title(info)).write_text(code)
+        elif language(info) == "sh":
+            [line] = [c for c in code.splitlines() if c.startswith("featurelake ")]
+            args = shlex.split(line)[1:]
+            code_ = main(["--conf", str(conf), "--repo", str(tmp / "features"), *args])
+            out = capsys.readouterr().out
+            assert code_ == 0, (line, out)
+            prefix = re.split(r"\d", blocks[i + 1][1].splitlines()[0])[0]
+            assert out.startswith(prefix), (line, prefix, out)
+            ran.append(args[0])
+            if args[0] == "backfill":
+                rows = spark.read.format("delta").load(str(tmp / "lake" / "offline" / "payment_sizes"))
+                assert rows.count() > 0 and rows.where("is_large IS NULL").count() == 0
+                assert {r[0] for r in rows.select("_definition_version").distinct().collect()} == {2}
+    assert ran == ["plan", "apply", "ingest", "plan", "apply", "backfill", "apply", "rollback", "deprecate"]
