@@ -593,11 +593,11 @@ def test_a_second_ingest_of_a_file_group_while_one_runs_fails_clearly_and_writes
     lake.put_s3("shared/a.parquet", parquet(first))
     writing, late_done, merge = threading.Event(), threading.Event(), OfflineTable.merge
 
-    def merge_held(table, batch, run_id):  # the early run holds the checkpoint until the late one ended
+    def merge_held(table, batch, run_id, **options):  # the early run holds the checkpoint until the late one ended
         if table.spark is other.spark:  # (foreachBatch runs in a thread of Spark's, not the caller's)
             writing.set()
             assert late_done.wait(WAIT_S)
-        return merge(table, batch, run_id)
+        return merge(table, batch, run_id, **options)
 
     def late():
         assert writing.wait(WAIT_S)
