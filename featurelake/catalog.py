@@ -121,12 +121,12 @@ class Catalog:
         return self._why
 
     def exists(self, table: str) -> bool:
-        from delta.tables import DeltaTable
-
         if not self._spark_reason():
             from featurelake import lakeread
 
             return lakeread.open_table(self.path(table), self.config) is not None
+        from delta.tables import DeltaTable
+
         return DeltaTable.isDeltaTable(self.spark, self.path(table))
 
     def read(self, table: str, version: Optional[int] = None) -> "DataFrame":
