@@ -7,7 +7,8 @@ Nothing here is mocked in-process. This module is stdlib-only on purpose: `make`
 before the virtualenv is complete, and `down` must work even when the venv is gone.
 
     python scripts/services.py install   # dynalite (npm), postgresql and chromium (apt) if missing
-    python scripts/services.py up        # fixed demo ports: dynalite 8000, moto 9000, pg 5433
+    python scripts/services.py up        # what conf/local.yaml uses, on the demo ports (dynalite 8000, moto 9000)
+    python scripts/services.py up postgres   # named ones (pg on 5433)
     python scripts/services.py status
     python scripts/services.py down
 
@@ -439,8 +440,15 @@ def install_postgres() -> str:
     return bin_dir
 
 
-def install() -> None:
-    """Idempotent; a no-op taking milliseconds when everything is already there."""
+def install(names: list[str] | None = None) -> None:
+    """Idempotent; a no-op taking milliseconds when everything is already there. `names`: only
+    what those services need (`up` of the demo's services installs no PostgreSQL or chromium)."""
+    if names is not None:
+        if "dynalite" in names:
+            install_dynalite()
+        if "postgres" in names:
+            install_postgres()
+        return
     install_dynalite()
     install_postgres()
     if not shutil.which("chromium"):  # the monitoring report test renders the HTML page headless
@@ -484,24 +492,48 @@ def _running(svc: Service) -> bool:
         return False
 
 
-def up() -> None:
-    install()
+def needed(config: Path) -> list[str]:
+    """The services a config uses: those whose demo port its text names (stdlib only: no YAML
+    parser here). The demo's conf/local.yaml names dynalite's and moto's, not PostgreSQL's (its
+    payments come from SQLite)."""
+    text = config.read_text() if config.exists() else ""
+    return [name for name, port in DEMO_PORTS.items() if f":{port}" in text] or list(DEMO_PORTS)
+
+
+def up(names: list[str] | None = None) -> None:
+    """Starts `names` (default: what $FEATURELAKE_CONF or conf/local.yaml uses) on the demo ports.
+    If one fails, the ones this call started are stopped again: a retry starts from clean ports."""
+    if not names:
+        names = needed(Path(os.environ.get("FEATURELAKE_CONF") or REPO / "conf" / "local.yaml"))
+    unknown = [n for n in names if n not in DEMO_PORTS]
+    if unknown:
+        raise ServiceError(f"unknown service {', '.join(unknown)}: choose from {', '.join(DEMO_PORTS)}")
+    install(names)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     starters = {
         "dynalite": lambda p: start_dynalite(p, log=STATE_DIR / "dynalite.log"),
         "moto": lambda p: start_moto(p, log=STATE_DIR / "moto.log"),
         "postgres": lambda p: start_postgres(p, data_dir=STATE_DIR / "postgres"),
     }
-    for name, start in starters.items():
-        old = _load(name)
-        if old and _running(old):
-            print(f"{name:9} already running at {old.url} (pid {old.pid})")
-            continue
-        t0 = time.monotonic()
-        svc = start(DEMO_PORTS[name])
-        _LIVE.discard(svc)  # `up` services outlive this command; `down` stops them
-        _state_file(name).write_text(json.dumps(svc.state(), indent=2))
-        print(f"{name:9} started at {svc.url} (pid {svc.pid}, {time.monotonic() - t0:.1f}s)")
+    started: list[tuple[str, Service]] = []
+    try:
+        for name in names:
+            old = _load(name)
+            if old and _running(old):
+                print(f"{name:9} already running at {old.url} (pid {old.pid})")
+                continue
+            t0 = time.monotonic()
+            svc = starters[name](DEMO_PORTS[name])
+            started.append((name, svc))
+            _LIVE.discard(svc)  # `up` services outlive this command; `down` stops them
+            _state_file(name).write_text(json.dumps(svc.state(), indent=2))
+            print(f"{name:9} started at {svc.url} (pid {svc.pid}, {time.monotonic() - t0:.1f}s)")
+    except BaseException:
+        for name, svc in reversed(started):
+            svc.stop()
+            _state_file(name).unlink(missing_ok=True)
+            print(f"{name:9} stopped again (services-up failed)", file=sys.stderr)
+        raise
 
 
 def down() -> None:
@@ -519,24 +551,28 @@ def down() -> None:
 
 
 def status() -> int:
-    """Exit status 0 only when all three services answer."""
+    """Exit status 0 only when the services the config uses (see `needed`) answer."""
     ok = True
+    wanted = needed(Path(os.environ.get("FEATURELAKE_CONF") or REPO / "conf" / "local.yaml"))
     for name in DEMO_PORTS:
         svc = _load(name)
         if svc and _running(svc):
             print(f"{name:9} running at {svc.url} (pid {svc.pid}, log {svc.log})")
         else:
-            ok = False
-            print(f"{name:9} stopped")
+            ok = ok and name not in wanted
+            print(f"{name:9} stopped{'' if name in wanted else ' (not used by the config)'}")
     return 0 if ok else 1
 
 
 def main(argv: list[str]) -> int:
     cmds = {"install": install, "up": up, "down": down, "status": status}
-    if len(argv) != 1 or argv[0] not in cmds:
-        print(f"usage: {Path(__file__).name} {'|'.join(cmds)}", file=sys.stderr)
+    if not argv or argv[0] not in cmds or (len(argv) > 1 and argv[0] not in ("up", "install")):
+        print(f"usage: {Path(__file__).name} {'|'.join(cmds)} (up and install take service names: "
+              f"{' '.join(DEMO_PORTS)})", file=sys.stderr)
         return 2
     try:
+        if argv[0] in ("up", "install"):
+            return cmds[argv[0]](argv[1:] or None) or 0
         return cmds[argv[0]]() or 0
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)

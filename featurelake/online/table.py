@@ -105,9 +105,16 @@ def enable_ttl(client: Any, table: str) -> Optional[str]:
             "Enabled": True, "AttributeName": codec.EXPIRES_AT})
         return None
     except Exception as exc:
-        note = (f"online table {table}: DynamoDB TTL not enabled ({_code(exc) or exc}); expired items are hidden "
+        code = _code(exc)
+        note = (f"online table {table}: DynamoDB TTL not enabled ({code or exc}); expired items are hidden "
                 f"by the OnlineClient but not deleted")
-        if table not in _TTL_WARNED:
+        if code == "UnknownOperationException":  # the endpoint has no TTL at all (dynalite): said once, not a fault
+            endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "")
+            if endpoint not in _TTL_WARNED:
+                _TTL_WARNED.add(endpoint)
+                log.info("DynamoDB at %s has no TTL (UpdateTimeToLive unknown, as in dynalite): expired items are "
+                         "hidden by the OnlineClient but not deleted", endpoint)
+        elif table not in _TTL_WARNED:
             _TTL_WARNED.add(table)
             log.warning(note)
         return note

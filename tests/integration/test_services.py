@@ -3,6 +3,7 @@ import subprocess
 import uuid
 
 import boto3
+import pytest
 
 
 def test_dynamodb_endpoint_stores_items(dynamodb_endpoint):
@@ -32,3 +33,22 @@ def test_postgres_service_accepts_sql_over_tcp(postgres_service):
         capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "42"
     assert pg.jdbc_url == f"jdbc:postgresql://127.0.0.1:{pg.port}/featurelake"
+
+
+def test_up_starts_what_the_config_uses_and_a_failed_up_stops_what_it_started(monkeypatch, tmp_path):
+    import socket
+
+    import services
+
+    assert services.needed(services.REPO / "conf" / "local.yaml") == ["dynalite", "moto"]  # no PostgreSQL
+    taken = socket.create_server(("127.0.0.1", 0))
+    ports = {"dynalite": services.free_port(), "moto": taken.getsockname()[1]}
+    monkeypatch.setattr(services, "DEMO_PORTS", ports)
+    monkeypatch.setattr(services, "STATE_DIR", tmp_path)
+    try:
+        with pytest.raises(services.ServiceError, match="already in use"):
+            services.up(["dynalite", "moto"])
+        assert not services._port_open(ports["dynalite"])  # stopped again: a retry finds the port free
+        assert not list(tmp_path.glob("*.json"))
+    finally:
+        taken.close()
