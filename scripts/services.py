@@ -492,6 +492,20 @@ def _running(svc: Service) -> bool:
         return False
 
 
+def _pg_data_dir() -> Path:
+    """STATE_DIR/postgres; as root in a clone the `postgres` user cannot enter (a mode-700 parent,
+    such as root's home or `mktemp -d`), a directory of its own under /var/tmp instead."""
+    data = STATE_DIR / "postgres"
+    if os.geteuid() != 0 or data.exists():
+        return data
+    probe = subprocess.run(_as_postgres() + ["test", "-x", str(STATE_DIR)], capture_output=True)
+    if probe.returncode == 0:
+        return data
+    import hashlib
+
+    return Path("/var/tmp") / f"featurelake-postgres-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}"
+
+
 def needed(config: Path) -> list[str]:
     """The services a config uses: those whose demo port its text names (stdlib only: no YAML
     parser here). The demo's conf/local.yaml names dynalite's and moto's, not PostgreSQL's (its
@@ -513,7 +527,7 @@ def up(names: list[str] | None = None) -> None:
     starters = {
         "dynalite": lambda p: start_dynalite(p, log=STATE_DIR / "dynalite.log"),
         "moto": lambda p: start_moto(p, log=STATE_DIR / "moto.log"),
-        "postgres": lambda p: start_postgres(p, data_dir=STATE_DIR / "postgres"),
+        "postgres": lambda p: start_postgres(p, data_dir=_pg_data_dir()),
     }
     started: list[tuple[str, Service]] = []
     try:
