@@ -46,6 +46,26 @@ def test_metrics_on_known_distributions():
     ks, pvalue = _ks([10, 0], [0, 10])
     assert ks == 1.0 and pvalue < 1e-3
     assert _ks([3, 4, 5], [6, 8, 10]) == (pytest.approx(0), 1.0)
+    assert _js([0, 0], [0, 0]) == 0.0 and _js([0, 0], [3, 1]) == 1.0  # an empty side is all or nothing
+
+
+def test_ks_and_js_agree_with_scipy_on_random_buckets():
+    """Bucket counts stand for samples of the bucket index: the KS statistic must be scipy's
+    two-sample statistic on those samples, the JS distance scipy's on the raw counts."""
+    np = pytest.importorskip("numpy")
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        k = int(rng.integers(2, 12))
+        ref, cur = rng.integers(0, 40, k).tolist(), rng.integers(0, 40, k).tolist()
+        if not sum(ref) or not sum(cur):
+            continue
+        d, _p = _ks(ref, cur)
+        want = ks_2samp(np.repeat(np.arange(k), ref), np.repeat(np.arange(k), cur)).statistic
+        assert abs(d - want) < 1e-9
+        assert abs(_js(ref, cur) - jensenshannon(ref, cur, base=2)) < 1e-9
 
 
 def test_thresholds_and_overrides():
@@ -102,3 +122,20 @@ def test_freshness_and_skew_pages():
     page = render(MonitorReport("skew", [skew]))
     assert 'class="plot skew"' in page and "10.0%" in page
     assert human_duration(90) == "1.5m" and human_duration(None) == "-"
+
+
+def test_every_name_and_note_in_a_page_is_escaped():
+    """A group, feature, key or note named like markup must show as text in every report kind."""
+    evil = "<img src=x onerror=alert(1)>"
+    amount = FeatureDrift(evil, "numeric", "double", {"psi": 0.2}, psi=0.9, ks=0.4, js=0.3,
+                          plot={"type": "histogram", "edges": [0.0, 1.0], "reference": [1.0], "current": [1.0]})
+    drift = MonitorReport("drift", [GroupDrift(evil, Ref("v1", "version", 1), Ref("latest", "latest", 2), 1, 1,
+                                               [amount])])
+    skew = GroupSkew(evil, datetime(2026, 1, 1, tzinfo=timezone.utc), 3, evil, 10, 0, 0.0,
+                     [FeatureSkew(evil, 10, 1, [{"key": {"id": evil}, "offline": evil, "online": 2.0}])],
+                     notes=[evil])
+    fresh = MonitorReport("freshness", [GroupFreshness(evil, timedelta(hours=1), evil, False,
+                                                       lag=timedelta(days=3), notes=[evil])])
+    for report in (drift, MonitorReport("skew", [skew]), fresh):
+        page = render(report)
+        assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page, report.check
