@@ -11,7 +11,7 @@ import json
 import re
 import textwrap
 from datetime import timedelta
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from featurelake.errors import DefinitionError, did_you_mean
 
@@ -108,6 +108,11 @@ class Entity:
         return f"Entity({self.name!r}, join_keys={self.join_keys})"
 
 
+def is_pii(tags: Mapping[str, Any]) -> bool:
+    """The one PII rule: a `pii` tag of true, 1 or yes (any case) on a feature or a group."""
+    return str(tags.get("pii", "false")).lower() in ("true", "1", "yes")
+
+
 class Feature:
     """One declared column of a group, with its Spark SQL dtype."""
 
@@ -118,7 +123,7 @@ class Feature:
 
     @property
     def pii(self) -> bool:
-        return str(self.tags.get("pii", "false")).lower() in ("true", "1", "yes")
+        return is_pii(self.tags)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "description": self.description, "tags": self.tags}
@@ -308,6 +313,15 @@ class FeatureGroup:
     def columns(self) -> list[str]:
         """What the offline table holds besides bookkeeping: keys, event time, declared features."""
         return [*self.keys, self.timestamp_column, *[f.name for f in self.features]]
+
+    @property
+    def pii_features(self) -> set[str]:
+        """Features and aggregation outputs holding personal data: every one when the group is
+        tagged pii, else the tagged features and the aggregations over them."""
+        if is_pii(self.tags):
+            return set(self.feature_names)
+        tagged = {f.name for f in self.features if f.pii}
+        return tagged | {n for a in self.aggregations if a.column in tagged for n in a.feature_names()}
 
     def feature(self, name: str) -> Feature:
         for f in self.features:

@@ -145,8 +145,7 @@ def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, 
                        store.config.monitoring.skew_threshold, [FeatureSkew(f) for f in plain + windows])
     if held:
         result.notes.append(f"not compared (PII kept offline): {', '.join(held)}")
-    group_pii = str(g.tags.get("pii", "false")).lower() in ("true", "1", "yes")
-    pii = set(plain + windows) if group_pii else {f.name for f in g.features if f.pii}
+    pii = g.pii_features
     event_time = FeatureSkew(EVENT_TIME)
     for key, row, item in zip(keys, rows, items):
         if item is None:

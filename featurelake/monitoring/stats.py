@@ -86,7 +86,7 @@ def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
         names = [n for n in group.feature_names if n in types]
     else:
         names = list(types)
-    masked = set(pii or ()) | ({f.name for f in group.features if f.pii} if group is not None else set())
+    masked = set(pii or ()) | (group.pii_features if group is not None else set())
     return [(n, kind_of(types[n]), types[n], n in masked) for n in names]
 
 
@@ -251,8 +251,7 @@ def _is_pii(store: "FeatureStore", ref: str) -> bool:
         g = store.group(group)
     except Exception:  # a group since removed from the repository: nothing known, nothing masked
         return False
-    return any(f.name == feature and f.pii for f in g.features) or \
-        str(g.tags.get("pii", "false")).lower() in ("true", "1", "yes")
+    return feature in g.pii_features
 
 
 def read_statistics(store: "FeatureStore", *, scope: Optional[str] = None, scope_id: Optional[str] = None,

@@ -57,11 +57,10 @@ def online_features(group: "FeatureGroup") -> tuple[list[OnlineFeature], list[st
     on the group, or on an aggregation's column) unless the group sets allow_online_pii."""
     from featurelake.catalog import feature_rows
 
-    group_pii = str(group.tags.get("pii", "false")).lower() in ("true", "1", "yes")
+    pii = group.pii_features
     keep, held = [], []
     for row in feature_rows(group, 0):
-        pii = group_pii or str(row["tags"].get("pii", "false")).lower() in ("true", "1", "yes")
-        if pii and not group.allow_online_pii:
+        if row["name"] in pii and not group.allow_online_pii:
             held.append(row["name"])
         else:
             keep.append(OnlineFeature(row["name"], row["dtype"], row["kind"]))

@@ -135,3 +135,33 @@ def test_repository_reports_the_module_of_a_bad_definition(tmp_path):
 def test_missing_repository(tmp_path):
     with pytest.raises(DefinitionError, match="pass --repo PATH"):
         load_repository(tmp_path / "nope")
+
+
+def test_one_pii_rule_for_features_aggregations_and_groups():
+    """Aggregations over a PII column are PII too (their sums reveal it); a group tagged pii makes
+    every feature PII; statistics, skew examples and the online export all follow this one rule."""
+    from featurelake.online.snapshot import online_features
+
+    who = Entity("who", join_keys=["who_id"])
+    src = S3Source("s", path="s3a://b/p", timestamp_column="ts")
+    feats = [Feature("salary", "double", tags={"pii": "Yes"}), Feature("clicks", "bigint")]
+    aggs = [Aggregation("salary", ["sum"], windows=["7d"]), Aggregation("clicks", ["sum"], windows=["7d"])]
+    g = FeatureGroup("people", entity=who, source=src, timestamp_column="ts", features=feats, aggregations=aggs)
+    assert g.pii_features == {"salary", "salary_sum_7d"}
+    kept, held = online_features(g)
+    assert sorted(held) == ["salary", "salary_sum_7d"] and [f.name for f in kept] == ["clicks", "clicks_sum_7d"]
+    tagged = FeatureGroup("people", entity=who, source=src, timestamp_column="ts", features=feats,
+                          aggregations=aggs, tags={"pii": "true"})
+    assert tagged.pii_features == set(tagged.feature_names)
+    # statistics mask the same set: before, a group tagged pii and a sum over a PII column were shown
+    from types import SimpleNamespace
+
+    from pyspark.sql.types import DoubleType, LongType, StructField, StructType
+
+    from featurelake.monitoring.stats import feature_columns
+
+    schema = StructType([StructField(n, DoubleType() if n.startswith("salary") else LongType())
+                         for n in g.feature_names])
+    masked = {name for name, _, _, pii in feature_columns(SimpleNamespace(schema=schema), g) if pii}
+    assert masked == {"salary", "salary_sum_7d"}
+    assert all(pii for *_, pii in feature_columns(SimpleNamespace(schema=schema), tagged))
