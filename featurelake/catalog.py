@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
 
 from featurelake import services
 from featurelake.errors import JobError, NotFoundError, did_you_mean
+from featurelake.retry import retry
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -79,18 +80,13 @@ def new_id(prefix: str) -> str:
 
 def with_retry(action: Callable[[], T], what: str, attempts: int = 8) -> T:
     """Delta's optimistic concurrency: a commit that lost a race is retried from the start."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except Exception as exc:  # delta.exceptions.* arrive as Py4J/Spark errors too
-            name = type(exc).__name__ + str(exc)[:400]
-            if "Concurrent" not in name and "ProtocolChanged" not in name and "MetadataChanged" not in name:
-                raise
-            if attempt == attempts - 1:
-                raise JobError(f"{what}: another writer kept winning the Delta commit after {attempts} "
-                               f"attempts; try again") from exc
-            time.sleep(0.2 * (2 ** attempt) * (0.5 + uuid.uuid4().int % 100 / 100))
-    raise AssertionError("unreachable")
+    def lost_race(exc: Exception) -> bool:  # delta.exceptions.* arrive as Py4J/Spark errors too
+        name = type(exc).__name__ + str(exc)[:400]
+        return any(s in name for s in ("Concurrent", "ProtocolChanged", "MetadataChanged"))
+
+    return retry(action, attempts=attempts, retryable=lost_race, base=0.2, cap=10.0,
+                 give_up=lambda exc: JobError(f"{what}: another writer kept winning the Delta commit after "
+                                              f"{attempts} attempts; try again"))
 
 
 class Catalog:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 from featurelake.errors import FeaturelakeError, JobError, root_message
+from featurelake.retry import retry
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -390,25 +391,32 @@ def _redact(text: str, conn: "ConnectionConfig") -> str:
 def _retrying(name: str, conn: "ConnectionConfig", what: str) -> Callable[[Callable[[], T]], T]:
     """Runs an action that talks to the database; connection and login failures are retried
     conn.retries times with a short backoff, then become a JobError naming the connection."""
+    attempts = max(1, int(conn.retries))
+
+    def reason(exc: Exception) -> str:
+        return _redact(root_message(exc), conn)
+
+    def connecting(exc: Exception) -> bool:
+        return not isinstance(exc, FeaturelakeError) and any(s in reason(exc).lower() for s in _CONNECT_ERRORS)
+
+    def give_up(exc: Exception) -> Exception:
+        return JobError(f"connection {name!r} ({_redact(conn.url, conn)}) failed after {attempts} attempt(s): "
+                        f"{reason(exc)}. Check that the database is up and reachable and that the user and "
+                        f"password (taken from the environment) are right")
+
     def guard(action: Callable[[], T]) -> T:
-        attempts = max(1, int(conn.retries))
-        for attempt in range(1, attempts + 1):
-            try:
-                return action()
-            except FeaturelakeError:
-                raise
-            except Exception as exc:
-                reason = _redact(root_message(exc), conn)
-                if not any(s in reason.lower() for s in _CONNECT_ERRORS):
-                    raise JobError(f"connection {name!r}: reading {what} failed: {reason}") from None
-                if attempt == attempts:
-                    raise JobError(f"connection {name!r} ({_redact(conn.url, conn)}) failed after {attempts} "
-                                   f"attempt(s): {reason}. Check that the database is up and reachable and that "
-                                   f"the user and password (taken from the environment) are right") from None
-                log.warning("connection %r: attempt %d of %d failed (%s); retrying", name, attempt, attempts,
-                            reason)
-                time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
-        raise AssertionError("unreachable")
+        try:
+            return retry(action, attempts=attempts, retryable=connecting, give_up=give_up, base=0.5, cap=5.0,
+                         on_retry=lambda exc, n: log.warning("connection %r: attempt %d of %d failed (%s); "
+                                                             "retrying", name, n, attempts, reason(exc)))
+        except FeaturelakeError as exc:
+            if isinstance(exc.__cause__, Exception) and connecting(exc.__cause__):
+                # give_up's error: the driver's trace it chains may hold the password
+                exc.__cause__ = None
+                exc.__suppress_context__ = True
+            raise
+        except Exception as exc:
+            raise JobError(f"connection {name!r}: reading {what} failed: {reason(exc)}") from None
     return guard
 
 

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
-from featurelake.online.transport import backoff, open_transport, proxied
+from featurelake.online.transport import open_transport, proxied
+from featurelake.retry import backoff
 from featurelake.services import SERVICE_PREFIX, services_table
 
 BATCH_GET_MAX = 100

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import hmac
 import json
-import random
 import socket
 import ssl
 import threading
@@ -33,6 +32,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError
+from featurelake.retry import backoff
 
 TARGET = "DynamoDB_20120810."
 RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
@@ -40,12 +40,6 @@ RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "R
              "TransactionInProgressException", "InternalFailure"}
 _SIGNED = "content-type;host;x-amz-date;x-amz-target"
 _SIGNED_TOKEN = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-
-
-def backoff(attempt: int, base: float = 0.025, cap: float = 1.0) -> float:
-    """Exponential backoff with full jitter: retries of many clients spread out instead of
-    hitting a throttled table together."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))
 
 
 def service_error(code: str, message: str, what: str) -> FeaturelakeError:

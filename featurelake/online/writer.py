@@ -21,7 +21,8 @@ from typing import Any, Iterable, Iterator, Optional
 
 from featurelake.errors import JobError
 from featurelake.online import codec
-from featurelake.online.transport import backoff, open_transport, proxied
+from featurelake.online.transport import open_transport, proxied
+from featurelake.retry import backoff
 
 BATCH_WRITE_MAX = 25
 MAX_MESSAGES = 20
