@@ -299,10 +299,6 @@ def _json_time(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} {value!r} cannot be stored in the catalogue")
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
 def group_row(group: "FeatureGroup", version: int, changes: str, stamp: datetime, user: str,
               revision: int = 0) -> dict:
     return {"name": group.name, "version": version, "revision": revision, "fingerprint": group.fingerprint,

@@ -24,16 +24,10 @@ def _emit(args: argparse.Namespace, payload: Any, text: Callable[[Any], str]) ->
     print(_dump(payload) if getattr(args, "json", False) else text(payload))
 
 
-def _time(text: Optional[str]) -> Optional[datetime]:
-    if text is None:
-        return None
-    try:
-        from datetime import timezone
+def _time(text: Optional[str], what: str) -> Optional[datetime]:
+    from featurelake.monitoring.refs import parse_time
 
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise UsageError(f"bad time {text!r}: use ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
+    return None if text is None else parse_time(text, what)
 
 
 def _store(args: argparse.Namespace):  # -> FeatureStore
@@ -74,7 +68,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     store = _store(args)
-    return _results(args, [store.backfill(args.group, start=_time(args.start), end=_time(args.end),
+    return _results(args, [store.backfill(args.group, start=_time(args.start, "--start"),
+                                          end=_time(args.end, "--end"),
                                           chunk=args.chunk)])
 
 
@@ -152,7 +147,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     results, worst = [], 0
     for name in _groups(args, store):
         try:
-            result = store.ingest(name, start=_time(args.start), end=_time(args.end), chunk=args.chunk)
+            result = store.ingest(name, start=_time(args.start, "--start"), end=_time(args.end, "--end"),
+                                  chunk=args.chunk)
         except FeaturelakeError as exc:  # recorded as a failed run; --keep-going goes on with the rest
             if not args.keep_going:
                 raise
@@ -167,7 +163,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     store = _store(args)
-    return _results(args, [store.validate(args.group, start=_time(args.start), end=_time(args.end))])
+    return _results(args, [store.validate(args.group, start=_time(args.start, "--start"),
+                                          end=_time(args.end, "--end"))])
 
 
 def cmd_export(args: argparse.Namespace) -> int:

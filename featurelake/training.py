@@ -340,10 +340,10 @@ def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingS
 
 
 def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:
-    safe = training_set_id.replace("\\", "\\\\").replace("'", "\\'")
-    rows = store.catalog.rows("training_sets", f"id = '{safe}'")
+    every = store.catalog.rows("training_sets")
+    rows = [r for r in every if r["id"] == training_set_id]
     if not rows:
-        known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
+        known = [r["id"] for r in every]
         raise NotFoundError(f"no training set {training_set_id!r} in the catalogue at "
                             f"{store.catalog.path('training_sets')}{did_you_mean(training_set_id, known)}")
     return _decode(rows[0])

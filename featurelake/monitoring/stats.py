@@ -257,10 +257,8 @@ def _is_pii(store: "FeatureStore", ref: str) -> bool:
 def read_statistics(store: "FeatureStore", *, scope: Optional[str] = None, scope_id: Optional[str] = None,
                     group: Optional[str] = None) -> list[dict]:
     """Recorded statistics, newest first, each with its stats parsed back into a dict."""
-    from featurelake.catalog import _quote
-
-    where = [f"`{k}` = '{_quote(v)}'" for k, v in (("scope", scope), ("scope_id", scope_id), ("group", group)) if v]
-    rows = store.catalog.rows("statistics", " AND ".join(where) or None)
+    wanted = {k: v for k, v in (("scope", scope), ("scope_id", scope_id), ("group", group)) if v}
+    rows = store.catalog.rows("statistics", lambda r: all(r[k] == v for k, v in wanted.items()))
     for r in rows:
         r["stats"] = json.loads(r["stats"])
     return sorted(rows, key=lambda r: (r["computed_at"], r["feature"]), reverse=True)
