@@ -155,6 +155,11 @@ class Config:
     def root(self) -> str:
         return self.resolve(self.storage.root)
 
+    def lake(self, *parts: str) -> str:
+        """A path in the lake under storage.root (offline/<group>, _catalog/<table>, quarantine/<group>,
+        rejected/<group>, training_sets/<id>, _checkpoints/<group>): the one place its layout is joined."""
+        return "/".join([self.root.rstrip("/"), *parts])
+
     def connection(self, name: str) -> ConnectionConfig:
         if name not in self.connections:
             raise ConfigError(f"unknown connection {name!r} in {self.path}{did_you_mean(name, self.connections)}: "

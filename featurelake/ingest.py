@@ -79,7 +79,7 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
     clock = RunClock(ctx.group.name, "validate", new_id("validate"))
     window, spark, src = Window(start, end), store.spark, ctx.group.source
     if isinstance(src, S3Source) and not window:
-        scratch = scratch_path(store.config.root, ctx.group.name)
+        scratch = scratch_path(store.config, ctx.group.name)
         try:
             copy_checkpoint(spark, _checkpoint(ctx), scratch)
             stream_files(spark, store.config.resolve(src.path), src, scratch,
@@ -520,4 +520,4 @@ def _unreadable_source_file(ctx: _Context, exc: BaseException) -> Optional[str]:
 
 
 def _checkpoint(ctx: _Context) -> str:
-    return f"{ctx.store.config.root.rstrip('/')}/_checkpoints/{ctx.group.name}"
+    return ctx.store.config.lake("_checkpoints", ctx.group.name)

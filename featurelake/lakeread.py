@@ -43,7 +43,7 @@ def fallback(path: str, why: str) -> None:
 
 def offline_path(config: "Config", group: str) -> str:
     """Where OfflineTable keeps a group's table."""
-    return f"{config.root.rstrip('/')}/offline/{group}"
+    return config.lake("offline", group)
 
 
 def offline_reason(config: "Config", group: str) -> tuple[str, Optional[str]]:

@@ -52,7 +52,7 @@ class OfflineTable:
 
     def __init__(self, spark: "SparkSession", config: "Config", group: "FeatureGroup"):
         self.spark, self.config, self.group = spark, config, group
-        self.path = f"{config.root.rstrip('/')}/offline/{group.name}"
+        self.path = config.lake("offline", group.name)
         self.table_name = f"{config.storage.database}.{group.name}" if config.storage.database else None
 
     @classmethod

@@ -20,7 +20,7 @@ COLUMNS = ["_run_id", "_reason", "_quarantined_at"]
 
 
 def quarantine_path(config: "Config", group: str) -> str:
-    return f"{config.root.rstrip('/')}/quarantine/{group}"
+    return config.lake("quarantine", group)
 
 
 def put(spark: "SparkSession", path: str, batch: "DataFrame", run_id: str, reason: "Union[str, Column]",
@@ -39,7 +39,7 @@ def put(spark: "SparkSession", path: str, batch: "DataFrame", run_id: str, reaso
 
 
 def rejected_path(config: "Config", group: str) -> str:
-    return f"{config.root.rstrip('/')}/rejected/{group}"
+    return config.lake("rejected", group)
 
 
 def reject(spark: "SparkSession", path: str, rows: "DataFrame", run_id: str,

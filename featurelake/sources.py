@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from featurelake.retry import retry
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from featurelake.config import ConnectionConfig
+    from featurelake.config import Config, ConnectionConfig
     from featurelake.definitions import DeltaSource, JdbcSource, S3Source
     from featurelake.store import FeatureStore
 
@@ -547,5 +546,5 @@ def read_delta(spark: "SparkSession", store: "FeatureStore", source: "DeltaSourc
     return SourceBatch(df, text, source_version=None if window else latest)
 
 
-def scratch_path(root: str, group: str) -> str:
-    return f"{root.rstrip('/')}/_checkpoints/_scratch/{group}-{uuid.uuid4().hex[:8]}"
+def scratch_path(config: "Config", group: str) -> str:
+    return config.lake("_checkpoints", "_scratch", f"{group}-{uuid.uuid4().hex[:8]}")

@@ -263,7 +263,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         table_versions[plan.group] = version
         _check_columns(store, plan, version)
     ts_id = new_id("ts")
-    spine_path = f"{store.config.root.rstrip('/')}/training_sets/{ts_id}/spine"
+    spine_path = store.config.lake("training_sets", ts_id, "spine")
     stats = copy_spine(df, spine_path, plans, timestamp_column)
     log.info("training set %s: %s spine rows copied to %s; reading %s", ts_id, f"{stats['rows']:,}", spine_path,
              ", ".join(f"{g} @{v}" for g, v in table_versions.items()))
@@ -286,7 +286,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     except Exception:
         from featurelake.sources import delete_path
 
-        delete_path(spark, f"{store.config.root.rstrip('/')}/training_sets/{ts_id}")
+        delete_path(spark, store.config.lake("training_sets", ts_id))
         raise
     with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
         for done in [pool.submit(store.catalog.record, "training_sets", **manifest),
