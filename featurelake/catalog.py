@@ -5,12 +5,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import time
 import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
 
-from featurelake import services
 from featurelake.errors import JobError, NotFoundError, did_you_mean
 from featurelake.retry import retry
 
