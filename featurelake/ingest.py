@@ -24,6 +24,7 @@ from featurelake.catalog import new_id, now
 from featurelake.contract import conform
 from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
+from featurelake.records import RunStatus
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.sources import (CORRUPT_COLUMN, FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
                                  max_text, read_delta, read_files, read_jdbc, scratch_path,
@@ -95,7 +96,7 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
             _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
                      watermark_column=batch.watermark_column, files=batch.files)
     failed = any(not v.get("success", True) for v in clock.validation)
-    clock.result.status = "invalid" if failed else "valid"
+    clock.result.status = RunStatus.INVALID if failed else RunStatus.VALID
     return clock.finish()
 
 
@@ -147,7 +148,7 @@ def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
                          window=Window(start, end).text(), backfill_id=f"{prefix}{attempt}")
     for w in windows:
         if w.text() in done:
-            total.chunks.append({"window": w.text(), "status": "skipped", "note": "done by an earlier attempt"})
+            total.chunks.append({"window": w.text(), "status": RunStatus.SKIPPED, "note": "done by an earlier attempt"})
             continue
         clock = RunClock(ctx.group.name, "backfill")
         clock.result.window, clock.result.backfill_id = w.text(), total.backfill_id
@@ -202,7 +203,7 @@ def _run(ctx: _Context, clock: RunClock, body: Callable[[], None]) -> IngestResu
         error = JobError(f"feature group {r.group!r}: {r.kind} failed: {reason}")
         error.__cause__ = exc
     if error is not None:
-        r.status, r.error = "failed", str(error)
+        r.status, r.error = RunStatus.FAILED, str(error)
         if isinstance(error, ValidationFailed):
             error.run_id = r.run_id
     if r.delta_version is not None:
@@ -343,7 +344,7 @@ def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", unaddressable:
                    F.when(_unaddressable(g), F.lit(null)).otherwise(F.lit(out)), txn)
     r.rows_quarantined += unaddressable + implausible
     r.rows_out_of_range += implausible
-    r.worsen("warned")
+    r.worsen(RunStatus.WARNED)
     if unaddressable:
         log.warning("%s: %d rows with a null entity key or event timestamp set aside in the quarantine (run %s)",
                     g.name, unaddressable, r.run_id)
@@ -377,7 +378,7 @@ def _reject(ctx: _Context, clock: RunClock, files: list[dict], rows: Optional["D
     r, g = clock.result, ctx.group
     r.files_rejected += files
     if files:
-        r.worsen("warned")
+        r.worsen(RunStatus.WARNED)
         for f in files:
             log.warning("%s: source file %s %s; set aside in %s, the other files go on", g.name, f["file"], f["reason"],
                         quarantine.rejected_path(ctx.store.config, g.name))
@@ -390,7 +391,7 @@ def _reject(ctx: _Context, clock: RunClock, files: list[dict], rows: Optional["D
                                                                    f"under a new name") for f in files],
                                            "_file string, _record string, _reason string"))
     if rows is not None:
-        r.worsen("warned")
+        r.worsen(RunStatus.WARNED)
         types = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in rows.schema.fields
                           if f.name not in (FILE_COLUMN, CORRUPT_COLUMN))
         parts.append(rows.select(F.col(FILE_COLUMN).alias("_file"), F.col(CORRUPT_COLUMN).alias("_record"),
@@ -485,10 +486,10 @@ def _handle_failure(ctx: _Context, clock: RunClock, batch: "DataFrame", rows: in
     lines = "; ".join(describe_failure(f) for f in r.failures)
     if ctx.policy == "warn":
         log.warning("%s: writing a batch that failed its suite (validation: warn): %s", g.name, lines)
-        r.worsen("warned")
+        r.worsen(RunStatus.WARNED)
         return False
     if r.kind == "from_quarantine":
-        r.status, r.error = "failed", (f"the quarantined batch still fails {ctx.suite}: {lines}; it stays in "
+        r.status, r.error = RunStatus.FAILED, (f"the quarantined batch still fails {ctx.suite}: {lines}; it stays in "
                                        f"quarantine, nothing was written")
         return True
     if ctx.policy == "fail":
@@ -497,7 +498,7 @@ def _handle_failure(ctx: _Context, clock: RunClock, batch: "DataFrame", rows: in
     quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), batch, r.run_id,
                    f"failed {ctx.suite}: {lines}", txn)
     r.rows_quarantined += rows
-    r.worsen("quarantined")
+    r.worsen(RunStatus.QUARANTINED)
     log.warning("%s: %d rows quarantined by run %s: %s", g.name, rows, r.run_id, lines)
     return True
 

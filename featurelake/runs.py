@@ -8,13 +8,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake.catalog import current_user, new_id, now
+from featurelake.records import ADVANCING, WROTE, RunStatus
 
 if TYPE_CHECKING:
     from featurelake.catalog import Catalog
 
-ADVANCING = ("succeeded", "warned", "quarantined")
-"""Statuses after which the batch is dealt with: written, or set aside in the quarantine table."""
-_RANK = {"succeeded": 0, "warned": 1, "quarantined": 2, "failed": 3}
+_RANK = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2, RunStatus.FAILED: 3}
 
 
 @dataclass
@@ -24,7 +23,7 @@ class IngestResult:
 
     group: str
     run_id: str
-    status: str = "succeeded"
+    status: str = RunStatus.SUCCEEDED
     kind: str = "ingest"
     rows_read: int = 0
     rows_written: int = 0
@@ -73,7 +72,7 @@ class IngestResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("succeeded", "warned", "valid")
+        return self.status in WROTE or self.status == RunStatus.VALID
 
     def worsen(self, status: str) -> None:
         """Keeps the worst status seen over the batches of a run."""
@@ -90,7 +89,7 @@ class IngestResult:
             head = (f"{self.group}: {self.status}, {self.rows_read} read, {self.rows_written} written ({version}), "
                     f"{self.rows_quarantined} quarantined{self._contract_text()}, {self.duration_s:.1f}s, "
                     f"run {self.run_id}")
-            if self.status == "quarantined":
+            if self.status == RunStatus.QUARANTINED:
                 head += (f"; fix the data or the suite, then `featurelake ingest {self.group} --from-quarantine "
                          f"{self.run_id}`")
         lines = [head] + [f"  - {describe_failure(f)}" for f in self.failures]
@@ -166,7 +165,7 @@ class RunLog:
         """(watermark, source version) of the latest incremental run that dealt with its batch."""
         from pyspark.sql import functions as F
 
-        row = (self._runs().where((F.col("kind") == "ingest") & F.col("status").isin(*ADVANCING)
+        row = (self._runs().where((F.col("kind") == "ingest") & F.col("status").isin(*map(str, ADVANCING))
                                   & (F.col("watermark").isNotNull() | F.col("source_version").isNotNull()))
                .orderBy(F.col("ended_at").desc()).select("watermark", "source_version").first())
         return (row["watermark"], row["source_version"]) if row else (None, None)
@@ -176,7 +175,7 @@ class RunLog:
         from pyspark.sql import functions as F
 
         rows = (self._runs().where(F.col("backfill_id").startswith(backfill_prefix)
-                                   & F.col("status").isin("succeeded", "warned"))
+                                   & F.col("status").isin(*map(str, WROTE)))
                 .select("backfill_id", "window").collect())
         out: dict[str, set[str]] = {}
         for r in rows:

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Collection, Optional, Sequence
+
+from featurelake.records import ONLINE, WROTE, ExportStatus
 
 from featurelake.monitoring.report import MonitorReport, human_duration
 
 if TYPE_CHECKING:
     from featurelake.definitions import FeatureGroup
     from featurelake.store import FeatureStore
-
-SUCCESS = ("ok", "success", "succeeded", "completed", "complete", "done", "no_data", "no_new_data", "nothing_new",
-           "skipped_no_data", "warned", "warn", "passed")
-
-
-WRITTEN = SUCCESS + ("partial",)  # exports whose items are online, all or some
-
-
-def is_success(status: Optional[str]) -> bool:
-    return (status or "").lower() in SUCCESS
-
 
 @dataclass
 class GroupFreshness:
@@ -91,10 +82,11 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
     now = now or utcnow()
     names = [g.name for g in store.repo.ordered(list(groups) if groups else None)]
     runs = _latest(store, "runs", names, ("ended_at", "started_at"),
-                   ["run_id", "status", "started_at", "ended_at", "rows_written", "delta_version", "kind"])
+                   ["run_id", "status", "started_at", "ended_at", "rows_written", "delta_version", "kind"],
+                   written=WROTE)
     exports = _latest(store, "exports", names, ("as_of", "started_at"),
                       ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name",
-                       "error"], written=WRITTEN)
+                       "error"], written=ONLINE)
     results = []
     for name in names:
         g = store.group(name)
@@ -139,7 +131,7 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
 def _export_notes(group: str, last: Optional[dict], attempt: Optional[dict]) -> list[str]:
     """What the newest exports say beyond their time: a partial one, a failed attempt after it."""
     notes = []
-    if last and (last.get("status") or "").lower() == "partial":
+    if last and last.get("status") == ExportStatus.PARTIAL:
         first = (last.get("error") or "").splitlines()[:1]
         notes.append(f"the last export {last['export_id']} was partial: {last.get('items_written') or 0:,} items "
                      f"written, some refused ({first[0] if first else 'see `featurelake catalog lineage ' + group + '`'}"
@@ -174,7 +166,7 @@ def _newest_event(store: "FeatureStore", group: "FeatureGroup") -> tuple[Optiona
 
 
 def _latest(store: "FeatureStore", table: str, names: list[str], order: tuple[str, ...], cols: list[str],
-            written: Sequence[str] = SUCCESS) -> dict:
+            written: Collection[str]) -> dict:
     """(group, True) -> newest row whose status is in `written`, by the first non-null of the
     `order` columns, and (group, False) -> newest row of any status."""
     if not names:
@@ -184,7 +176,7 @@ def _latest(store: "FeatureStore", table: str, names: list[str], order: tuple[st
         when = next((row[c] for c in order if row[c] is not None), None)
         if when is None:
             continue
-        for key in ((row["group"], True), (row["group"], False)) if (row["status"] or "").lower() in written \
+        for key in ((row["group"], True), (row["group"], False)) if row["status"] in written \
                 else ((row["group"], False),):
             if key not in out or when >= out[key][0]:  # a tie goes to the later row, as Spark's max_by
                 out[key] = (when, {c: row[c] for c in cols})

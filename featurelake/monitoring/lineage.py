@@ -81,7 +81,7 @@ def _downstream(store: "FeatureStore", group: str) -> list[str]:
 
 def _runs(store: "FeatureStore", group: str) -> list[dict]:
     """Per group version: successful runs, the Delta versions they wrote, the last one."""
-    from featurelake.monitoring.freshness import is_success
+    from featurelake.records import WROTE
 
     by_version: dict[Any, list[dict]] = {}
     for r in store.catalog.rows("runs", lambda r: r["group"] == group):
@@ -89,7 +89,7 @@ def _runs(store: "FeatureStore", group: str) -> list[dict]:
     out = []
     for version in sorted(by_version, key=lambda v: (v is not None, v)):  # nulls first, as Spark sorts
         runs = by_version[version]
-        ok = [r for r in runs if is_success(r["status"])]
+        ok = [r for r in runs if r["status"] in WROTE]
         written = [r["delta_version"] for r in ok if r["delta_version"] is not None]
         ended = [r["ended_at"] for r in runs if r["ended_at"] is not None]
         started = [r for r in runs if r["started_at"] is not None]  # a tie goes to the later row, as in Spark

@@ -96,9 +96,9 @@ def skew(store: "FeatureStore", group: str, sample: Optional[int] = None, client
 
 def last_export(store: "FeatureStore", group: str) -> Optional[dict]:
     """The newest successful export (by as_of, then started_at; a missing time sorts last)."""
-    from featurelake.monitoring.freshness import is_success
+    from featurelake.records import ExportStatus
 
-    rows = store.catalog.rows("exports", lambda r: r["group"] == group and is_success(r["status"]))
+    rows = store.catalog.rows("exports", lambda r: r["group"] == group and r["status"] == ExportStatus.OK)
     return max(rows, key=lambda r: [(r[c] is not None, r[c] or 0) for c in ("as_of", "started_at")], default=None)
 
 

@@ -38,6 +38,7 @@ from featurelake.online.snapshot import (Since, change_feed_gone, column_dtypes,
                                          online_features, only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
+from featurelake.records import ExportStatus
 from featurelake.services import publish as publish_services
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class ExportResult:
     group: str
     export_id: str
     table_name: str
-    status: str = "running"          # ok | partial (some items too large) | failed | skipped
+    status: str = ExportStatus.RUNNING
     mode: str = ""                   # full | incremental
     from_version: Optional[int] = None
     to_version: Optional[int] = None
@@ -72,10 +73,10 @@ class ExportResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "skipped")
+        return self.status in (ExportStatus.OK, ExportStatus.SKIPPED)
 
     def summary(self) -> str:
-        if self.status == "skipped":
+        if self.status == ExportStatus.SKIPPED:
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
         head = f"{self.group}: {self.status}"
         if self.as_of:
@@ -117,7 +118,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     dyn = store.config.online.dynamodb
     result = ExportResult(group=group.name, export_id=new_id("export"), table_name=f"{dyn.table_prefix}{group.name}")
     if not group.online:
-        result.status = "skipped"
+        result.status = ExportStatus.SKIPPED
         result.notes.append("the group sets online=False")
         return result
     offline = store.offline(group.name)
@@ -160,7 +161,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
                                items_per_s=items_per_s, mark=mark)
         result.notes += publish_services(store, group, client)
     except Exception as exc:
-        result.status = "failed"
+        result.status = ExportStatus.FAILED
         result.errors.append(str(exc))
         result.duration_s = time.monotonic() - t0
         _record(store, result, group_version, started)
@@ -284,7 +285,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     result.errors += value["messages"]
     if result.too_large > len(value["messages"]):
         result.errors.append(f"... {result.too_large} items over 400 KB in all")
-    result.status = "partial" if result.too_large else "ok"
+    result.status = ExportStatus.PARTIAL if result.too_large else ExportStatus.OK
     write_meta(client, result.table_name, spec, {"export_id": result.export_id, "to_version": version,
                                                 "as_of": end.isoformat(), "mode": result.mode,
                                                 "rows_ahead": any_ahead}, group.fingerprint)
