@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from featurelake.catalog import with_retry
 from featurelake.errors import NotFoundError, UsageError
-from featurelake.spark import shuffle_partitions
+from featurelake.spark import in_utc, session_setting, shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -131,7 +131,14 @@ class OfflineTable:
         it, so every row lands once and the loser writes only what is still new.
 
         definition_version, when given, is stored in `_definition_version` and compared like a
-        value: a backfill by a newer definition rewrites the rows an older one computed."""
+        value: a backfill by a newer definition rewrites the rows an older one computed.
+
+        Runs at UTC whatever the caller's session zone: Spark binds a DataFrame's time zone when
+        the plan is built, and `_event_date` is the event's UTC date."""
+        with in_utc(self.spark):
+            return self._merge(batch, run_id, definition_version)
+
+    def _merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int]) -> Optional[int]:
         from pyspark.sql import Window, functions as F
 
         g = self.group
@@ -148,13 +155,10 @@ class OfflineTable:
                  .withColumn("_event_date", F.to_date(g.timestamp_column)))
         self.check_schema(batch)
         meta = f"run_id={run_id}"
-        with _commit_lock(self.spark):
-            self.spark.conf.set(USER_METADATA, meta)
-            try:
-                return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols),
-                                  f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
-            finally:
-                self.spark.conf.unset(USER_METADATA)
+        # One commit at a time per session carries this run's id in its commit info.
+        with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta):
+            return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols),
+                              f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
 
     def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list) -> Optional[int]:
         """One attempt, against the table as it is now: what another run wrote since the last

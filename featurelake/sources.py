@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 from featurelake.errors import FeaturelakeError, JobError, root_message
 from featurelake.retry import retry
+from featurelake.spark import session_setting
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -295,13 +296,13 @@ def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoin
         stream = _listing(spark, source, streaming=True).load(path).select("path", "length")
     # A second run on the same checkpoint must fail, not stop the first one half-way (Spark's
     # default for a restart in the same application), which would then look like a finished run.
-    spark.conf.set("spark.sql.streaming.stopActiveRunOnRestart", "false")
     try:
-        query = (stream.writeStream.foreachBatch(on_batch).trigger(availableNow=True)
-                 .option("checkpointLocation", checkpoint).start())
-        state["query_id"] = str(query.id)
-        ready.set()
-        query.awaitTermination()
+        with session_setting(spark, "spark.sql.streaming.stopActiveRunOnRestart", "false"):
+            query = (stream.writeStream.foreachBatch(on_batch).trigger(availableNow=True)
+                     .option("checkpointLocation", checkpoint).start())
+            state["query_id"] = str(query.id)
+            ready.set()
+            query.awaitTermination()
     except Exception as exc:
         if "error" in state:
             raise state["error"] from None

@@ -3,10 +3,11 @@ the session that already exists (Databricks, a notebook, spark-submit) as it is.
 from __future__ import annotations
 
 import os
+import threading
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -25,13 +26,18 @@ IVY_CACHE = os.environ.get("FEATURELAKE_IVY", str(Path.home() / ".cache" / "feat
 SPARK_LOG_ENV = "FEATURELAKE_SPARK_LOG"
 
 
+TIME_ZONE = "spark.sql.session.timeZone"
+_held_lock = threading.Lock()
+_held: dict[tuple[int, str], tuple[int, Optional[str]]] = {}
+
+
 def get_spark(config: Optional["Config"] = None) -> "SparkSession":
-    """The active session if there is one (only its time zone is set, to UTC), else a new one."""
+    """The active session if there is one, as the caller set it up (featurelake's calls run it
+    at UTC and put the caller's time zone back: `in_utc`), else a new one built at UTC."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
-        active.conf.set("spark.sql.session.timeZone", "UTC")
         return active
     from featurelake.config import Config
 
@@ -82,6 +88,37 @@ def get_spark(config: Optional["Config"] = None) -> "SparkSession":
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def in_utc(spark: "SparkSession") -> ContextManager[None]:
+    """featurelake's calls run at UTC, as its time semantics need; the caller's zone comes back after."""
+    return session_setting(spark, TIME_ZONE, "UTC")
+
+
+@contextmanager
+def session_setting(spark: "SparkSession", key: str, value: str) -> Iterator[None]:
+    """One SQL setting of the caller's session held for the length of a block, and the caller's
+    value (or its absence) put back when the last block holding it ends: calls from several
+    threads overlap, and the first one out must not pull the setting from under the others."""
+    slot = (id(spark), key)
+    with _held_lock:
+        count, before = _held.get(slot, (0, None))
+        if count == 0:
+            before = spark.conf.get(key, None)
+            if before != value:
+                spark.conf.set(key, value)
+        _held[slot] = (count + 1, before)
+    try:
+        yield
+    finally:
+        with _held_lock:
+            count, before = _held.pop(slot)
+            if count > 1:
+                _held[slot] = (count - 1, before)
+            elif before is None:
+                spark.conf.unset(key)
+            elif before != value:
+                spark.conf.set(key, before)
 
 
 @contextmanager

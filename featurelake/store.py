@@ -2,9 +2,11 @@
 SparkSession and the catalogue, and hands each verb to the module of its concept."""
 from __future__ import annotations
 
+import functools
+import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, Union
 
 from featurelake.catalog import Catalog
 from featurelake.config import Config, load_config
@@ -15,6 +17,24 @@ if TYPE_CHECKING:
 
     from featurelake.definitions import FeatureGroup
     from featurelake.offline import OfflineTable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def at_utc(method: F) -> F:
+    """A FeatureStore verb runs with the session at UTC (its time semantics) and leaves the
+    caller's session as it found it. A session featurelake builds itself is UTC for its life."""
+    @functools.wraps(method)
+    def call(self: "FeatureStore", *args: Any, **kwargs: Any) -> Any:
+        if self._spark is None:
+            sql = sys.modules.get("pyspark.sql")  # never imported: there is no session to mind
+            if sql is None or sql.SparkSession.getActiveSession() is None:
+                return method(self, *args, **kwargs)
+        from featurelake.spark import in_utc
+
+        with in_utc(self.spark):
+            return method(self, *args, **kwargs)
+    return call  # type: ignore[return-value]
 
 
 class FeatureStore:
@@ -81,6 +101,7 @@ class FeatureStore:
 
         return plan(self.catalog, self.repo, self._offline_exists)
 
+    @at_utc
     def apply(self) -> list[str]:
         """Registers the repository's definitions; returns what changed (empty: nothing). A change
         the stored data cannot follow (a column's type, the keys) raises UsageError, registering nothing."""
@@ -89,6 +110,7 @@ class FeatureStore:
     def _offline_exists(self, name: str) -> bool:
         return self.offline_by_name(name).exists()
 
+    @at_utc
     def backfill(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None,
                  chunk: Optional[str] = None) -> Any:
         """Recomputes the group's history with its current definition (new or changed features), in
@@ -97,18 +119,21 @@ class FeatureStore:
 
         return backfill(self, group, start=start, end=end, chunk=chunk)
 
+    @at_utc
     def deprecate(self, group: str) -> str:
         """Retires a group: not listed, not served to new training sets or exports; replays go on."""
         from featurelake.lifecycle import deprecate
 
         return deprecate(self, group)
 
+    @at_utc
     def rollback(self, group: str, to: int) -> str:
         """Makes registered version `to` the current one."""
         from featurelake.lifecycle import rollback
 
         return rollback(self, group, to)
 
+    @at_utc
     def ingest(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None,
                from_quarantine: Optional[str] = None, chunk: Optional[str] = None) -> Any:
         """source -> transform -> validate -> offline table, for new data only (or the event-time
@@ -117,18 +142,21 @@ class FeatureStore:
 
         return ingest(self, group, start=start, end=end, from_quarantine=from_quarantine, chunk=chunk)
 
+    @at_utc
     def validate(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None) -> Any:
         """Runs the group's suite on its pending source window, writing nothing."""
         from featurelake.ingest import validate_only
 
         return validate_only(self, group, start=start, end=end)
 
+    @at_utc
     def export(self, group: str, *, full: bool = False) -> Any:
         """offline -> DynamoDB, only keys that changed since the last export unless full."""
         from featurelake.online.export import export
 
         return export(self, group, full=full)
 
+    @at_utc
     def training_set(self, spine: Any, features: Sequence[str], timestamp_column: str = "event_ts",
                      full_names: bool = False) -> Any:
         """A point-in-time correct training set for the spine's rows."""
@@ -138,12 +166,14 @@ class FeatureStore:
         return build_training_set(self, spine, refs, timestamp_column=timestamp_column,
                                   full_names=full_names)
 
+    @at_utc
     def load_training_set(self, training_set_id: str) -> Any:
         """The same rows as when the training set was built, by time travel."""
         from featurelake.training import load_training_set
 
         return load_training_set(self, training_set_id)
 
+    @at_utc
     def read_offline(self, group: str, version: Optional[int] = None,
                      timestamp: Union[str, datetime, None] = None) -> "DataFrame":
         return self.offline(group).read(version=version, timestamp=timestamp)

@@ -109,13 +109,10 @@ def read_spine(spark: "SparkSession", spine: Any) -> "DataFrame":
     if isinstance(spine, DataFrame):
         return spine
     if type(spine).__module__.startswith("pandas") and hasattr(spine, "columns"):
-        key = "spark.sql.execution.arrow.pyspark.enabled"
-        before = spark.conf.get(key, "false")
-        spark.conf.set(key, "true")
-        try:
+        from featurelake.spark import session_setting
+
+        with session_setting(spark, "spark.sql.execution.arrow.pyspark.enabled", "true"):
             return spark.createDataFrame(spine)
-        finally:
-            spark.conf.set(key, before)
     if isinstance(spine, (str, os.PathLike)):
         from delta.tables import DeltaTable
 
@@ -439,7 +436,11 @@ class TrainingSet:
             raise UsageError(f"training set {self.id} has {rows:,} rows, more than training.max_pandas_rows "
                              f"({limit:,}) allows on the driver: use ts.to_spark(), or ts.write(path) and read it "
                              f"in pieces (or raise training.max_pandas_rows in {self._store.config.path})")
-        pdf = arrow_to_pandas(self._frame.toArrow(), self.manifest["options"].get("naive_columns", []))
+        from featurelake.spark import in_utc
+
+        with in_utc(self._store.spark):
+            table = self._frame.toArrow()
+        pdf = arrow_to_pandas(table, self.manifest["options"].get("naive_columns", []))
         return pdf.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
 
     def ordered(self) -> "DataFrame":
@@ -454,6 +455,12 @@ class TrainingSet:
             raise UsageError(f"unknown format {format!r}{did_you_mean(format, FORMATS)}: use parquet, delta or csv")
         if mode not in MODES:
             raise UsageError(f"unknown write mode {mode!r}{did_you_mean(mode, MODES)}: use one of {', '.join(MODES)}")
+        from featurelake.spark import in_utc
+
+        with in_utc(self._store.spark):  # a CSV's times are written as UTC, whatever the caller's zone
+            return self._write(os.fspath(path), format, mode)
+
+    def _write(self, target: str, format: str, mode: str) -> str:
         df = self.ordered()
         if format == "csv":
             nested = [f.name for f in df.schema.fields
@@ -465,7 +472,6 @@ class TrainingSet:
             writer = writer.option("header", True)
         if format == "delta" and mode == "overwrite":
             writer = writer.option("overwriteSchema", True)
-        target = os.fspath(path)
         writer.save(target)
         if self._store.config.monitoring.statistics:
             from featurelake.monitoring import record_training_set_statistics
