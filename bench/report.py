@@ -95,7 +95,7 @@ def update_results_md(scale: str, rows: Sequence[Row], machine: dict, meta: dict
             end,
         ])
         if start in text and end in text:
-            text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S)
+            text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _, body=body: body, text, flags=re.S)
         else:
             text = text.rstrip() + "\n\n" + body + "\n"
     RESULTS_MD.write_text(text)

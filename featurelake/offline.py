@@ -47,6 +47,11 @@ def _already_exists(exc: BaseException) -> bool:
     return any(s in text for s in ("DELTA_PATH_EXISTS", "TABLE_OR_VIEW_ALREADY_EXISTS", "already exist"))
 
 
+
+def sql_string(value: str) -> str:
+    """The body of a Spark SQL string literal: Spark escapes with backslashes."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
 class OfflineTable:
     """The Delta table behind one feature group."""
 
@@ -227,8 +232,7 @@ class OfflineTable:
         props = {"delta.enableChangeDataFeed": "true", "featurelake.group": g.name,
                  "featurelake.owner": g.owner or "", "comment": g.description or ""}
         target = self.table_name or f"delta.`{self.path}`"
-        quote = lambda v: v.replace("\\", "\\\\").replace("'", "\\'")  # Spark SQL escapes with backslashes
-        sets = ", ".join(f"'{k}' = '{quote(v)}'" for k, v in props.items())
+        sets = ", ".join(f"'{k}' = '{sql_string(v)}'" for k, v in props.items())
         self.spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({sets})")
 
 

@@ -190,7 +190,7 @@ def ensure_exported(ctx: Context, feast: Any) -> None:
 
 
 def run(ctx: Context) -> list[Row]:
-    log, s = ctx.log, ctx.scale
+    log = ctx.log
     feast = ctx.feast() if ctx.feast else None
     endpoint = ctx.dynamodb_endpoint
     ensure_loaded(ctx)

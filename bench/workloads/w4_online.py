@@ -127,12 +127,17 @@ def run(ctx: Context) -> list[Row]:
             for n_entities in (1, 100):
                 case = f"{n_entities} entit{'y' if n_entities == 1 else 'ies'} x {n_features} features"
                 rng = np.random.default_rng(n_entities * 1000 + n_features)
-                make = lambda n: [[int(k) for k in rng.choice(n_keys, size=n_entities, replace=False)]
-                                  for _ in range(n)]
-                sides = {"featurelake": lambda reqs: reader.call("featurelake", group=group, requests=reqs),
-                         "boto3": lambda reqs: reader.call("boto3", table=f"{prefix}{group}", requests=reqs)}
+
+                def make(n: int, rng=rng, n_entities=n_entities, n_keys=n_keys) -> list:
+                    return [[int(k) for k in rng.choice(n_keys, size=n_entities, replace=False)] for _ in range(n)]
+
+                sides = {"featurelake": lambda reqs, group=group: reader.call("featurelake", group=group,
+                                                                              requests=reqs),
+                         "boto3": lambda reqs, group=group: reader.call("boto3", table=f"{prefix}{group}",
+                                                                        requests=reqs)}
                 if feast is not None:
-                    sides["feast"] = lambda reqs: feast.call("online", refs=refs, key="customer_id", requests=reqs)
+                    sides["feast"] = lambda reqs, refs=refs: feast.call("online", refs=refs, key="customer_id",
+                                                                        requests=reqs)
                 warm = make(WARMUP)
                 for side in sides.values():
                     side(warm)

@@ -201,7 +201,7 @@ def _add_distributions(df: "DataFrame", cols: list, stats: dict, bins: int, top:
             s["histogram"]["counts"][r["n"]] += int(r["count"])
         else:
             s.setdefault("top_values", []).append({"value": MASK if pii else r["b"], "count": int(r["count"])})
-    for name, kind, _, _ in cols:
+    for name, *_ in cols:
         if "top_values" in stats[name]:
             stats[name]["top_values"].sort(key=lambda t: -t["count"])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from random import Random
 
 import nbformat

@@ -85,7 +85,7 @@ def exact(rows: list[tuple]) -> list[tuple]:
 def newest(rows: list[tuple]) -> dict:
     """id -> v of its newest event: what the online store must hold."""
     out: dict = {}
-    for i, ts, v in sorted(rows, key=lambda r: r[1]):
+    for i, _ts, v in sorted(rows, key=lambda r: r[1]):
         out[i] = v
     return out
 
@@ -108,7 +108,7 @@ def offline(store, group: str) -> list[tuple]:
 
 def offline_newest(store, group: str) -> dict:
     out: dict = {}
-    for i, ts, v in sorted(offline(store, group), key=lambda r: r[1]):
+    for i, _ts, v in sorted(offline(store, group), key=lambda r: r[1]):
         out[i] = v
     return out
 

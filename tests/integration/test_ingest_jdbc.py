@@ -96,7 +96,7 @@ def test_watermark_reads_only_new_rows_then_a_late_correction_keeps_the_old_valu
        f"UPDATE payments SET amount = 6.50, updated_at = '{ts(3, 14)}' WHERE payment_id = 1")
     second = store.ingest("payments")
     assert second.ok and (second.rows_read, second.rows_written) == (2, 2), second.summary()
-    assert second.window == f"updated_at in (2024-05-02 12:00:00.000000, 2024-05-03 14:00:00.000000]"
+    assert second.window == "updated_at in (2024-05-02 12:00:00.000000, 2024-05-03 14:00:00.000000]"
 
     corrected = "customer_id = 10 AND created_at = '2024-05-01 12:00:00'"
     assert [r.amount for r in store.read_offline("payments").where(corrected).collect()] == [6.5]

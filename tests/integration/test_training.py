@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from unittest import mock
 
 import pandas as pd
@@ -98,20 +96,24 @@ def oracle(spine: list[dict], tables: dict[str, list[dict]], plans: list) -> lis
                     continue
                 win = sorted((e for e in mine if t - a.window_us < micros(e[ts_col]) <= t and e[a.column] is not None),
                              key=lambda e: (e[ts_col], e["_ingested_at"]))
-                vals = [e[a.column] for e in win]
-                row[a.output] = {
-                    "sum": lambda: float(sum(vals)) if vals else None,
-                    "count": lambda: len(vals),
-                    "avg": lambda: sum(vals) / len(vals) if vals else None,
-                    "min": lambda: min(vals) if vals else None,
-                    "max": lambda: max(vals) if vals else None,
-                    "stddev": lambda: statistics.stdev(vals) if len(vals) > 1 else None,
-                    "last": lambda: vals[-1] if vals else None,
-                    "approx_count_distinct": lambda: len(set(vals)),
-                }[a.function]()
+                row[a.output] = _aggregate(a.function, [e[a.column] for e in win])
         out.append(row)
     return out
 
+
+
+def _aggregate(function: str, vals: list):
+    """What each window function gives over the window's values (oldest first)."""
+    if function == "count":
+        return len(vals)
+    if function == "approx_count_distinct":
+        return len(set(vals))
+    if function == "stddev":
+        return statistics.stdev(vals) if len(vals) > 1 else None
+    if not vals:
+        return None
+    return {"sum": lambda: float(sum(vals)), "avg": lambda: sum(vals) / len(vals), "min": lambda: min(vals),
+            "max": lambda: max(vals), "last": lambda: vals[-1]}[function]()
 
 def assert_rows_match(got: list[dict], want: list[dict], spine: list[dict]) -> None:
     assert len(got) == len(want)
