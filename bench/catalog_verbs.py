@@ -96,7 +96,8 @@ def main() -> int:
         conf, repo = build_lake(Path(args.lake or tempfile.mkdtemp(prefix="catalog-verbs-")).resolve())
     group = args.group or "customer_txn"
     verbs = [["list"], ["show", group], ["search", "amount"], ["lineage", group], ["usage", group]]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    pythonpath = [str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     env.pop("FEATURELAKE_READER", None)
     cli = [sys.executable, "-m", "featurelake.cli", "--conf", str(conf), "--repo", str(repo), "-q", "catalog"]
     print(f"lake: {conf}; median of {args.runs} (delta-rs) and {args.spark_runs} (Spark) whole processes")

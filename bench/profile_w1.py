@@ -5,11 +5,11 @@ phase, beside the floor, in one Spark session and without Feast's process. Measu
     .venv/bin/python bench/profile_w1.py --scale medium --runs 2
     .venv/bin/python bench/profile_w1.py --scale medium --runs 2 --group txn   # workload 2
 
-Phases: the floor (read, shuffle, sort, no output; for workload 2 the range join, written); building the set (spine copy and catalogue
-commits, timed inside); the point-in-time rows with no output and written to parquet; the
-statistics a written set records (batch_statistics on the written file); then TrainingSet.write
-as a user calls it (the rows, their statistics and the statistics' commit). The last run's figures
-are the warm ones.
+Phases: the floor (read, shuffle, sort, no output; for workload 2 the range join, written); building
+the set (spine copy and catalogue commits, timed inside); the point-in-time rows with no output and
+written to parquet; the statistics a written set records (batch_statistics on the written file);
+then TrainingSet.write as a user calls it (the rows, their statistics and the statistics' commit).
+The last run's figures are the warm ones.
 """
 from __future__ import annotations
 

@@ -386,7 +386,8 @@ def show_group(catalog: Catalog, name: str, version: Optional[int] = None) -> di
     feats = catalog.rows("features", lambda f: f["group"] == name and f["version"] == row["version"])
     out = describe_group(row, feats)
     out["state"], out["pending_backfill"] = state["state"], state["pending"]
-    out["versions"] = [{"version": r["version"], "revision": r.get("revision") or 0, "registered_at": r["registered_at"], "changes": r["changes"],
+    out["versions"] = [{"version": r["version"], "revision": r.get("revision") or 0,
+                        "registered_at": r["registered_at"], "changes": r["changes"],
                         "registered_by": r["registered_by"]} for r in rows]
     return out
 

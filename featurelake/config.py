@@ -97,7 +97,8 @@ class EventTimeConfig:
         from featurelake.definitions import parse_duration
 
         low = datetime.fromisoformat(self.min)
-        return (low if low.tzinfo else low.replace(tzinfo=timezone.utc)), now + parse_duration(self.max_ahead, 'max_ahead')
+        return ((low if low.tzinfo else low.replace(tzinfo=timezone.utc)),
+                now + parse_duration(self.max_ahead, 'max_ahead'))
 
 
 @dataclass

@@ -166,7 +166,8 @@ class Source:
 
     def __init__(self, name: str, timestamp_column: Optional[str] = None):
         self.name = check_identifier(name, f"{self.kind} source")
-        self.timestamp_column = timestamp_column and check_identifier(timestamp_column, f"source {name!r} timestamp column")
+        self.timestamp_column = timestamp_column and check_identifier(
+            timestamp_column, f"source {name!r} timestamp column")
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}

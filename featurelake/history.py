@@ -1,5 +1,6 @@
 """`featurelake catalog history GROUP`: the Delta versions of a group's offline table (printed
-`@3`, the spelling `monitor drift --reference` reads; `v3` is a definition version), newest first, each with the run that wrote it (OfflineTable.merge tags every commit `run_id=...`)."""
+`@3`, the spelling `monitor drift --reference` reads; `v3` is a definition version), newest first,
+each with the run that wrote it (OfflineTable.merge tags every commit `run_id=...`)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -26,8 +26,8 @@ from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_dur
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.records import RunStatus
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
-from featurelake.sources import (CORRUPT_COLUMN, FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
-                                 max_text, read_delta, read_files, read_jdbc, scratch_path,
+from featurelake.sources import (CORRUPT_COLUMN, FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path,
+                                 in_window, max_text, read_delta, read_files, read_jdbc, scratch_path,
                                  stream_files, unreadable_file, utc)
 
 if TYPE_CHECKING:

@@ -90,7 +90,8 @@ def open_table(path: str, config: Optional["Config"], version: Optional[int] = N
         return None
     except Exception as exc:  # unreachable storage, credentials, a protocol delta-rs cannot read
         text = " ".join(re.sub(r"\x1b\[[0-9;]*m|↳", " ", str(exc)).split())[:400]
-        raise JobError(f"cannot read the Delta table at {path} with delta-rs ({text}): check storage.root, the s3: settings and the AWS credentials, "
+        raise JobError(f"cannot read the Delta table at {path} with delta-rs ({text}): check storage.root, "
+                       f"the s3: settings and the AWS credentials, "
                        f"or set FEATURELAKE_READER=spark to read it with Spark") from exc
 
 

@@ -264,7 +264,8 @@ def commit_rows(operation: str, metrics: dict) -> int:
     return int(metrics.get("numOutputRows", 0)) if operation in ("WRITE", "CREATE TABLE AS SELECT") else 0
 
 
-def as_of(df: "DataFrame", group: "FeatureGroup", at: Union[datetime, str], columns: Optional[list] = None) -> "DataFrame":
+def as_of(df: "DataFrame", group: "FeatureGroup", at: Union[datetime, str],
+          columns: Optional[list] = None) -> "DataFrame":
     """Per key, the row with the greatest event time <= at, within the ttl; ties to the later
     ingested row. The offline rule that online serving must match."""
     from pyspark.sql import Window, functions as F

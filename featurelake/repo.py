@@ -35,7 +35,8 @@ class Repository:
             if g in done:
                 return
             if g.name in path:
-                raise DefinitionError(f"feature groups depend on each other in a cycle: {' -> '.join(path + (g.name,))}")
+                cycle = " -> ".join(path + (g.name,))
+                raise DefinitionError(f"feature groups depend on each other in a cycle: {cycle}")
             for up in g.upstream_groups:
                 if up in self.groups and (names is None or up in names):
                     visit(self.groups[up], path + (g.name,))

@@ -99,7 +99,8 @@ def _given(params: Optional[dict], helper: str, column: str, keys: Sequence[str]
     p = params.get(column, params.get(f"{helper}:{column}"))
     if not isinstance(p, dict) or any(k not in p for k in keys):
         raise UsageError(f"{helper}: params has no {list(keys)} for column {column!r}: pass "
-                         f"{{{column!r}: {{{', '.join(repr(k) + ': ...' for k in keys)}}}}} or what recording() returned")
+                         f"{{{column!r}: {{{', '.join(repr(k) + ': ...' for k in keys)}}}}} "
+                         f"or what recording() returned")
     return p
 
 

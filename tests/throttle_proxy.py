@@ -268,7 +268,8 @@ def start(target: str, *, throttle_every: int = 0, partial_every: int = 0, max_s
             port = s.getsockname()[1]
     cmd = [sys.executable, __file__, "--target", target, "--port", str(port),
            "--throttle-every", str(throttle_every), "--partial-every", str(partial_every),
-           "--max-streak", str(max_streak), "--hold-after", str(hold_after), *[a for op in only for a in ("--only", op)]]
+           "--max-streak", str(max_streak), "--hold-after", str(hold_after),
+           *[a for op in only for a in ("--only", op)]]
     proxy = ProxyProcess(subprocess.Popen(cmd, stdin=subprocess.DEVNULL), port)
     deadline = time.monotonic() + timeout
     while True:

@@ -172,7 +172,8 @@ def feast_item_sizes(endpoint: str, feast: Any, sample: int = 2000) -> dict:
 
 
 def fl_item_sizes(endpoint: str, table: str, sample: int = 2000) -> dict:
-    items = [i for i in dynamo.scan(dynamo.client(endpoint), table, limit=sample + 2) if not i["pk"]["S"].startswith("%")]
+    items = [i for i in dynamo.scan(dynamo.client(endpoint), table, limit=sample + 2)
+             if not i["pk"]["S"].startswith("%")]
     return dynamo.size_stats(items[:sample])
 
 
@@ -283,7 +284,8 @@ def run(ctx: Context) -> list[Row]:
                         median(times["featurelake incremental"]), median(times["feast incremental"]),
                         target="(info)", correct=correct))
         sizes_fl, sizes_feast = fl_item_sizes(endpoint, table), feast_item_sizes(endpoint, feast)
-        reported = results[-1].bytes_written / results[-1].items_written if results and results[-1].items_written else None
+        last = results[-1] if results else None
+        reported = last.bytes_written / last.items_written if last is not None and last.items_written else None
         rows.append(Row(NAME, "bytes per item (DynamoDB size rule)", "Feast's items", sizes_fl.get("mean_bytes"),
                         sizes_feast.get("mean_bytes"), unit="B", target="(info: write units)", correct=correct,
                         notes=[f"write units per item: featurelake {sizes_fl.get('write_units_per_item')}, "

@@ -82,7 +82,8 @@ def ensure_wide(ctx: Context, feast: Any) -> None:
     if not result.ok:
         raise RuntimeError(result.summary())
     if feast is not None:
-        feast.call("materialize", views=[WIDE_VIEW], start=w3_export.MATERIALIZE_START, end=datetime.now(timezone.utc).isoformat())
+        feast.call("materialize", views=[WIDE_VIEW], start=w3_export.MATERIALIZE_START,
+                   end=datetime.now(timezone.utc).isoformat())
     ctx.state["wide_exported"] = True
 
 
@@ -114,8 +115,10 @@ def run(ctx: Context) -> list[Row]:
     try:
         reader.call("setup", endpoint=ctx.dynamodb_endpoint, table_prefix=prefix)
         expected = {"profile": w3_export.expected_rows(ctx),
-                    "wide": oracle.newest(pd.read_parquet(ctx.data.path("wide")), ["customer_id"]).set_index("customer_id")}
-        cases = [("profile", w3_export.VIEW, N_FEATURES, s.export_keys), ("wide", WIDE_VIEW, WIDE_FEATURES, s.wide_keys)]
+                    "wide": oracle.newest(pd.read_parquet(ctx.data.path("wide")),
+                                          ["customer_id"]).set_index("customer_id")}
+        cases = [("profile", w3_export.VIEW, N_FEATURES, s.export_keys),
+                 ("wide", WIDE_VIEW, WIDE_FEATURES, s.wide_keys)]
         rows = []
         for group, view, n_features, n_keys in cases:
             features = [f"{'f' if group == 'profile' else 'w'}{i}" for i in range(n_features)]

@@ -97,7 +97,8 @@ def run(ctx: Context) -> list[Row]:
                 f"({result.rows_written:,} rows written, {result.status})")
     checks["bad batch"] = check_bad_batch(ctx)
     for k, v in checks.items():
-        log(f"    check {k}: {'ok' if v['ok'] else 'FAILED'} {json.dumps({x: y for x, y in v.items() if x != 'ok'}, default=str)[:300]}")
+        details = json.dumps({x: y for x, y in v.items() if x != 'ok'}, default=str)[:300]
+        log(f"    check {k}: {'ok' if v['ok'] else 'FAILED'} {details}")
     correct = all(v["ok"] for v in checks.values())
     return [Row(NAME, f"{s.ingest_rows:,} rows, 10 expectations", "the same ingest without validation",
                 median(times["validation"]), median(times["no validation"]), target=f"<= {TARGET}x (adds <= 50%)",

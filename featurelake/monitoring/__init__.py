@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from featurelake.store import FeatureStore
 
 __all__ = ["MonitorReport", "batch_statistics", "compare", "drift", "freshness", "lineage", "read_statistics",
-           "record_statistics", "record_training_set_statistics", "render", "run_monitor", "skew", "usage", "write_html"]
+           "record_statistics", "record_training_set_statistics", "render", "run_monitor", "skew", "usage",
+           "write_html"]
 
 
 def run_monitor(store: "FeatureStore", args: Any) -> MonitorReport:

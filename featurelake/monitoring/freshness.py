@@ -134,7 +134,8 @@ def _export_notes(group: str, last: Optional[dict], attempt: Optional[dict]) -> 
     if last and last.get("status") == ExportStatus.PARTIAL:
         first = (last.get("error") or "").splitlines()[:1]
         notes.append(f"the last export {last['export_id']} was partial: {last.get('items_written') or 0:,} items "
-                     f"written, some refused ({first[0] if first else 'see `featurelake catalog lineage ' + group + '`'}"
+                     f"written, some refused "
+                     f"({first[0] if first else 'see `featurelake catalog lineage ' + group + '`'}"
                      f"); fix them and rerun `featurelake export {group}`")
     newer = attempt and attempt["export_id"] != (last or {}).get("export_id") and \
         (last is None or _export_key(attempt) > _export_key(last))

@@ -155,7 +155,8 @@ def _lineage_text(p: dict) -> str:
     lines.append("  group versions:")
     for v in p["versions"]:
         mark = "" if v["has_feature"] is None else "  [has it]" if v["has_feature"] else "  [without it]"
-        lines.append(f"    v{v['version']} {short_time(v['registered_at'])} by {v['registered_by']}: {v['changes']}{mark}")
+        lines.append(f"    v{v['version']} {short_time(v['registered_at'])} by {v['registered_by']}: "
+                     f"{v['changes']}{mark}")
     lines.append("  ingest runs:" if p["runs"] else "  ingest runs: none recorded")
     for r in p["runs"]:
         lines.append(f"    v{r['group_version']}: {r['succeeded']}/{r['runs']} succeeded, Delta versions "

@@ -139,7 +139,8 @@ def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[s
     if not rows:
         known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
         raise NotFoundError(f"{training_set_id!r} is neither a Delta version (@3), a time range "
-                            f"(2026-01-01..2026-02-01) nor a known training set id{did_you_mean(training_set_id, known)}")
+                            f"(2026-01-01..2026-02-01) nor a known training set id"
+                            f"{did_you_mean(training_set_id, known)}")
     return table_versions(rows[0])
 
 

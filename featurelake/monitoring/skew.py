@@ -225,7 +225,9 @@ def same(offline: Any, online: Any) -> bool:
         a, b = _epoch_ms(offline), _epoch_ms(online)
         return a is not None and b is not None and abs(a - b) < 1.0
     if isinstance(offline, bool) or isinstance(online, bool):
-        return bool(offline) == bool(online) if isinstance(online, (bool, int, Decimal)) else str(offline).lower() == str(online).lower()
+        if isinstance(online, (bool, int, Decimal)):
+            return bool(offline) == bool(online)
+        return str(offline).lower() == str(online).lower()
     if isinstance(offline, (int, float, Decimal)):
         try:
             a, b = float(offline), float(online)
@@ -236,7 +238,8 @@ def same(offline: Any, online: Any) -> bool:
         return isinstance(online, (list, tuple)) and len(offline) == len(online) and \
             all(same(a, b) for a, b in zip(offline, online))
     if isinstance(offline, dict):
-        return isinstance(online, dict) and set(offline) == set(online) and all(same(offline[k], online[k]) for k in offline)
+        return (isinstance(online, dict) and set(offline) == set(online)
+                and all(same(offline[k], online[k]) for k in offline))
     return str(offline) == str(online)
 
 

@@ -80,7 +80,8 @@ class ExportResult:
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
         head = f"{self.group}: {self.status}"
         if self.as_of:
-            versions = (f"Delta versions @{self.from_version}..@{self.to_version}" if self.from_version <= self.to_version
+            versions = (f"Delta versions @{self.from_version}..@{self.to_version}"
+                        if self.from_version <= self.to_version
                         else f"Delta version @{self.to_version} (no commit since the last export)")
             head += (f": {self.mode} export of {versions} as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC: "
                      f"{self.items_written:,} items ({self.bytes_written:,} bytes) to {self.table_name} in "

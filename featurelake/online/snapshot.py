@@ -189,7 +189,8 @@ def _select(current: "DataFrame", group: "FeatureGroup", features: list[OnlineFe
     return current.select(*cols)
 
 
-def column_dtypes(offline_frame: "DataFrame", group: "FeatureGroup", features: list[OnlineFeature]) -> tuple[list, list]:
+def column_dtypes(offline_frame: "DataFrame", group: "FeatureGroup",
+                  features: list[OnlineFeature]) -> tuple[list, list]:
     """(keys, features) as [{"name", "dtype"}] from the offline table's schema (the truth), falling
     back to the declared dtype for a feature the table does not have yet."""
     schema = {f.name: f.dataType.simpleString() for f in offline_frame.schema.fields}

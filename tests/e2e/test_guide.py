@@ -81,7 +81,8 @@ def test_following_the_adding_a_feature_group_guide(project, capsys, monkeypatch
     assert ran == ["validate", "apply", "catalog", "ingest", "export", "online"]
 
     monkeypatch.chdir(tmp)  # the Python blocks name conf/local.yaml: point them at the test's config
-    python = [code.replace('"conf/local.yaml"', repr(str(conf))) for info, code in blocks + blocks_between("\n## 8.", "\n## 9.")
+    python = [code.replace('"conf/local.yaml"', repr(str(conf)))
+              for info, code in blocks + blocks_between("\n## 8.", "\n## 9.")
               if language(info) == "python" and not title(info)]
     assert len(python) == 2
     scope: dict = {}

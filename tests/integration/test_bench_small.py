@@ -89,7 +89,8 @@ def test_w4_online_reads_return_the_newest_rows(ctx):
             assert {f: got[str(k)][f] for f in features} == expected.loc[k, features].to_dict(), (group, k)
             assert {f: raw[str(k)][f] for f in features} == expected.loc[k, features].to_dict(), (group, k)
         for requests in ([[1]] * 3, [keys[:100]] * 2):  # the timed loops run and answer
-            for side in (reader.featurelake(group, requests), reader.boto3(f"{ctx.store.config.online.dynamodb.table_prefix}{group}", requests)):
+            table = f"{ctx.store.config.online.dynamodb.table_prefix}{group}"
+            for side in (reader.featurelake(group, requests), reader.boto3(table, requests)):
                 assert len(side["latencies_ms"]) == len(requests) and side["cpu_s"] >= 0
 
 

@@ -41,7 +41,8 @@ windowed = csv("windowed")
 inferred = FeatureGroup("inferred", entity=trip, timestamp_column="ts", features=FEATURES,
                         transform=lambda df: df.select(F.col("trip_id").cast("bigint").alias("trip_id"),
                                                        F.to_timestamp("ts").alias("ts"), "pickup_zone",
-                                                       *[F.col(c).cast("double").alias(c) for c in ("distance_km", "fare")]),
+                                                       *[F.col(c).cast("double").alias(c)
+                                                         for c in ("distance_km", "fare")]),
                         source=S3Source("inferred", path="{root}/inferred", format="csv",
                                         options={{"header": "true", "inferSchema": "true"}}))
 files = parquet("files")

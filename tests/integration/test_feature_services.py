@@ -50,7 +50,8 @@ def lake(tmp_path_factory, spark, dynamodb_endpoint):
     store = FeatureStore.from_config(conf, repo=tmp / "features", spark=spark)
     store.apply()
     store.offline("cust").merge(spark.createDataFrame(
-        [(1, at(0), 1.5, "a"), (2, at(1), 2.25, "b")], "customer_id bigint, ts timestamp, amount double, tag string"), "r1")
+        [(1, at(0), 1.5, "a"), (2, at(1), 2.25, "b")],
+        "customer_id bigint, ts timestamp, amount double, tag string"), "r1")
     store.offline("profile").merge(spark.createDataFrame(
         [(1, at(0), 7, True, 3), (2, at(0), 9, False, 4)],
         "customer_id bigint, ts timestamp, level bigint, vip boolean, rank int"), "r1")

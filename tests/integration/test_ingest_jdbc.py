@@ -40,7 +40,8 @@ down = group("down", source("pg_down", "down"))
 refused = group("refused", source("pg_refused", "badpass"))
 lite = FeatureGroup("lite", entity=customer, timestamp_column="created_at", features=FEATURES,
                     source=JdbcSource("lite_src", connection="lite", watermark_column="updated_at",
-                                      query="SELECT customer_id, created_at, updated_at, amount, currency FROM payments"))
+                                      query="SELECT customer_id, created_at, updated_at, amount, currency "
+                                            "FROM payments"))
 '''
 PASSWORD_ENV = "FL_TEST_PG_PASSWORD"
 WRONG = "not-the-password-123"

@@ -175,7 +175,8 @@ def test_writing_a_training_set_records_its_statistics_from_the_written_rows(lak
                                                                              scope_id=ts.id)}
     assert set(recorded) == {"seconds"}
     want = ts.to_pandas()["seconds"]
-    assert recorded["seconds"]["count"] == 8 and recorded["seconds"]["null_fraction"] == pytest.approx(want.isna().mean())
+    assert recorded["seconds"]["count"] == 8
+    assert recorded["seconds"]["null_fraction"] == pytest.approx(want.isna().mean())
     assert recorded["seconds"]["max"] == pytest.approx(want.max())
 
 
@@ -210,7 +211,8 @@ def test_no_drift_between_batches_with_the_same_values(lake):
 
     by_time = monitoring.drift(lake, "payments", reference=f"{(NOW - timedelta(days=10)).isoformat()}.."
                                f"{(NOW - timedelta(days=6)).isoformat()}",
-                               current=f"{(NOW - timedelta(days=6)).isoformat()}..{(NOW - timedelta(days=3)).isoformat()}")
+                               current=f"{(NOW - timedelta(days=6)).isoformat()}.."
+                               f"{(NOW - timedelta(days=3)).isoformat()}")
     assert by_time.ok and by_time["payments"].current_rows == N
 
 

@@ -24,8 +24,8 @@ def test_verbs_run_at_utc_and_leave_the_callers_session_as_it_was(make_store, sp
     spark.conf.set(ARROW, "false")
     try:
         event = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
-        store.offline("plain").merge(spark.createDataFrame([(1, event, 10)], "customer_id bigint, ts timestamp, v bigint"),
-                                     "run-tz")
+        rows = spark.createDataFrame([(1, event, 10)], "customer_id bigint, ts timestamp, v bigint")
+        store.offline("plain").merge(rows, "run-tz")
         assert spark.conf.get("spark.sql.session.timeZone") == ZONE
         dates = {r[0] for r in store.read_offline("plain").select("_event_date").collect()}
         assert [str(d) for d in dates] == ["2026-03-02"]  # the UTC date, not São Paulo's 1st

@@ -88,7 +88,8 @@ def test_a_partial_export_counts_as_the_last_export_with_a_note(lake, spark):
     fresh = monitoring.freshness(lake, ["blobs"])["blobs"]
     assert fresh.last_export and fresh.last_export["export_id"] == result.export_id
     assert not any("never exported" in n for n in fresh.notes), fresh.notes
-    assert any("was partial: 9 items written" in n and "featurelake export blobs" in n for n in fresh.notes), fresh.notes
+    assert any("was partial: 9 items written" in n and "featurelake export blobs" in n
+               for n in fresh.notes), fresh.notes
 
 
 def test_an_increment_with_nothing_new_reads_no_change_feed_and_warns_nothing(lake, caplog):

@@ -261,6 +261,7 @@ def test_every_test_the_reliability_page_cites_exists():
     """docs/reliability.md proves each guarantee by a test name: a renamed or removed test must
     not leave a guarantee pointing at nothing."""
     cited = set(re.findall(r"\b(test_\w+)(?!\.py)\b", (ROOT / "docs" / "reliability.md").read_text()))
-    defined = {m for p in (ROOT / "tests").rglob("test_*.py") for m in re.findall(r"^def (test_\w+)", p.read_text(), re.M)}
+    defined = {m for p in (ROOT / "tests").rglob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)", p.read_text(), re.M)}
     modules = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
     assert cited and not cited - defined - modules, sorted(cited - defined - modules)

@@ -223,7 +223,8 @@ def test_the_signature_is_botocores(monkeypatch, token):
         "DynamoDB_20120810.GetItem", body, stamp="20240506T070809Z")
     request = AWSRequest("POST", "http://127.0.0.1:8000/", data=body, headers={
         "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem"})
-    botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", Creds().secret_key, token), "dynamodb", "sa-east-1").add_auth(request)
+    signer = botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", Creds().secret_key, token), "dynamodb", "sa-east-1")
+    signer.add_auth(request)
     assert mine["Authorization"] == request.headers["Authorization"]
 
 

@@ -117,7 +117,8 @@ def test_structure_errors(tmp_path):
 
 
 def test_columns_are_checked_against_the_group(tmp_path):
-    path = write(tmp_path, "expectations:\n  - type: expect_column_values_to_not_be_null\n    kwargs: {column: amout}\n")
+    path = write(tmp_path, "expectations:\n  - type: expect_column_values_to_not_be_null\n"
+                           "    kwargs: {column: amout}\n")
     with pytest.raises(DefinitionError, match=r"column 'amout' is not an output of the group \(did you mean 'amount'"):
         load_suite(path, columns=["customer_id", "created_at", "amount"])
 
