@@ -7,7 +7,7 @@ import json
 import os
 import uuid
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar, cast
 
 from featurelake.errors import JobError, NotFoundError, did_you_mean
 from featurelake.retry import retry
@@ -99,7 +99,7 @@ class Catalog:
     def spark(self) -> "SparkSession":
         if callable(self._spark) and not hasattr(self._spark, "sparkContext"):
             self._spark = self._spark()
-        return self._spark
+        return cast("SparkSession", self._spark)
 
     def path(self, table: str) -> str:
         return f"{self.root}/_catalog/{table}"
@@ -151,10 +151,10 @@ class Catalog:
         through a Python worker (0.2 s of each 0.5 s catalogue commit), and a literal per value
         takes seconds to plan at a hundred rows."""
         from pyspark.sql import functions as F
-        from pyspark.sql.types import ArrayType, _parse_datatype_string
+        from pyspark.sql.types import ArrayType, StructType, _parse_datatype_string
 
         spark = self.spark  # built first (when lazy): the DDL parser below needs the JVM
-        schema = _parse_datatype_string(SCHEMAS[table])
+        schema = cast(StructType, _parse_datatype_string(SCHEMAS[table]))  # every SCHEMAS entry is a struct
         text = json.dumps([{n: r.get(n) for n in schema.fieldNames()} for r in rows], default=_json_time)
         parsed = F.from_json(F.lit(text), ArrayType(schema), {"mode": "FAILFAST"})
         return spark.range(0, 1, 1, 1).select(F.inline(parsed))

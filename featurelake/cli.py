@@ -9,9 +9,12 @@ import os
 import sys
 import traceback
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from featurelake.errors import FeaturelakeError, UsageError
+
+if TYPE_CHECKING:
+    from featurelake.store import FeatureStore
 
 log = logging.getLogger("featurelake")
 
@@ -30,7 +33,7 @@ def _time(text: Optional[str], what: str) -> Optional[datetime]:
     return None if text is None else parse_time(text, what)
 
 
-def _store(args: argparse.Namespace):  # -> FeatureStore
+def _store(args: argparse.Namespace) -> FeatureStore:
     from featurelake.store import FeatureStore
 
     return FeatureStore.from_config(args.conf, repo=args.repo)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Mapping, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -168,7 +168,7 @@ class Config:
         return self.connections[name]
 
 
-def load_config(path: Union[str, Path, None] = None, env: Optional[dict] = None) -> Config:
+def load_config(path: Union[str, Path, None] = None, env: Optional[Mapping[str, str]] = None) -> Config:
     """Read, interpolate and check a config file."""
     path = Path(path or os.environ.get("FEATURELAKE_CONF") or DEFAULT_CONF)
     if not path.is_file():
@@ -291,7 +291,7 @@ class _Loader:
             if value is None:
                 return None
             hint = next(a for a in get_args(hint) if a is not type(None))
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{self.where(node, key)}: expected a mapping, found {value!r}")
             return self.build(hint, value, node, key)
@@ -300,7 +300,8 @@ class _Loader:
                 raise ConfigError(f"{self.where(node, key)}: expected a mapping of connection names")
             return {n: self.build(ConnectionConfig, v or {}, self.child(node, n) or node, f"{key}.{n}")
                     for n, v in value.items()}
-        expected = {dict: dict, list: list, bool: bool, int: int, float: (int, float), str: (str, int, float, date)}
+        expected: dict[Any, Any] = {dict: dict, list: list, bool: bool, int: int, float: (int, float),
+                                    str: (str, int, float, date)}
         want = expected.get(hint if isinstance(hint, type) else get_origin(hint) or object, object)
         if value is not None and not isinstance(value, want) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"{self.where(node, key)}: expected {getattr(hint, '__name__', hint)}, "

@@ -68,10 +68,10 @@ def _parse_type(s: str) -> Optional[str]:
                 if not f:
                     return None
                 s = s[f.end():]
-            s = _parse_type(s)
-            if s is None:
+            rest = _parse_type(s)
+            if rest is None:
                 return None
-            s = s.lstrip()
+            s = rest.lstrip()
             if s.startswith(","):
                 s = s[1:]
                 continue

@@ -79,7 +79,8 @@ def executor_error(exc: BaseException) -> Optional[str]:
         m = _PYTHON_ERROR.match(line.strip())
         if m:
             name, message = m.groups()
-            ours = {c.__name__ for c in (FeaturelakeError, *FeaturelakeError.__subclasses__())}
+            classes: list[type] = [FeaturelakeError, *FeaturelakeError.__subclasses__()]
+            ours = {c.__name__ for c in classes}
             return message if name in ours else f"{name}: {message}"
     return None
 

@@ -16,6 +16,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -26,6 +27,7 @@ from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_dur
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.records import RunStatus
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
+from featurelake.spark import one_row
 from featurelake.sources import (CORRUPT_COLUMN, FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path,
                                  in_window, max_text, read_delta, read_files, read_jdbc, scratch_path,
                                  stream_files, unreadable_file, utc)
@@ -153,7 +155,7 @@ def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
         clock = RunClock(ctx.group.name, "backfill")
         clock.result.window, clock.result.backfill_id = w.text(), total.backfill_id
         try:
-            part = _run(ctx, clock, lambda w=w, clock=clock: _window_body(ctx, clock, w))
+            part = _run(ctx, clock, partial(_window_body, ctx, clock, w))
         except FeaturelakeError:
             log.error("%s: backfill stopped at chunk %s; run the same command again to resume", ctx.group.name,
                       w.text())
@@ -270,12 +272,13 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         # The row count, with the statistics' plain aggregates on this first pass (one job less)
         aggregates = plain_aggregates(batch, g) if ctx.store.config.monitoring.statistics else \
             [F.count(F.lit(1)).alias("rows")]
-        counts = batch.agg(F.count(F.when(unaddressable, 1)).alias("_fl_unaddressable"),
+        totals = batch.agg(F.count(F.when(unaddressable, 1)).alias("_fl_unaddressable"),
                            F.count(F.when(implausible & ~unaddressable, 1)).alias("_fl_implausible"),
                            F.countDistinct(F.when(keep, F.struct(*[F.col(f"`{c}`") for c in
                                                                    [*g.keys, g.timestamp_column]]))
                                            ).alias("_fl_distinct"),
-                           *aggregates).first().asDict()
+                           *aggregates)
+        counts = one_row(totals).asDict()
         cached.unpersist()  # the batch is cached now: holding the raw rows too would double the memory
         rows = counts["rows"]
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
@@ -425,7 +428,7 @@ def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optio
             F.count(CORRUPT_COLUMN).alias("corrupt") if CORRUPT_COLUMN in df.columns else F.lit(0).alias("corrupt"),
             F.countDistinct(FILE_COLUMN).alias("files") if FILE_COLUMN in df.columns else F.lit(None).alias("files"),
             max_text(df, watermark_column).alias("high") if watermark_column else F.lit(None).alias("high")]
-    row = df.agg(*aggs).first()
+    row = one_row(df.agg(*aggs))
     return int(row["n"]), row["files"], row["high"], int(row["corrupt"])
 
 

@@ -22,7 +22,9 @@ from featurelake.errors import UsageError
 
 if TYPE_CHECKING:
     from featurelake.catalog import Catalog
+    from featurelake.definitions import FeatureGroup
     from featurelake.repo import Repository
+    from featurelake.runs import IngestResult
     from featurelake.store import FeatureStore
 
 log = logging.getLogger("featurelake.lifecycle")
@@ -91,7 +93,8 @@ def plan(catalog: "Catalog", repo: "Repository", offline_exists: Callable[[str],
     return changes
 
 
-def _plan_group(group, rows: list[dict], state: Optional[dict], offline_exists: Callable[[str], bool]) -> Change:
+def _plan_group(group: FeatureGroup, rows: list[dict], state: Optional[dict],
+                offline_exists: Callable[[str], bool]) -> Change:
     name, new = group.name, group.to_dict()
     online = "a new table, created by the first export" if group.online else "none (online=False)"
     if not rows:
@@ -155,7 +158,7 @@ def _refusal(name: str, rows: list[dict], old: dict, new: dict) -> str:
         return (f"the event time column changes from {old['timestamp_column']!r} to {new['timestamp_column']!r}, "
                 f"which the stored rows are keyed and partitioned on: alias the new column to "
                 f"{old['timestamp_column']!r} in the transform, or define a new group")
-    stored = {}
+    stored: dict[str, str] = {}
     for row in rows:
         for f in json.loads(row["definition"])["features"]:
             stored.setdefault(f["name"], f["dtype"])
@@ -196,7 +199,7 @@ def _logic_changed(old: dict, new: dict) -> bool:
         {k: v for k, v in data_part(new).items() if k not in ignore}
 
 
-def _online_text(group, pending: list) -> str:
+def _online_text(group: FeatureGroup, pending: list) -> str:
     if not group.online:
         return "none (online=False)"
     if pending:
@@ -227,11 +230,15 @@ def apply(catalog: "Catalog", repo: "Repository", offline_exists: Callable[[str]
     if refused:
         raise UsageError("apply refused, nothing registered:\n" + "\n".join(f"  {c.line}" for c in refused))
     stamp, user = now(), current_user()
-    groups, features, revised, states = [], [], [], []
+    groups: list[dict] = []
+    features: list[dict] = []
+    revised: list[dict] = []
+    states: list[dict] = []
     for c in changes:
         if c.action not in ("new", "data", "revision", "rollback"):
             continue
         group = repo.groups[c.group]
+        assert c.version is not None, c  # plan gives a version to every change apply carries out
         if not c.known:
             groups.append(group_row(group, c.version, c.line.split(" (", 1)[-1].rstrip(")"), stamp, user,
                                     c.revision))
@@ -303,7 +310,7 @@ def rollback(store: "FeatureStore", name: str, to: int) -> str:
 
 
 def backfill(store: "FeatureStore", name: str, *, start: Optional[datetime] = None,
-             end: Optional[datetime] = None, chunk: Optional[str] = None):  # -> IngestResult
+             end: Optional[datetime] = None, chunk: Optional[str] = None) -> IngestResult:
     """Recomputes the group's history with its current definition, in chunks, resumable (ingest's
     backfill: a rerun skips the chunks done). Without start, from the offline table's first event.
     When the whole stored history was covered, the features waiting for it become usable."""
@@ -311,11 +318,12 @@ def backfill(store: "FeatureStore", name: str, *, start: Optional[datetime] = No
 
     from featurelake import ingest
     from featurelake.sources import Window, utc
+    from featurelake.spark import one_row
 
     ctx = ingest._context(store, name)  # refuses stale code, a rollback's other version, a deprecated group
     first = None
     if ctx.table.exists():
-        first = ctx.table.read().agg(F.min(ctx.group.timestamp_column)).first()[0]
+        first = one_row(ctx.table.read().agg(F.min(ctx.group.timestamp_column)))[0]
     if start is None:
         if first is None:
             raise UsageError(f"feature group {name!r} has no stored rows to backfill: run `featurelake ingest "

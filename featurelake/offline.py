@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from featurelake.catalog import with_retry
 from featurelake.errors import NotFoundError, UsageError
-from featurelake.spark import in_utc, session_setting, shuffle_partitions
+from featurelake.spark import in_utc, one_row, session_setting, shuffle_partitions
 
 if TYPE_CHECKING:
+    from delta.tables import DeltaTable
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from featurelake.config import Config
@@ -68,7 +69,7 @@ class OfflineTable:
 
         return cls(spark, config, SimpleNamespace(name=name))  # type: ignore[arg-type]
 
-    def _delta(self):  # -> DeltaTable
+    def _delta(self) -> DeltaTable:
         from delta.tables import DeltaTable
 
         if self.table_name:
@@ -86,11 +87,11 @@ class OfflineTable:
         """The latest Delta version, or None before the first write."""
         if not self.exists():
             return None
-        return int(self._delta().history(1).select("version").first()[0])
+        return int(one_row(self._delta().history(1).select("version"))[0])
 
     def size_bytes(self) -> int:
         """The latest version's data files, in bytes (from the Delta log, no scan)."""
-        return int(self._delta().detail().select("sizeInBytes").first()[0])
+        return int(one_row(self._delta().detail().select("sizeInBytes"))[0])
 
     def read(self, version: Optional[int] = None, timestamp: Union[str, datetime, None] = None) -> "DataFrame":
         """The table now, or as of a Delta version or a timestamp (time travel)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import decimal
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Optional
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -22,7 +22,7 @@ RESULT_KEYS = ("expectation", "column", "kwargs", "severity", "success", "observ
 
 def result_row(entry: dict, engine: str, **values: Any) -> dict:
     """One expectation's result, the same keys whichever engine computed it."""
-    out = {k: None for k in RESULT_KEYS}
+    out: dict[str, Any] = {k: None for k in RESULT_KEYS}
     out.update(expectation=entry["type"], column=entry["kwargs"].get("column"), kwargs=entry["kwargs"],
                severity=entry.get("severity", "critical"), engine=engine)
     out.update(values)
@@ -94,6 +94,25 @@ def compile_expectation(entry: dict, schema: dict, df: "DataFrame") -> Optional[
     dtype = schema.get(name) if name else None
     numeric = isinstance(dtype, T.NumericType)
     mostly = 1.0 if kw.get("mostly") is None else kw["mostly"]
+    if etype in ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"):
+        kw2 = {"min_value": kw["value"], "max_value": kw["value"]} if "value" in kw else kw
+        if "value" in kw and not _is_number(kw["value"]) or "value" not in kw and not _bounds_ok(kw):
+            return None
+        return _Plan([], lambda v, rows: {"success": _within(rows, kw2), "observed_value": rows})
+    if etype == "expect_column_to_exist":
+        cols, index = list(schema), kw.get("column_index")
+        ok = (index < len(cols) and cols[index] == name) if isinstance(index, int) and index else name in schema
+        return _Plan([], lambda v, rows: {"success": ok, "observed_value": cols if not ok else None})
+    if etype == "expect_column_values_to_be_of_type":
+        wanted = kw.get("type_")
+        cls = getattr(T, wanted, None) if isinstance(wanted, str) else None
+        if wanted is not None and not (isinstance(cls, type) and issubclass(cls, T.DataType)):
+            return None
+        observed = type(dtype).__name__
+        ok = cls is None or isinstance(dtype, cls)  # cls is None exactly when no type_ was given
+        return _Plan([], lambda v, rows: {"success": ok, "observed_value": observed})
+    if col is None:  # a column expectation without its column: GE reports that on it alone
+        return None
     if etype == "expect_column_values_to_not_be_null":
         return _Plan([F.count(F.when(col.isNull(), 1))], _mapresult_row("not_null", mostly), col.isNull())
     if etype == "expect_column_values_to_be_between":
@@ -122,23 +141,6 @@ def compile_expectation(entry: dict, schema: dict, df: "DataFrame") -> Optional[
         if isinstance(dtype, (T.ArrayType, T.MapType, T.StructType)):
             return None
         return _Plan([F.count(col)], _mapresult_row("map", mostly), unique=True)
-    if etype in ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"):
-        kw2 = {"min_value": kw["value"], "max_value": kw["value"]} if "value" in kw else kw
-        if "value" in kw and not _is_number(kw["value"]) or "value" not in kw and not _bounds_ok(kw):
-            return None
-        return _Plan([], lambda v, rows: {"success": _within(rows, kw2), "observed_value": rows})
-    if etype == "expect_column_to_exist":
-        cols, index = list(schema), kw.get("column_index")
-        ok = (index < len(cols) and cols[index] == name) if isinstance(index, int) and index else name in schema
-        return _Plan([], lambda v, rows: {"success": ok, "observed_value": cols if not ok else None})
-    if etype == "expect_column_values_to_be_of_type":
-        wanted = kw.get("type_")
-        cls = getattr(T, wanted, None) if isinstance(wanted, str) else None
-        if wanted is not None and not (isinstance(cls, type) and issubclass(cls, T.DataType)):
-            return None
-        observed = type(dtype).__name__
-        ok = wanted is None or isinstance(dtype, cls)
-        return _Plan([], lambda v, rows: {"success": ok, "observed_value": observed})
     if etype in _AGGREGATES:
         if not numeric or not _bounds_ok(kw):
             return None
@@ -179,20 +181,21 @@ def _java_regex_ok(df: "DataFrame", regex: Any) -> bool:
     """Spark's rlike is Java's regex; an invalid one goes to GE, which reports it on its own."""
     if not isinstance(regex, str):
         return False
-    try:
-        df.sparkSession._jvm.java.util.regex.Pattern.compile(regex)
-        return True
-    except AttributeError:  # Spark Connect: no JVM at hand, and Python's re is close enough
+    java = getattr(df.sparkSession, "_jvm", None)
+    if java is None:  # Spark Connect: no JVM at hand, and Python's re is close enough
         try:
             re.compile(regex)
             return True
         except re.error:
             return False
+    try:
+        java.java.util.regex.Pattern.compile(regex)
+        return True
     except Exception:  # py4j: PatternSyntaxException
         return False
 
 
-def _same_family(dtype: Any, values: Sequence) -> bool:
+def _same_family(dtype: Any, values: Collection) -> bool:
     """IN between a column and literals of another family makes ANSI Spark cast (and fail) at run
     time; such sets go to GE, which reports the problem on that expectation alone."""
     from pyspark.sql import types as T

@@ -13,7 +13,7 @@ from featurelake.records import ADVANCING, WROTE, RunStatus
 if TYPE_CHECKING:
     from featurelake.catalog import Catalog
 
-_RANK = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2, RunStatus.FAILED: 3}
+_RANK: dict[str, int] = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2, RunStatus.FAILED: 3}
 
 
 @dataclass

@@ -19,11 +19,11 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, cast
 
 from featurelake.errors import FeaturelakeError, JobError, root_message
 from featurelake.retry import retry
-from featurelake.spark import session_setting
+from featurelake.spark import jvm, one_row, session_setting
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -162,15 +162,15 @@ def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optio
     """The column names a file carries (a CSV header, a parquet footer), read on the driver
     without a Spark job; None for formats whose rows name their own fields (JSON) or have none.
     [] for a CSV file without a single line."""
-    jvm = spark.sparkContext._jvm
+    vm = jvm(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    p = jvm.org.apache.hadoop.fs.Path(path)
+    p = vm.org.apache.hadoop.fs.Path(path)
     if _has_header(source):
         import csv
 
         stream = p.getFileSystem(conf).open(p)
-        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(p)
-        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(
+        codec = vm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(p)
+        reader = vm.java.io.BufferedReader(vm.java.io.InputStreamReader(
             codec.createInputStream(stream) if codec else stream, source.options.get("encoding", "UTF-8")))
         try:
             line = reader.readLine()
@@ -182,8 +182,8 @@ def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optio
         return [c.strip() for c in next(csv.reader([line.lstrip("\ufeff")], delimiter=sep,
                                                    quotechar=str(source.options.get("quote", '"'))))]
     if source.format == "parquet":
-        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
-            jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(p, conf))
+        reader = vm.org.apache.parquet.hadoop.ParquetFileReader.open(
+            vm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(p, conf))
         try:
             return [f.getName() for f in reader.getFooter().getFileMetaData().getSchema().getFields()]
         finally:
@@ -217,8 +217,8 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
         if columns == []:
             problems.append({"file": path, "kind": "empty", "reason": "has no header line"})
             continue
-        missing = [f.name for f in schema.fields if columns is not None and f.name not in columns]
-        if missing:
+        missing = [f.name for f in schema.fields if f.name not in columns] if columns is not None else []
+        if columns is not None and missing:
             problems.append({"file": path, "kind": "columns", "reason": (
                 f"has no column {', '.join(map(repr, missing))} (its columns: {', '.join(columns)})")})
             continue
@@ -226,8 +226,8 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
     frames = []
     declared = {f.name: f for f in schema.fields}
     checked = source.format in ("csv", "json")
-    for columns, paths in by_columns.items():
-        fields = [declared.get(c) or StructField(c, StringType()) for c in columns] if columns else schema.fields
+    for names, paths in by_columns.items():
+        fields = [declared.get(c) or StructField(c, StringType()) for c in names] if names else schema.fields
         reader = spark.read.format(source.format).options(**{k: str(v) for k, v in source.options.items()})
         if checked:
             fields = [*fields, StructField(CORRUPT_COLUMN, StringType())]
@@ -258,8 +258,8 @@ def read_files(spark: "SparkSession", path: str, source: "S3Source", window: Win
     sizes = {_bare(r["path"]): (r["path"], r["length"]) for r in listing.select("path", "length").collect()}
     files = list(sizes.values()) + [(f, 0) for f in listing.inputFiles()  # the scan skips empty files
                                     if _bare(f) not in sizes]
-    df, problems = read_new_files(spark, source, schema, files)
-    return SourceBatch(df if df is None else prefilter(df, source.timestamp_column, window), window.text(),
+    rows, problems = read_new_files(spark, source, schema, files)
+    return SourceBatch(rows if rows is None else prefilter(rows, source.timestamp_column, window), window.text(),
                        files=problems)
 
 
@@ -273,7 +273,8 @@ def stream_files(spark: "SparkSession", path: str, source: "S3Source", checkpoin
     schema = file_schema(spark, source, path)
     if schema is None:
         return False
-    ready, state = threading.Event(), {}
+    ready = threading.Event()
+    state: dict[str, Any] = {}  # the query id, set once started; the error a batch raised
 
     def on_batch(df: "DataFrame", batch_id: int) -> None:
         ready.wait()  # start() has returned the query id
@@ -320,14 +321,14 @@ def _bare(path: str) -> str:
 
 
 def _read_text(spark: "SparkSession", path: str) -> Optional[str]:
-    jvm = spark.sparkContext._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
+    vm = jvm(spark)
+    p = vm.org.apache.hadoop.fs.Path(path)
     fs = p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(p):
         return None
     stream = fs.open(p)
     try:
-        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        return str(vm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
     finally:
         stream.close()
 
@@ -366,19 +367,18 @@ def _checkpoint_in_use(exc: BaseException) -> bool:
 
 def copy_checkpoint(spark: "SparkSession", checkpoint: str, scratch: str) -> bool:
     """Copies a checkpoint so a dry run can see what is pending without moving the real one."""
-    jvm = spark.sparkContext._jvm
+    vm = jvm(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    src = jvm.org.apache.hadoop.fs.Path(checkpoint)
-    dst = jvm.org.apache.hadoop.fs.Path(scratch)
+    src = vm.org.apache.hadoop.fs.Path(checkpoint)
+    dst = vm.org.apache.hadoop.fs.Path(scratch)
     fs = src.getFileSystem(conf)
     if not fs.exists(src):
         return False
-    return bool(jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, dst.getFileSystem(conf), dst, False, conf))
+    return bool(vm.org.apache.hadoop.fs.FileUtil.copy(fs, src, dst.getFileSystem(conf), dst, False, conf))
 
 
 def delete_path(spark: "SparkSession", path: str) -> None:
-    jvm = spark.sparkContext._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
+    p = jvm(spark).org.apache.hadoop.fs.Path(path)
     p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(p, True)
 
 
@@ -495,12 +495,15 @@ def read_jdbc(spark: "SparkSession", store: "FeatureStore", source: "JdbcSource"
 
 # ---- Delta ------------------------------------------------------------------------------------
 
-def _delta_target(store: "FeatureStore", source: "DeltaSource") -> tuple[Optional[str], Optional[str]]:
-    """(path, table name) of the table to read; a group's offline table by its own location."""
+def _delta_target(store: "FeatureStore", source: "DeltaSource") -> tuple[str, bool]:
+    """(where, whether it is a path rather than a table name) of the table to read; a group's
+    offline table by its own location."""
     if source.group:
         table = store.offline(source.group)
-        return (None, table.table_name) if table.table_name else (table.path, None)
-    return (store.config.resolve(source.path), None) if source.path else (None, source.table)
+        return (table.table_name, False) if table.table_name else (table.path, True)
+    if source.path:
+        return store.config.resolve(source.path), True
+    return cast(str, source.table), False  # DeltaSource takes exactly one of path=, table=, group=
 
 
 def read_delta(spark: "SparkSession", store: "FeatureStore", source: "DeltaSource", since: Optional[int],
@@ -512,17 +515,16 @@ def read_delta(spark: "SparkSession", store: "FeatureStore", source: "DeltaSourc
 
     from featurelake.offline import BOOKKEEPING
 
-    path, table = _delta_target(store, source)
-    where = path or table
-    exists = DeltaTable.isDeltaTable(spark, path) if path else spark.catalog.tableExists(table)
+    where, by_path = _delta_target(store, source)
+    exists = DeltaTable.isDeltaTable(spark, where) if by_path else spark.catalog.tableExists(where)
     if not exists:
         hint = f": ingest group {source.group!r} first" if source.group else ""
         raise JobError(f"source {source.name!r}: no Delta table at {where}{hint}")
-    delta = DeltaTable.forPath(spark, path) if path else DeltaTable.forName(spark, table)
-    latest = int(delta.history(1).select("version").first()[0])
+    delta = DeltaTable.forPath(spark, where) if by_path else DeltaTable.forName(spark, where)
+    latest = int(one_row(delta.history(1).select("version"))[0])
 
     def load(reader: Any) -> "DataFrame":
-        return reader.load(path) if path else reader.table(table)
+        return reader.load(where) if by_path else reader.table(where)
 
     if window or since is None:
         df = load(spark.read.format("delta").option("versionAsOf", latest))

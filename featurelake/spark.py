@@ -7,10 +7,12 @@ import threading
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Optional
+
+from featurelake.errors import JobError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
 
     from featurelake.config import Config
 
@@ -141,6 +143,24 @@ def jvm_output_to(path: str) -> Iterator[None]:
         for fd, copy in ((1, saved[0]), (2, saved[1])):
             os.dup2(copy, fd)
             os.close(copy)
+
+
+def one_row(df: "DataFrame") -> "Row":
+    """The row of a frame that always has one (an aggregate without groupBy, a Delta table's last
+    commit), where PySpark's first() allows for None."""
+    row = df.first()
+    if row is None:
+        raise JobError("Spark returned no row for a query that always returns one: see the Spark log")
+    return row
+
+
+def jvm(spark: "SparkSession") -> Any:
+    """The driver's JVM through py4j (Hadoop's file system, Java's regex), which PySpark types
+    as optional: absent once the session's context has stopped."""
+    view = spark.sparkContext._jvm
+    if view is None:
+        raise JobError("the SparkSession's context has stopped: no JVM to read files with; start a new session")
+    return view
 
 
 def shuffle_partitions(spark: "SparkSession") -> int:

@@ -41,7 +41,7 @@ class FeatureStore:
     def __init__(self, config: Config, repo: Union[Repository, str, Path, None] = "features",
                  spark: Optional["SparkSession"] = None):
         self.config = config
-        self._repo_arg = repo
+        self._repo_arg = None if isinstance(repo, Repository) else repo
         self._repo: Optional[Repository] = repo if isinstance(repo, Repository) else None
         self._spark = spark
         self._catalog: Optional[Catalog] = None

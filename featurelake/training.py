@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, hashable, point_in_time, to_micros
-from featurelake.spark import shuffle_partitions
+from featurelake.spark import one_row, shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -185,7 +185,7 @@ def _stats(df: "DataFrame", plans: Sequence[GroupPlan], row: Any) -> dict:
 def spine_stats(df: "DataFrame", plans: Sequence[GroupPlan], timestamp_column: str,
                 fingerprint: int = FINGERPRINT) -> dict:
     """The spine's statistics (see _stat_columns) in one Spark job."""
-    return _stats(df, plans, df.agg(*_stat_columns(df, plans, timestamp_column, fingerprint)).first().asDict())
+    return _stats(df, plans, one_row(df.agg(*_stat_columns(df, plans, timestamp_column, fingerprint))).asDict())
 
 
 def copy_spine(df: "DataFrame", path: str, plans: Sequence[GroupPlan], timestamp_column: str) -> dict:

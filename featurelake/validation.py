@@ -348,17 +348,21 @@ def _run_ge(df: "DataFrame", entries: list[dict]) -> list[dict]:
         outcome = batch.validate(suite, result_format={"result_format": "BASIC",
                                                        "partial_unexpected_count": PARTIAL_UNEXPECTED})
     out: list[Optional[dict]] = [None] * len(entries)
-    for r in outcome.results:
-        i = (r.expectation_config.meta or {}).get("featurelake_index")
-        res = r.result or {}
-        error = _ge_exception(r.exception_info)
-        out[i] = result_row(entries[i], "great_expectations", success=bool(r.success) and not error,
+    for result in outcome.results:
+        config = result.expectation_config
+        index = None if config is None else (config.meta or {}).get("featurelake_index")
+        if index is None:  # not one of ours: the loop below reports every entry GE left unanswered
+            continue
+        res = result.result or {}
+        error = _ge_exception(result.exception_info)
+        row = result_row(entries[index], "great_expectations", success=bool(result.success) and not error,
                          observed_value=res.get("observed_value"), element_count=res.get("element_count"),
                          unexpected_count=res.get("unexpected_count"),
                          unexpected_percent=res.get("unexpected_percent"), missing_count=res.get("missing_count"),
                          partial_unexpected_list=res.get("partial_unexpected_list"), error=error)
-        if out[i]["expectation"] == "expect_column_to_exist" and not out[i]["success"]:
-            out[i]["observed_value"] = list(df.columns)  # GE says nothing; the columns there say most
+        if row["expectation"] == "expect_column_to_exist" and not row["success"]:
+            row["observed_value"] = list(df.columns)  # GE says nothing; the columns there say most
+        out[index] = row
     for i, r in enumerate(out):
         if r is None:
             out[i] = result_row(entries[i], "great_expectations", success=False,

@@ -59,7 +59,7 @@ def run_monitor(store: "FeatureStore", args: Any) -> MonitorReport:
             groups = [g for g in groups if g in read]
         return drift(store, groups, reference=args.reference, current=args.current)
     if check == "skew":
-        if every:
+        if every or not group:
             raise UsageError("monitor skew compares one group at a time: name it")
         return skew(store, group, sample=getattr(args, "sample", None))
     raise UsageError(f"unknown monitor check {check!r}: use drift, skew or freshness")

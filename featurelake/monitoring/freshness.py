@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Collection, Optional, Sequence
 from featurelake.records import ONLINE, WROTE, ExportStatus
 
 from featurelake.monitoring.report import MonitorReport, human_duration
+from featurelake.spark import one_row
 
 if TYPE_CHECKING:
     from featurelake.definitions import FeatureGroup
@@ -121,8 +122,8 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
                     and r.last_export["to_version"] < r.offline_version:
                 r.notes.append(f"online store behind: exported up to version {r.last_export['to_version']}, "
                                f"offline is at {r.offline_version}")
-        if r.late and r.lag is not None and r.last_ingest and _utc(r.last_ingest.get("ended_at")) and \
-                now - _utc(r.last_ingest["ended_at"]) <= r.sla:
+        ended = _utc(r.last_ingest.get("ended_at")) if r.last_ingest else None
+        if r.late and r.lag is not None and ended is not None and r.sla is not None and now - ended <= r.sla:
             r.notes.append("ingest runs on time but brings no newer events: check the source")
         results.append(r)
     return MonitorReport("freshness", results, generated_at=now, params={"groups": names})
@@ -137,9 +138,8 @@ def _export_notes(group: str, last: Optional[dict], attempt: Optional[dict]) -> 
                      f"written, some refused "
                      f"({first[0] if first else 'see `featurelake catalog lineage ' + group + '`'}"
                      f"); fix them and rerun `featurelake export {group}`")
-    newer = attempt and attempt["export_id"] != (last or {}).get("export_id") and \
-        (last is None or _export_key(attempt) > _export_key(last))
-    if newer:
+    if attempt and attempt["export_id"] != (last or {}).get("export_id") and \
+            (last is None or _export_key(attempt) > _export_key(last)):
         notes.append(f"the last export attempt {attempt['export_id']} ended {attempt['status']}"
                      + (" and no export has completed" if last is None else "")
                      + f": rerun `featurelake export {group}`")
@@ -163,7 +163,7 @@ def _newest_event(store: "FeatureStore", group: "FeatureGroup") -> tuple[Optiona
 
     table = store.offline(group.name)
     version = table.version()
-    return version, None if version is None else table.read().agg(F.max(group.timestamp_column)).first()[0]
+    return version, None if version is None else one_row(table.read().agg(F.max(group.timestamp_column)))[0]
 
 
 def _latest(store: "FeatureStore", table: str, names: list[str], order: tuple[str, ...], cols: list[str],
@@ -203,4 +203,5 @@ def _s(value: Optional[timedelta]) -> Optional[float]:
 
 
 def _t(value: Optional[datetime]) -> str:
-    return "-" if value is None else _utc(value).strftime("%Y-%m-%d %H:%M")
+    utc = _utc(value)
+    return "-" if utc is None else utc.strftime("%Y-%m-%d %H:%M")

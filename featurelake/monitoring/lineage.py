@@ -48,7 +48,7 @@ def lineage(store: "FeatureStore", name: str) -> dict:
         "downstream_groups": _downstream(store, group),
         "versions": [{"version": v["version"], "registered_at": v["registered_at"], "registered_by": v["registered_by"],
                       "changes": v["changes"], "fingerprint": v["fingerprint"],
-                      "has_feature": None if feature is None else bool(affected & by_version.get(v["version"], set()))}
+                      "has_feature": None if affected is None else bool(affected & by_version.get(v["version"], set()))}
                      for v in versions],
         "runs": _runs(store, group),
         "exports": _exports(store, group),

@@ -125,9 +125,10 @@ def training_set_rows(store: "FeatureStore", group: str, ref: Ref) -> "DataFrame
 
     from featurelake.monitoring.stats import _outputs
 
-    ref.version = training_set_version(store, group, ref.training_set or "")  # the clear errors first
+    name = ref.training_set or ""
+    ref.version = training_set_version(store, group, name)  # the clear errors first
     ref.kind = "training_set_rows"
-    ts = store.load_training_set(ref.training_set)
+    ts = store.load_training_set(name)
     outputs = [o for plan in ts.manifest["options"]["plan"] for o in _outputs(plan)]
     mine = [(o, r.split(":", 1)[1]) for o, r in zip(outputs, ts.manifest["features"]) if r.split(":", 1)[0] == group]
     return ts.to_spark().select(*[F.col(f"`{o}`").alias(f) for o, f in mine])

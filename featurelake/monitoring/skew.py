@@ -141,7 +141,7 @@ def group_skew(store: "FeatureStore", group: str, sample: Optional[int] = None, 
         dyn = store.config.online.dynamodb
         client = OnlineClient(table_prefix=dyn.table_prefix, region=dyn.region, endpoint_url=dyn.endpoint_url)
     items = _get_many(client, group, keys)
-    result = GroupSkew(group, at, version, export and export.get("export_id"), len(rows), 0,
+    result = GroupSkew(group, at, version, export.get("export_id") if export else None, len(rows), 0,
                        store.config.monitoring.skew_threshold, [FeatureSkew(f) for f in plain + windows])
     if held:
         result.notes.append(f"not compared (PII kept offline): {', '.join(held)}")

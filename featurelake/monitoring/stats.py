@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import NotFoundError
+from featurelake.spark import one_row
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -104,7 +105,7 @@ def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
     from pyspark.sql import functions as F
 
     cols = feature_columns(df, group, columns, pii)
-    row = dict(plain) if plain is not None else df.agg(*_plain(cols)).first().asDict()
+    row = dict(plain) if plain is not None else one_row(df.agg(*_plain(cols))).asDict()
     rows = int(row["rows"])
     fraction = sample_rows / rows if sample_rows and rows > sample_rows else 1.0
     sampled = F.rand(SEED) < F.lit(fraction) if fraction < 1 else F.lit(True)
@@ -116,9 +117,9 @@ def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
             value = F.when(F.col("_fl_sampled"), numeric_value(name, dtype))
             sketches += [F.percentile_approx(value, list(QUANTILES), ACCURACY).alias(f"q{i}")]
     if sketches:
-        row.update(df.select("*", sampled.alias("_fl_sampled")).agg(*sketches).first().asDict())
+        row.update(one_row(df.select("*", sampled.alias("_fl_sampled")).agg(*sketches)).asDict())
     stats: dict[str, dict] = {}
-    for i, (name, kind, dtype, pii) in enumerate(cols):
+    for i, (name, kind, dtype, masked) in enumerate(cols):
         non_null = int(row[f"n{i}"])
         s: dict[str, Any] = {"kind": kind, "dtype": dtype.simpleString(), "count": rows, "non_null": non_null,
                              "null_fraction": _ratio(rows - non_null, rows)}
@@ -132,7 +133,7 @@ def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
                 s["unit"] = "epoch_seconds"
             if fraction < 1:
                 s["sample"] = {"of": "quantiles, histogram", "fraction": fraction, "seed": SEED}
-        if pii:
+        if masked:
             s["pii"] = True
         stats[name] = s
     _add_distributions(df, cols, stats, bins, top, sampled)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
@@ -99,7 +99,7 @@ class GroupReader:
         return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 
-def _key_type(dtype: str):
+def _key_type(dtype: str) -> Callable[[Any], Any]:
     kind = codec.parse_dtype(dtype)[0]
     if kind in codec.INTEGRAL:
         return int
@@ -303,7 +303,8 @@ class OnlineClient:
         group goes to the thread pool at once; the caller's thread runs the first chunk itself."""
         tasks, plans = [], []
         for reader, keys, features in jobs:
-            pks, typed, unique = [], [], {}
+            pks, typed = [], []
+            unique: dict[str, None] = {}  # the keys in order, once each
             for key in keys:
                 pk, t = reader.key(key)
                 pks.append(pk)
@@ -323,8 +324,8 @@ class OnlineClient:
         else:
             results = []
         for (reader, _, _), items in zip(tasks, results):
-            for item in items:
-                found[(reader.table, item["pk"]["S"])] = item
+            for got in items:
+                found[(reader.table, got["pk"]["S"])] = got
         now_us = self._clock_us()
         out = []
         for reader, pks, typed, features in plans:

@@ -79,7 +79,7 @@ class ExportResult:
         if self.status == ExportStatus.SKIPPED:
             return f"{self.group}: skipped ({'; '.join(self.notes)})"
         head = f"{self.group}: {self.status}"
-        if self.as_of:
+        if self.as_of and self.from_version is not None and self.to_version is not None:
             versions = (f"Delta versions @{self.from_version}..@{self.to_version}"
                         if self.from_version <= self.to_version
                         else f"Delta version @{self.to_version} (no commit since the last export)")
@@ -142,7 +142,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
                 "group": group.name, "group_version": group_version, "billing": "PAY_PER_REQUEST",
                 "partition_key": "pk (S)", "ttl_attribute": codec.EXPIRES_AT if group.ttl else None,
                 "region": dyn.region, "endpoint_url": dyn.endpoint_url})
-        local = store.spark.sparkContext.master.startswith("local")
+        local = (store.spark.sparkContext.master or "").startswith("local")
         with Lease(client, result.table_name, result.export_id, lease_s=dyn.lease_s, wait_s=dyn.lock_wait_s,
                    local_mode=local) as lease:
             result.waited_s = lease.waited_s
@@ -152,8 +152,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
                 _export_locked(store, group, group_version, features, client, lease, result, full=full,
                                items_per_s=items_per_s, mark=mark)
             except Exception as exc:  # an increment whose change data feed is gone: do a full one
-                gone = None if result.mode != "incremental" else change_feed_gone(
-                    exc, Since(result.from_version - 1, result.as_of), result.to_version)
+                gone = _increment_feed_gone(exc, result)
                 if gone is None:
                     raise
                 log.warning("export %s of %s: %s: exporting in full instead", result.export_id, group.name, gone)
@@ -205,6 +204,15 @@ def _group_version(store: "FeatureStore", group: "FeatureGroup", meta: Optional[
     return int(state["version"])
 
 
+def _increment_feed_gone(exc: BaseException, result: ExportResult) -> Optional[str]:
+    """For an incremental export, Delta's error that the change data feed it reads is gone, said in
+    words; None for a full export or any other error."""
+    if result.mode != "incremental" or result.from_version is None or result.to_version is None \
+            or result.as_of is None:
+        return None
+    return change_feed_gone(exc, Since(result.from_version - 1, result.as_of), result.to_version)
+
+
 def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: int, features: list, client: Any,
                    lease: Lease, result: ExportResult, *, full: bool, items_per_s: Optional[float],
                    mark: Callable[[str], None]) -> None:
@@ -220,6 +228,9 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
             result.notes.append(f"clock behind the last export's end {last_end}: exporting as of that instead")
             end = last_end
     version = offline.version()
+    if version is None:  # there was one when the export began: deleted since
+        raise JobError(f"feature group {group.name!r}: its offline table is gone: run `featurelake ingest "
+                       f"{group.name}`, then export again")
     keys, feats = column_dtypes(offline.read(version=version), group, features)
     spec = {"format": codec.FORMAT, "group": group.name, "group_version": group_version, "keys": keys,
             "features": feats, "timestamp_column": group.timestamp_column,
@@ -227,7 +238,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
             "aggregations": any(f.kind == "aggregation" for f in features)}
     mark("snapshot")
     since = None
-    if last and not full:
+    if meta is not None and last and not full:
         if last["to_version"] > version:
             raise JobError(f"online table {result.table_name} was last exported from Delta version "
                            f"{last['to_version']}, newer than the offline table's {version}: does another lake "
@@ -241,12 +252,12 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     result.to_version, result.as_of = version, end
     # a full export forgets the last one first: if it fails half-way, the next export is full too
     write_meta(client, result.table_name, spec, last if since else None, group.fingerprint)
-    compare = bool(since) and not spec["aggregations"] and only_additions(offline, since, version)
+    compare = since is not None and not spec["aggregations"] and only_additions(offline, since, version)
     mark("plan")
     sc = store.spark.sparkContext
     # unknown (not recorded by the last export) counts as ahead: the increment then looks for them
     window = not compare or (last or {}).get("rows_ahead") is not False
-    if compare:
+    if since is not None and compare:
         result.notes.append("increment: the changed rows, each written only where newer than its item online")
         frame = increment_frame(offline, group, features, version=version, end=end, since=since, window=window)
     else:
@@ -269,7 +280,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
             value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
                            .collect())
         finally:
-            sc.setJobDescription(None)
+            sc.setJobDescription(None)  # type: ignore[arg-type]  # None clears it; PySpark annotates str
         try:
             any_ahead = ahead.result() if ahead else None
         except Exception as exc:  # unknown: the next increment looks for them, as if there were some

@@ -25,7 +25,7 @@ Two ways to compute an increment:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import reduce
 from typing import TYPE_CHECKING, Optional
 
@@ -73,7 +73,7 @@ def _ts_lit(value: datetime) -> "Column":
     return F.lit(value).cast("timestamp")
 
 
-def _day(value: datetime):
+def _day(value: datetime) -> date:
     return value.astimezone(timezone.utc).date()
 
 

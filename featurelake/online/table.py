@@ -201,11 +201,11 @@ class Lease:
                     ConditionExpression="attribute_not_exists(pk) OR expires_ms < :now",
                     ExpressionAttributeValues={":now": {"N": str(_now_ms())}}).get("Attributes")
                 if old:  # an expired lease nobody released: its writes may still be in flight
-                    holder = {k: (v.get("S") if "S" in v else v.get("BOOL") if "BOOL" in v else int(v.get("N", 0)))
-                              for k, v in old.items()}
-                    pause = 2.0 if self._dead_here(holder) else self.grace_s
+                    expired = {k: (v.get("S") if "S" in v else v.get("BOOL") if "BOOL" in v else int(v.get("N", 0)))
+                               for k, v in old.items()}
+                    pause = 2.0 if self._dead_here(expired) else self.grace_s
                     log.warning("%s: took over the expired export lease of %s; waiting %.0fs for its writes to "
-                                "drain", self.table, holder.get("owner"), pause)
+                                "drain", self.table, expired.get("owner"), pause)
                     time.sleep(pause)
                 break
             except Exception as exc:

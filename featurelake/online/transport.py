@@ -118,7 +118,7 @@ class Connection:
         return data
 
     def _chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.reader.readline(65537).split(b";", 1)[0].strip(), 16)
             if size == 0:
