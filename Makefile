@@ -1,7 +1,7 @@
 # featurelake developer entry points. Everything runs from .venv; stamp files make a second
 # `make` reuse what the first one installed (pip reruns only when setup.cfg/pyproject.toml change).
 #
-#   make test            unit + integration + e2e; the tests start their own services
+#   make test            ruff and mypy (seconds), then unit + integration + e2e; the tests start their own services
 #   make test-cluster    the same jobs on a Spark standalone cluster on loopback (slow)
 #   make demo            services on the demo ports, then scripts/demo.py
 #   make bench SCALE=... benchmarks (small by default)
@@ -48,6 +48,8 @@ demo: setup services-up
 	$(PY) scripts/demo.py
 
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy featurelake
 	$(PY) -m pytest tests -q --durations=30
 
 test-cluster: setup

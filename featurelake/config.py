@@ -185,7 +185,7 @@ def load_config(path: Union[str, Path, None] = None, env: Optional[Mapping[str, 
     raw = loader.value(node, "") if node is not None else {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: the top level must be a mapping of sections (project, storage, ...)")
-    config = loader.build(Config, raw, node, "")
+    config = Config() if node is None else loader.build(Config, raw, node, "")  # an empty file: the defaults
     config.path = str(path)
     parent = path.resolve().parent
     config.base_dir = str(parent.parent if parent.name == "conf" else parent)
