@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 from featurelake.errors import FeaturelakeError, JobError, root_message
+from featurelake.parquettime import as_declared, infer_with_nanos, is_nanos_error, nanos_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -37,6 +38,8 @@ FILE_COLUMN = "_featurelake_file"
 """The input file of each row of a file source, counted for progress and dropped before the transform."""
 CORRUPT_COLUMN = "_featurelake_corrupt"
 """The raw text of a CSV or JSON record whose values do not parse as their declared types."""
+TIME_READS = ("timestamp", "timestamp_ntz", "long", "date", "string")
+"""Declared types a nanosecond parquet column is read as (others are refused as Spark refuses them)."""
 JDBC_DRIVERS = {"jdbc:postgresql:": "org.postgresql.Driver", "jdbc:sqlite:": "org.sqlite.JDBC"}
 _CONNECT_ERRORS = ("connection", "connect to", "refused", "authentication", "password", "timed out", "timeout",
                    "08001", "08004", "08006", "28000", "28p01", "no route to host", "unknown host")
@@ -144,9 +147,15 @@ def file_schema(spark: "SparkSession", source: "S3Source", path: str) -> Optiona
         from pyspark.sql.types import _parse_datatype_string
 
         return _parse_datatype_string(source.schema)
+    reader = _file_reader(spark, source, streaming=False)
     try:
-        return _file_reader(spark, source, streaming=False).load(path).schema
-    except AnalysisException as exc:
+        return reader.load(path).schema
+    except Exception as exc:
+        if source.format == "parquet" and is_nanos_error(exc):
+            return infer_with_nanos(spark, lambda: reader.load(path).schema, lambda: reader.load(path).inputFiles(),
+                                    lambda file: _parquet_footer(spark, file)[1])
+        if not isinstance(exc, AnalysisException):
+            raise
         if any(s in str(exc) for s in ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA", "Path does not exist")):
             return None
         raise JobError(f"source {source.name!r}: cannot read {source.format} files at {path}: "
@@ -157,10 +166,23 @@ def _has_header(source: "S3Source") -> bool:
     return source.format == "csv" and str(source.options.get("header", "false")).lower() == "true"
 
 
-def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optional[list[str]]:
+def _parquet_footer(spark: "SparkSession", path: str) -> tuple[list[str], dict[str, bool]]:
+    """A parquet file's column names and its nanosecond timestamp columns, from its footer."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
+        jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(path), conf))
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+        return [f.getName() for f in schema.getFields()], nanos_columns(schema)
+    finally:
+        reader.close()
+
+
+def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> tuple[Optional[list[str]], dict[str, bool]]:
     """The column names a file carries (a CSV header, a parquet footer), read on the driver
     without a Spark job; None for formats whose rows name their own fields (JSON) or have none.
-    [] for a CSV file without a single line."""
+    [] for a CSV file without a single line. Second: its nanosecond timestamp columns (parquet)."""
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     p = jvm.org.apache.hadoop.fs.Path(path)
@@ -176,18 +198,13 @@ def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optio
         finally:
             reader.close()
         if line is None or not line.strip():
-            return []
+            return [], {}
         sep = str(source.options.get("sep", source.options.get("delimiter", ",")))
         return [c.strip() for c in next(csv.reader([line.lstrip("\ufeff")], delimiter=sep,
-                                                   quotechar=str(source.options.get("quote", '"'))))]
+                                                   quotechar=str(source.options.get("quote", '"'))))], {}
     if source.format == "parquet":
-        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
-            jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(p, conf))
-        try:
-            return [f.getName() for f in reader.getFooter().getFileMetaData().getSchema().getFields()]
-        finally:
-            reader.close()
-    return None
+        return _parquet_footer(spark, path)
+    return None, {}
 
 
 def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
@@ -200,16 +217,17 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
     from functools import reduce
 
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     problems: list[dict] = []
-    by_columns: dict[Optional[tuple[str, ...]], list[str]] = {}
+    declared = {f.name: f for f in schema.fields}
+    by_columns: dict[tuple[Optional[tuple[str, ...]], tuple[str, ...]], list[str]] = {}
     for path, length in files:
         if length == 0:
             problems.append({"file": path, "kind": "empty", "reason": "is empty (0 bytes)"})
             continue
         try:
-            columns = _file_columns(spark, source, path)
+            columns, nanos = _file_columns(spark, source, path)
         except Exception as exc:  # noqa: BLE001 - any failure to read a file sets that file aside
             problems.append({"file": path, "kind": "unreadable", "reason": f"cannot be read ({root_message(exc)})"})
             continue
@@ -221,18 +239,20 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
             problems.append({"file": path, "kind": "columns", "reason": (
                 f"has no column {', '.join(map(repr, missing))} (its columns: {', '.join(columns)})")})
             continue
-        by_columns.setdefault(tuple(columns) if columns is not None else None, []).append(path)
+        nanos = {c: utc for c, utc in nanos.items() if c in declared and declared[c].dataType.typeName() in TIME_READS}
+        by_columns.setdefault((tuple(columns) if columns is not None else None, tuple(sorted(nanos))), []).append(path)
     frames = []
-    declared = {f.name: f for f in schema.fields}
     checked = source.format in ("csv", "json")
-    for columns, paths in by_columns.items():
+    for (columns, nanos_read), paths in by_columns.items():
         fields = [declared.get(c) or StructField(c, StringType()) for c in columns] if columns else schema.fields
+        fields = [StructField(f.name, LongType(), f.nullable) if f.name in nanos_read else f for f in fields]
         reader = spark.read.format(source.format).options(**{k: str(v) for k, v in source.options.items()})
         if checked:
             fields = [*fields, StructField(CORRUPT_COLUMN, StringType())]
             reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
         df = reader.schema(StructType(list(fields))).load(paths)
-        frames.append(df.select(*[F.col(f"`{f.name}`") for f in schema.fields],
+        frames.append(df.select(*[as_declared(f.name, f.dataType) if f.name in nanos_read else F.col(f"`{f.name}`")
+                                  for f in schema.fields],
                                 F.col(CORRUPT_COLUMN) if checked else F.lit(None).cast("string").alias(CORRUPT_COLUMN),
                                 F.col("_metadata.file_path").alias(FILE_COLUMN)))
     return (reduce(lambda a, b: a.unionByName(b), frames) if frames else None), problems
