@@ -178,13 +178,32 @@ class S3Source(Source):
     FORMATS = ("parquet", "csv", "json", "xml", "text", "binaryFile", "delta")
 
     def __init__(self, name: str, *, path: str, format: str = "parquet", options: Optional[dict] = None,
-                 schema: Optional[str] = None, timestamp_column: Optional[str] = None):
+                 schema: Optional[str] = None, timestamp_column: Optional[str] = None,
+                 pattern: Optional[str] = None):
         super().__init__(name, timestamp_column)
         if format not in self.FORMATS:
             raise DefinitionError(f"source {name!r}: unknown format {format!r}{did_you_mean(format, self.FORMATS)}")
         if not path or not isinstance(path, str):
             raise DefinitionError(f"source {name!r}: path is required (s3a://bucket/prefix/, file:///...)")
+        if pattern is not None:
+            from featurelake.logfiles import check_pattern
+
+            if format != "text":
+                raise DefinitionError(f"source {name!r}: pattern= splits the lines of log files: use it with "
+                                      f"format=\"text\" (this source is {format!r})")
+            if schema is not None:
+                raise DefinitionError(f"source {name!r}: with pattern= the columns are the pattern's named groups "
+                                      f"(as strings; cast them in the transform): remove schema=")
+            check_pattern(name, pattern)
         self.path, self.format, self.options, self.schema = path, format, dict(options or {}), schema
+        self.pattern = pattern
+        """Log files (format "text"): a regular expression whose named groups are the columns."""
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if out.get("pattern") is None:
+            out.pop("pattern", None)  # the definitions of plain file sources keep their fingerprint
+        return out
 
 
 class JdbcSource(Source):

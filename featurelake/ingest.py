@@ -24,6 +24,7 @@ from featurelake.catalog import new_id, now
 from featurelake.contract import conform
 from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
+from featurelake.logfiles import LINE_COLUMN
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.sources import (CORRUPT_COLUMN, FILE_COLUMN, SourceBatch, Window, copy_checkpoint, delete_path, in_window,
                                  max_text, read_delta, read_files, read_jdbc, scratch_path,
@@ -253,7 +254,7 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         _reject(ctx, clock, bad_files, cached.where(F.col(CORRUPT_COLUMN).isNotNull()) if corrupt else None, txn, dry)
         if n == 0:
             return
-        source = source.drop(FILE_COLUMN, CORRUPT_COLUMN)
+        source = source.drop(FILE_COLUMN, CORRUPT_COLUMN, LINE_COLUMN)
         naive: list[str] = []
         out = conform(g, source if transformed else _transform(g, source, clock.params), naive=naive)
         for text in naive:
@@ -392,10 +393,15 @@ def _reject(ctx: _Context, clock: RunClock, files: list[dict], rows: Optional["D
     if rows is not None:
         r.worsen("warned")
         types = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in rows.schema.fields
-                          if f.name not in (FILE_COLUMN, CORRUPT_COLUMN))
+                          if f.name not in (FILE_COLUMN, CORRUPT_COLUMN, LINE_COLUMN))
+        why = F.lit(f"a value does not parse as its declared type ({types}): correct the record and deliver it "
+                    f"again in a new file")
+        if LINE_COLUMN in rows.columns:  # a log line the source's pattern does not match
+            why = F.concat(F.lit("line "), F.col(LINE_COLUMN).cast("string"), F.lit(
+                f" does not match the pattern of source {g.source.name!r} (columns {types}): correct the line or "
+                f"the pattern, and deliver the lines again in a new file"))
         parts.append(rows.select(F.col(FILE_COLUMN).alias("_file"), F.col(CORRUPT_COLUMN).alias("_record"),
-                                 F.lit(f"a value does not parse as its declared type ({types}): correct the "
-                                       f"record and deliver it again in a new file").alias("_reason")))
+                                 why.alias("_reason")))
     out = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
     quarantine.reject(spark, quarantine.rejected_path(ctx.store.config, g.name), out, r.run_id, txn)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
+from featurelake import logfiles
 from featurelake.errors import FeaturelakeError, JobError, root_message
 from featurelake.parquettime import as_declared, infer_with_nanos, is_nanos_error, nanos_columns
 
@@ -143,6 +144,8 @@ def file_schema(spark: "SparkSession", source: "S3Source", path: str) -> Optiona
         from delta.tables import DeltaTable
 
         return spark.read.format("delta").load(path).schema if DeltaTable.isDeltaTable(spark, path) else None
+    if source.pattern:
+        return logfiles.schema(source.pattern)
     if source.schema:
         from pyspark.sql.types import _parse_datatype_string
 
@@ -244,6 +247,10 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
     frames = []
     checked = source.format in ("csv", "json")
     for (columns, nanos_read), paths in by_columns.items():
+        if source.pattern:
+            frames.append(logfiles.parse_lines(spark, paths, source.pattern, source.options, FILE_COLUMN,
+                                               CORRUPT_COLUMN))
+            continue
         fields = [declared.get(c) or StructField(c, StringType()) for c in columns] if columns else schema.fields
         fields = [StructField(f.name, LongType(), f.nullable) if f.name in nanos_read else f for f in fields]
         reader = spark.read.format(source.format).options(**{k: str(v) for k, v in source.options.items()})
