@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 from featurelake import quarantine
 from featurelake.catalog import new_id, now
 from featurelake.contract import conform
-from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
+from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, S3Source, parse_duration
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.logfiles import LINE_COLUMN
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
@@ -92,9 +92,12 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
         state = RunLog(store.catalog, ctx.group.name).last_state() if not window else (None, None)
         batch = _read(ctx, window, *state)
         clock.result.window = batch.window
-        if batch.df is not None or batch.files:
-            _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
-                     watermark_column=batch.watermark_column, files=batch.files)
+        try:
+            if batch.df is not None or batch.files:
+                _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
+                         watermark_column=batch.watermark_column, files=batch.files)
+        finally:
+            batch.cleanup()
     failed = any(not v.get("success", True) for v in clock.validation)
     clock.result.status = "invalid" if failed else "valid"
     return clock.finish()
@@ -117,8 +120,11 @@ def _incremental(ctx: _Context) -> IngestResult:
         batch = _read(ctx, Window(), *RunLog(ctx.store.catalog, ctx.group.name).last_state())
         r = clock.result
         r.window, r.watermark, r.source_version = batch.window, batch.watermark, batch.source_version
-        if batch.df is not None:
-            _process(ctx, clock, batch.df, guard=batch.guard, watermark_column=batch.watermark_column)
+        try:
+            if batch.df is not None:
+                _process(ctx, clock, batch.df, guard=batch.guard, watermark_column=batch.watermark_column)
+        finally:
+            batch.cleanup()
 
     return _run(ctx, clock, body)
 
@@ -173,8 +179,11 @@ def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
 
 def _window_body(ctx: _Context, clock: RunClock, window: Window) -> None:
     batch = _read(ctx, window)
-    if batch.df is not None or batch.files:
-        _process(ctx, clock, batch.df, window=window, guard=batch.guard, files=batch.files)
+    try:
+        if batch.df is not None or batch.files:
+            _process(ctx, clock, batch.df, window=window, guard=batch.guard, files=batch.files)
+    finally:
+        batch.cleanup()
 
 
 def _from_quarantine(ctx: _Context, run_id: str) -> IngestResult:
@@ -517,6 +526,10 @@ def _read(ctx: _Context, window: Window, watermark: Optional[str] = None,
         return read_jdbc(spark, ctx.store, src, watermark, window)
     if isinstance(src, DeltaSource):
         return read_delta(spark, ctx.store, src, version, window)
+    if isinstance(src, HttpSource):
+        from featurelake.httpread import read_http
+
+        return read_http(spark, ctx.store, src, watermark, window)
     raise UsageError(f"feature group {ctx.group.name!r}: unknown source kind {type(src).__name__}")
 
 

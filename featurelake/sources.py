@@ -74,6 +74,8 @@ class SourceBatch:
     """Runs an action that reads the source (JDBC: with the connection's bounded retry)."""
     files: list = field(default_factory=list)
     """Files of a file source that gave no rows: {"file", "kind" (empty, unreadable, columns), "reason"}."""
+    cleanup: Callable[[], None] = field(default=lambda: None)
+    """Deletes what the read staged (an HTTP source's JSON-lines file), once the batch is done."""
 
 
 def utc(t: datetime) -> datetime:
