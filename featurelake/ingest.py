@@ -290,7 +290,8 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
         if rows == 0:
             return
-        passed = _validate(ctx, clock, batch, rows)
+        passed = _validate(ctx, clock, _with_unmatched_lines(ctx, batch, corrupt), rows + (
+            corrupt if getattr(g.source, "pattern", None) else 0))
         if dry:
             return
         if not passed and _handle_failure(ctx, clock, batch, rows, txn):
@@ -314,6 +315,19 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         cached.unpersist()
         if batch is not None:
             batch.unpersist()
+
+
+def _with_unmatched_lines(ctx: _Context, batch: "DataFrame", unmatched: int) -> "DataFrame":
+    """What the suite sees of a log-file batch: every line of it, those the pattern did not match
+    as rows of nulls (they are set aside, never written), so that a suite bounds their share
+    with `mostly` (expect_column_values_to_not_be_null on a key, mostly: 0.99)."""
+    from pyspark.sql import functions as F
+
+    if not unmatched or not getattr(ctx.group.source, "pattern", None):
+        return batch
+    nulls = ctx.store.spark.range(unmatched).select(
+        *[F.lit(None).cast(f.dataType).alias(f.name) for f in batch.schema.fields])
+    return batch.unionByName(nulls)
 
 
 def _unaddressable(group: "FeatureGroup") -> "Column":

@@ -5,7 +5,8 @@ absent group is null); it must match the WHOLE line. Spark runs it as a Java reg
 so it is written with Python's named groups and translated here (named groups become plain
 groups, read by position). A line that does not match is a source record that broke the data
 contract: it is set aside in <root>/rejected/<group> with its file, its line number and its text,
-and counted in the run; the other lines go on. Line numbers count from 1 in each file, empty
+and counted in the run; the other lines go on. The group's suite sees the unmatched lines as
+rows of nulls, so it can bound their share with `mostly`. Line numbers count from 1 in each file, empty
 lines included, and are found without reading a file whole: within a file split Spark returns
 lines in order, so (split start, position in the split) orders the lines of each file.
 """

@@ -48,3 +48,21 @@ def test_log_lines_become_columns_and_unmatched_lines_are_set_aside_with_file_an
 
     again = store.ingest("access")  # each file is read once
     assert again.rows_read == 0 and len(store.read_offline("access").collect()) == 3
+
+
+def test_the_groups_suite_bounds_the_share_of_unmatched_lines_with_mostly(make_store, tmp_path):
+    root = tmp_path / "data"
+    store = make_store({"groups.py": REPO.format(root=root),
+                        "expectations/access.yml": "expectations:\n  - type: expect_column_values_to_not_be_null\n"
+                                                   "    kwargs: {column: user_id, mostly: 0.7}\n"})
+    store.apply()
+    (root / "access").mkdir(parents=True)
+    good = "".join(f"2024-05-01 10:00:0{i} {i} GET /p\n" for i in range(1, 9))
+    (root / "access" / "a.log").write_text(good + "bad\nbad\n")  # 8 of 10 lines match: 0.8 >= 0.7
+    first = store.ingest("access")
+    assert first.ok and (first.rows_written, first.rows_rejected) == (8, 2), first.summary()
+
+    (root / "access" / "b.log").write_text("2024-05-01 12:00:00 9 GET /p\nbad\nbad\n")  # 1 of 3: below 0.7
+    second = store.ingest("access")
+    assert not second.ok and second.status == "quarantined" and second.rows_written == 0, second.summary()
+    assert "user_id" in second.summary() and len(store.read_offline("access").collect()) == 8
