@@ -248,12 +248,12 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
         by_columns.setdefault((tuple(columns) if columns is not None else None, tuple(sorted(nanos))), []).append(path)
     frames = []
     checked = source.format in ("csv", "json")
-    for (columns, nanos_read), paths in by_columns.items():
+    for (named, nanos_read), paths in by_columns.items():
         if source.pattern:
             frames.append(logfiles.parse_lines(spark, paths, source.pattern, source.options, FILE_COLUMN,
                                                CORRUPT_COLUMN))
             continue
-        fields = [declared.get(c) or StructField(c, StringType()) for c in columns] if columns else schema.fields
+        fields = [declared.get(c) or StructField(c, StringType()) for c in named] if named else schema.fields
         fields = [StructField(f.name, LongType(), f.nullable) if f.name in nanos_read else f for f in fields]
         reader = spark.read.format(source.format).options(**{k: str(v) for k, v in source.options.items()})
         if checked:

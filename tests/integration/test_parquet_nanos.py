@@ -66,6 +66,10 @@ def test_nanosecond_and_microsecond_files_in_one_directory_keep_their_exact_inst
     assert got[1] == got[2] == got[4] == got[5] == expected
     assert got[3] == (utc("2024-03-01 15:34:56.123456"), expected[1])  # 12:34 at UTC-3
 
+    # the batch reader (a backfill's window) reads the same files the same way
+    again = store.ingest("declared", start=datetime(2024, 3, 1), end=datetime(2024, 3, 2))
+    assert again.ok and again.rows_read == 5 and instants(store, "declared") == got, again.summary()
+
 
 def test_an_inferred_schema_reads_nanosecond_columns_as_timestamps(store):
     when, born = pd.Timestamp(WHEN, tz="UTC"), pd.Timestamp(BORN, tz="UTC")
