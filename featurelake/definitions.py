@@ -253,7 +253,8 @@ class HttpSource(Source):
     from `first_page` until a page without records); none means one page. `records` is the
     dotted path to the list of records in each answer (None: the answer is the list). The
     connection (config `connections:`) holds the base URL, headers, auth, rate limit, timeouts
-    and retries."""
+    and retries. Declare the watermark field as a string in `schema` so that its highest value
+    goes back to the API exactly as the API wrote it."""
 
     kind = "http"
 

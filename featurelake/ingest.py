@@ -258,8 +258,10 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         if corrupt:
             source = cached.where(F.col(CORRUPT_COLUMN).isNull())
             r.rows_rejected += corrupt
-            log.warning("%s: %d source records whose values do not parse as their declared types set aside in "
-                        "%s (run %s)", g.name, corrupt, quarantine.rejected_path(ctx.store.config, g.name), r.run_id)
+            log.warning("%s: %d source records %s set aside in %s (run %s)", g.name, corrupt,
+                        "(log lines) that do not match the pattern" if getattr(g.source, "pattern", None) else
+                        "whose values do not parse as their declared types",
+                        quarantine.rejected_path(ctx.store.config, g.name), r.run_id)
         _reject(ctx, clock, bad_files, cached.where(F.col(CORRUPT_COLUMN).isNotNull()) if corrupt else None, txn, dry)
         if n == 0:
             return
