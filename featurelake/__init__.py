@@ -9,10 +9,10 @@ Definitions (Entity, FeatureGroup, ...) live in modules of the feature repositor
 helper, `featurelake.online.OnlineClient`, needs only boto3.
 """
 from featurelake.definitions import (Aggregation, DeltaSource, Entity, Feature, FeatureGroup, FeatureService,
-                                     JdbcSource, S3Source)
+                                     HttpSource, JdbcSource, S3Source)
 from featurelake.errors import FeaturelakeError
 from featurelake.store import FeatureStore
 
 __all__ = ["Aggregation", "DeltaSource", "Entity", "Feature", "FeatureGroup", "FeatureService", "FeatureStore",
-           "FeaturelakeError", "JdbcSource", "S3Source"]
+           "FeaturelakeError", "HttpSource", "JdbcSource", "S3Source"]
 __version__ = "0.1.0"

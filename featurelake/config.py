@@ -56,6 +56,19 @@ class ConnectionConfig:
     properties: dict = field(default_factory=dict)
     retries: int = 3
     """Attempts before a connection failure becomes an error."""
+    base_url: Optional[str] = None
+    """An HTTP API (HttpSource): https://host/prefix; its sources' paths are relative to it."""
+    headers: dict = field(default_factory=dict)
+    """HTTP headers sent with every request (not secrets: use token, or user and password)."""
+    token: Optional[str] = None
+    """HTTP bearer token, only from the environment: token: ${RATES_TOKEN}. Never logged or stored."""
+    rate_limit: Optional[float] = None
+    """HTTP requests per second at most; none for no limit."""
+    timeout: float = 30.0
+    """Seconds to wait for an HTTP connection and for each answer."""
+    backoff: float = 1.0
+    """Seconds before the first HTTP retry (429, 5xx, timeout); doubled each time, capped at 60,
+    unless the answer's Retry-After says otherwise."""
 
 
 @dataclass
@@ -262,13 +275,18 @@ class _Loader:
             if "password=" in str(kwargs.get("url", "")).lower():
                 raise ConfigError(f"{self.where(self.child(node, 'url') or node, prefix + '.url')}: the JDBC url "
                                   f"carries a password: move it to password: ${{SOME_ENV_VAR}} or password_file")
+            token = self.child(node, "token")
+            if token is not None and "${" not in str(token.value):
+                raise ConfigError(f"{self.where(token, prefix + '.token')}: tokens come only from the environment: "
+                                  f"write token: ${{SOME_ENV_VAR}}")
             if pw is not None and "${" not in str(pw.value):
                 raise ConfigError(f"{self.where(pw, prefix + '.password')}: passwords come only from the "
                                   f"environment or a file: write password: ${{SOME_ENV_VAR}} or password_file: PATH")
             if kwargs.get("password_file"):
                 kwargs["password"] = self.read_secret(kwargs, node, prefix)
-            if not kwargs.get("url"):
-                raise ConfigError(f"{self.where(node, prefix)}: a connection needs a url (jdbc:...)")
+            if not kwargs.get("url") and not kwargs.get("base_url"):
+                raise ConfigError(f"{self.where(node, prefix)}: a connection needs a url (jdbc:...) or, for an "
+                                  f"HTTP API, a base_url (https://...)")
         return cls(**kwargs)
 
     def read_secret(self, kwargs: dict, node: yaml.Node, prefix: str) -> str:

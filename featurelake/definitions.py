@@ -184,13 +184,32 @@ class S3Source(Source):
     FORMATS = ("parquet", "csv", "json", "xml", "text", "binaryFile", "delta")
 
     def __init__(self, name: str, *, path: str, format: str = "parquet", options: Optional[dict] = None,
-                 schema: Optional[str] = None, timestamp_column: Optional[str] = None):
+                 schema: Optional[str] = None, timestamp_column: Optional[str] = None,
+                 pattern: Optional[str] = None):
         super().__init__(name, timestamp_column)
         if format not in self.FORMATS:
             raise DefinitionError(f"source {name!r}: unknown format {format!r}{did_you_mean(format, self.FORMATS)}")
         if not path or not isinstance(path, str):
             raise DefinitionError(f"source {name!r}: path is required (s3a://bucket/prefix/, file:///...)")
+        if pattern is not None:
+            from featurelake.logfiles import check_pattern
+
+            if format != "text":
+                raise DefinitionError(f"source {name!r}: pattern= splits the lines of log files: use it with "
+                                      f"format=\"text\" (this source is {format!r})")
+            if schema is not None:
+                raise DefinitionError(f"source {name!r}: with pattern= the columns are the pattern's named groups "
+                                      f"(as strings; cast them in the transform): remove schema=")
+            check_pattern(name, pattern)
         self.path, self.format, self.options, self.schema = path, format, dict(options or {}), schema
+        self.pattern = pattern
+        """Log files (format "text"): a regular expression whose named groups are the columns."""
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if out.get("pattern") is None:
+            out.pop("pattern", None)  # the definitions of plain file sources keep their fingerprint
+        return out
 
 
 class JdbcSource(Source):
@@ -232,6 +251,56 @@ class DeltaSource(Source):
         self.path, self.table, self.group = path, table, group
 
 
+class HttpSource(Source):
+    """A JSON HTTP API, read page by page on the driver, past the watermark of the last
+    successful run (passed to the API as `watermark_param`). Pagination is declared: `next_link`
+    (dotted path to the next page's URL in each answer, or "Link" for the Link header), `cursor`
+    (dotted path to the next cursor, sent back as `cursor_param`) or `page_param` (page numbers
+    from `first_page` until a page without records); none means one page. `records` is the
+    dotted path to the list of records in each answer (None: the answer is the list). The
+    connection (config `connections:`) holds the base URL, headers, auth, rate limit, timeouts
+    and retries. Declare the watermark field as a string in `schema` so that its highest value
+    goes back to the API exactly as the API wrote it."""
+
+    kind = "http"
+
+    def __init__(self, name: str, *, connection: str, path: str, params: Optional[dict] = None,
+                 records: Optional[str] = None, next_link: Optional[str] = None, cursor: Optional[str] = None,
+                 cursor_param: str = "cursor", page_param: Optional[str] = None, first_page: int = 1,
+                 watermark_param: Optional[str] = None, watermark_column: Optional[str] = None,
+                 timestamp_column: Optional[str] = None, schema: Optional[str] = None, max_pages: int = 100_000):
+        super().__init__(name, timestamp_column)
+        if not connection or not isinstance(connection, str):
+            raise DefinitionError(f"source {name!r}: connection= names an entry of the config's connections: "
+                                  f"(with its base_url)")
+        if not isinstance(path, str):
+            raise DefinitionError(f"source {name!r}: path= is the API's path under the connection's base_url, "
+                                  f"such as \"/v1/rates\"; got {path!r}")
+        declared = [k for k, v in (("next_link", next_link), ("cursor", cursor), ("page_param", page_param)) if v]
+        if len(declared) > 1:
+            raise DefinitionError(f"source {name!r}: declare one way to page, not {' and '.join(declared)}")
+        if params is not None and (not isinstance(params, dict)
+                                   or any(not isinstance(v, (str, int, float, bool)) for v in params.values())):
+            raise DefinitionError(f"source {name!r}: params= is a mapping of query parameters to plain values; "
+                                  f"got {params!r}")
+        for what, dotted in (("records", records), ("next_link", next_link), ("cursor", cursor)):
+            if dotted is not None and (not isinstance(dotted, str) or not all(dotted.split("."))):
+                raise DefinitionError(f"source {name!r}: {what}= is a dotted path into each answer, such as "
+                                      f"\"data.items\"; got {dotted!r}")
+        if not isinstance(max_pages, int) or max_pages < 1 or not isinstance(first_page, int):
+            raise DefinitionError(f"source {name!r}: max_pages must be a positive integer and first_page an integer")
+        watermark_column = watermark_column or (timestamp_column if watermark_param else None)
+        if watermark_param and not watermark_column:
+            raise DefinitionError(f"source {name!r}: watermark_param={watermark_param!r} passes the highest value "
+                                  f"read so far: say of which field with watermark_column= (or timestamp_column=)")
+        self.connection, self.path, self.params, self.records = connection, path, dict(params or {}), records
+        self.next_link, self.cursor, self.cursor_param = next_link, cursor, cursor_param
+        self.page_param, self.first_page, self.max_pages = page_param, first_page, max_pages
+        self.watermark_param = watermark_param
+        self.watermark_column = watermark_column and check_identifier(watermark_column, f"source {name!r} watermark")
+        self.schema = schema
+
+
 Transform = Union[Callable[[Any], Any], str, None]
 
 
@@ -251,7 +320,7 @@ class FeatureGroup:
         if not isinstance(entity, Entity):
             raise DefinitionError(f"{where}: entity must be an Entity, found {type(entity).__name__}")
         if not isinstance(source, Source):
-            raise DefinitionError(f"{where}: source must be an S3Source, JdbcSource or DeltaSource, "
+            raise DefinitionError(f"{where}: source must be an S3Source, JdbcSource, DeltaSource or HttpSource, "
                                   f"found {type(source).__name__}")
         if not features or not all(isinstance(f, Feature) for f in features):
             raise DefinitionError(f"{where}: features must be a non-empty list of Feature(...)")

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 from featurelake import quarantine
 from featurelake.catalog import new_id, now
 from featurelake.contract import conform
-from featurelake.definitions import DeltaSource, JdbcSource, S3Source, parse_duration
+from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, S3Source, parse_duration
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
+from featurelake.logfiles import LINE_COLUMN
 from featurelake.records import RunStatus
 from featurelake.runs import IngestResult, RunClock, RunLog, describe_failure
 from featurelake.spark import one_row
@@ -94,9 +95,12 @@ def validate_only(store: "FeatureStore", group_name: str, *, start: Optional[dat
         state = RunLog(store.catalog, ctx.group.name).last_state() if not window else (None, None)
         batch = _read(ctx, window, *state)
         clock.result.window = batch.window
-        if batch.df is not None or batch.files:
-            _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
-                     watermark_column=batch.watermark_column, files=batch.files)
+        try:
+            if batch.df is not None or batch.files:
+                _process(ctx, clock, batch.df, window=window, guard=batch.guard, dry=True,
+                         watermark_column=batch.watermark_column, files=batch.files)
+        finally:
+            batch.cleanup()
     failed = any(not v.get("success", True) for v in clock.validation)
     clock.result.status = RunStatus.INVALID if failed else RunStatus.VALID
     return clock.finish()
@@ -119,8 +123,11 @@ def _incremental(ctx: _Context) -> IngestResult:
         batch = _read(ctx, Window(), *RunLog(ctx.store.catalog, ctx.group.name).last_state())
         r = clock.result
         r.window, r.watermark, r.source_version = batch.window, batch.watermark, batch.source_version
-        if batch.df is not None:
-            _process(ctx, clock, batch.df, guard=batch.guard, watermark_column=batch.watermark_column)
+        try:
+            if batch.df is not None:
+                _process(ctx, clock, batch.df, guard=batch.guard, watermark_column=batch.watermark_column)
+        finally:
+            batch.cleanup()
 
     return _run(ctx, clock, body)
 
@@ -175,8 +182,11 @@ def _backfill(ctx: _Context, window: Window, chunk: str) -> IngestResult:
 
 def _window_body(ctx: _Context, clock: RunClock, window: Window) -> None:
     batch = _read(ctx, window)
-    if batch.df is not None or batch.files:
-        _process(ctx, clock, batch.df, window=window, guard=batch.guard, files=batch.files)
+    try:
+        if batch.df is not None or batch.files:
+            _process(ctx, clock, batch.df, window=window, guard=batch.guard, files=batch.files)
+    finally:
+        batch.cleanup()
 
 
 def _from_quarantine(ctx: _Context, run_id: str) -> IngestResult:
@@ -251,12 +261,14 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         if corrupt:
             source = cached.where(F.col(CORRUPT_COLUMN).isNull())
             r.rows_rejected += corrupt
-            log.warning("%s: %d source records whose values do not parse as their declared types set aside in "
-                        "%s (run %s)", g.name, corrupt, quarantine.rejected_path(ctx.store.config, g.name), r.run_id)
+            log.warning("%s: %d source records %s set aside in %s (run %s)", g.name, corrupt,
+                        "(log lines) that do not match the pattern" if getattr(g.source, "pattern", None) else
+                        "whose values do not parse as their declared types",
+                        quarantine.rejected_path(ctx.store.config, g.name), r.run_id)
         _reject(ctx, clock, bad_files, cached.where(F.col(CORRUPT_COLUMN).isNotNull()) if corrupt else None, txn, dry)
         if n == 0:
             return
-        source = source.drop(FILE_COLUMN, CORRUPT_COLUMN)
+        source = source.drop(FILE_COLUMN, CORRUPT_COLUMN, LINE_COLUMN)
         naive: list[str] = []
         out = conform(g, source if transformed else _transform(g, source, clock.params), naive=naive)
         for text in naive:
@@ -284,7 +296,8 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         log.info("%s: transformed into %d rows (%.1fs)", g.name, rows, clock.elapsed())
         if rows == 0:
             return
-        passed = _validate(ctx, clock, batch, rows)
+        passed = _validate(ctx, clock, _with_unmatched_lines(ctx, batch, corrupt), rows + (
+            corrupt if getattr(g.source, "pattern", None) else 0))
         if dry:
             return
         if not passed and _handle_failure(ctx, clock, batch, rows, txn):
@@ -308,6 +321,19 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         cached.unpersist()
         if batch is not None:
             batch.unpersist()
+
+
+def _with_unmatched_lines(ctx: _Context, batch: "DataFrame", unmatched: int) -> "DataFrame":
+    """What the suite sees of a log-file batch: every line of it, those the pattern did not match
+    as rows of nulls (they are set aside, never written), so that a suite bounds their share
+    with `mostly` (expect_column_values_to_not_be_null on a key, mostly: 0.99)."""
+    from pyspark.sql import functions as F
+
+    if not unmatched or not getattr(ctx.group.source, "pattern", None):
+        return batch
+    nulls = ctx.store.spark.range(unmatched).select(
+        *[F.lit(None).cast(f.dataType).alias(f.name) for f in batch.schema.fields])
+    return batch.unionByName(nulls)
 
 
 def _unaddressable(group: "FeatureGroup") -> "Column":
@@ -396,10 +422,15 @@ def _reject(ctx: _Context, clock: RunClock, files: list[dict], rows: Optional["D
     if rows is not None:
         r.worsen(RunStatus.WARNED)
         types = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in rows.schema.fields
-                          if f.name not in (FILE_COLUMN, CORRUPT_COLUMN))
+                          if f.name not in (FILE_COLUMN, CORRUPT_COLUMN, LINE_COLUMN))
+        why = F.lit(f"a value does not parse as its declared type ({types}): correct the record and deliver it "
+                    f"again in a new file")
+        if LINE_COLUMN in rows.columns:  # a log line the source's pattern does not match
+            why = F.concat(F.lit("line "), F.col(LINE_COLUMN).cast("string"), F.lit(
+                f" does not match the pattern of source {g.source.name!r} (columns {types}): correct the line or "
+                f"the pattern, and deliver the lines again in a new file"))
         parts.append(rows.select(F.col(FILE_COLUMN).alias("_file"), F.col(CORRUPT_COLUMN).alias("_record"),
-                                 F.lit(f"a value does not parse as its declared type ({types}): correct the "
-                                       f"record and deliver it again in a new file").alias("_reason")))
+                                 why.alias("_reason")))
     out = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
     quarantine.reject(spark, quarantine.rejected_path(ctx.store.config, g.name), out, r.run_id, txn)
 
@@ -515,6 +546,10 @@ def _read(ctx: _Context, window: Window, watermark: Optional[str] = None,
         return read_jdbc(spark, ctx.store, src, watermark, window)
     if isinstance(src, DeltaSource):
         return read_delta(spark, ctx.store, src, version, window)
+    if isinstance(src, HttpSource):
+        from featurelake.httpread import read_http
+
+        return read_http(spark, ctx.store, src, watermark, window)
     raise UsageError(f"feature group {ctx.group.name!r}: unknown source kind {type(src).__name__}")
 
 

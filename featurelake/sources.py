@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, cast
 
+from featurelake import logfiles
 from featurelake.errors import FeaturelakeError, JobError, root_message
+from featurelake.parquettime import as_declared, infer_with_nanos, is_nanos_error, nanos_columns
 from featurelake.retry import retry
 from featurelake.spark import jvm, one_row, session_setting
 
@@ -38,6 +40,8 @@ FILE_COLUMN = "_featurelake_file"
 """The input file of each row of a file source, counted for progress and dropped before the transform."""
 CORRUPT_COLUMN = "_featurelake_corrupt"
 """The raw text of a CSV or JSON record whose values do not parse as their declared types."""
+TIME_READS = ("timestamp", "timestamp_ntz", "long", "date", "string")
+"""Declared types a nanosecond parquet column is read as (others are refused as Spark refuses them)."""
 JDBC_DRIVERS = {"jdbc:postgresql:": "org.postgresql.Driver", "jdbc:sqlite:": "org.sqlite.JDBC"}
 _CONNECT_ERRORS = ("connection", "connect to", "refused", "authentication", "password", "timed out", "timeout",
                    "08001", "08004", "08006", "28000", "28p01", "no route to host", "unknown host")
@@ -71,6 +75,8 @@ class SourceBatch:
     """Runs an action that reads the source (JDBC: with the connection's bounded retry)."""
     files: list = field(default_factory=list)
     """Files of a file source that gave no rows: {"file", "kind" (empty, unreadable, columns), "reason"}."""
+    cleanup: Callable[[], None] = field(default=lambda: None)
+    """Deletes what the read staged (an HTTP source's JSON-lines file), once the batch is done."""
 
 
 def utc(t: datetime) -> datetime:
@@ -141,13 +147,21 @@ def file_schema(spark: "SparkSession", source: "S3Source", path: str) -> Optiona
         from delta.tables import DeltaTable
 
         return spark.read.format("delta").load(path).schema if DeltaTable.isDeltaTable(spark, path) else None
+    if source.pattern:
+        return logfiles.schema(source.pattern)
     if source.schema:
         from pyspark.sql.types import _parse_datatype_string
 
         return _parse_datatype_string(source.schema)
+    reader = _file_reader(spark, source, streaming=False)
     try:
-        return _file_reader(spark, source, streaming=False).load(path).schema
-    except AnalysisException as exc:
+        return reader.load(path).schema
+    except Exception as exc:
+        if source.format == "parquet" and is_nanos_error(exc):
+            return infer_with_nanos(spark, lambda: reader.load(path).schema, lambda: reader.load(path).inputFiles(),
+                                    lambda file: _parquet_footer(spark, file)[1])
+        if not isinstance(exc, AnalysisException):
+            raise
         if any(s in str(exc) for s in ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA", "Path does not exist")):
             return None
         raise JobError(f"source {source.name!r}: cannot read {source.format} files at {path}: "
@@ -158,10 +172,23 @@ def _has_header(source: "S3Source") -> bool:
     return source.format == "csv" and str(source.options.get("header", "false")).lower() == "true"
 
 
-def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optional[list[str]]:
+def _parquet_footer(spark: "SparkSession", path: str) -> tuple[list[str], dict[str, bool]]:
+    """A parquet file's column names and its nanosecond timestamp columns, from its footer."""
+    vm = jvm(spark)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    reader = vm.org.apache.parquet.hadoop.ParquetFileReader.open(
+        vm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(vm.org.apache.hadoop.fs.Path(path), conf))
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+        return [f.getName() for f in schema.getFields()], nanos_columns(schema)
+    finally:
+        reader.close()
+
+
+def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> tuple[Optional[list[str]], dict[str, bool]]:
     """The column names a file carries (a CSV header, a parquet footer), read on the driver
     without a Spark job; None for formats whose rows name their own fields (JSON) or have none.
-    [] for a CSV file without a single line."""
+    [] for a CSV file without a single line. Second: its nanosecond timestamp columns (parquet)."""
     vm = jvm(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     p = vm.org.apache.hadoop.fs.Path(path)
@@ -177,18 +204,13 @@ def _file_columns(spark: "SparkSession", source: "S3Source", path: str) -> Optio
         finally:
             reader.close()
         if line is None or not line.strip():
-            return []
+            return [], {}
         sep = str(source.options.get("sep", source.options.get("delimiter", ",")))
         return [c.strip() for c in next(csv.reader([line.lstrip("\ufeff")], delimiter=sep,
-                                                   quotechar=str(source.options.get("quote", '"'))))]
+                                                   quotechar=str(source.options.get("quote", '"'))))], {}
     if source.format == "parquet":
-        reader = vm.org.apache.parquet.hadoop.ParquetFileReader.open(
-            vm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(p, conf))
-        try:
-            return [f.getName() for f in reader.getFooter().getFileMetaData().getSchema().getFields()]
-        finally:
-            reader.close()
-    return None
+        return _parquet_footer(spark, path)
+    return None, {}
 
 
 def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
@@ -201,16 +223,17 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
     from functools import reduce
 
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     problems: list[dict] = []
-    by_columns: dict[Optional[tuple[str, ...]], list[str]] = {}
+    declared = {f.name: f for f in schema.fields}
+    by_columns: dict[tuple[Optional[tuple[str, ...]], tuple[str, ...]], list[str]] = {}
     for path, length in files:
         if length == 0:
             problems.append({"file": path, "kind": "empty", "reason": "is empty (0 bytes)"})
             continue
         try:
-            columns = _file_columns(spark, source, path)
+            columns, nanos = _file_columns(spark, source, path)
         except Exception as exc:  # noqa: BLE001 - any failure to read a file sets that file aside
             problems.append({"file": path, "kind": "unreadable", "reason": f"cannot be read ({root_message(exc)})"})
             continue
@@ -222,18 +245,24 @@ def read_new_files(spark: "SparkSession", source: "S3Source", schema: Any,
             problems.append({"file": path, "kind": "columns", "reason": (
                 f"has no column {', '.join(map(repr, missing))} (its columns: {', '.join(columns)})")})
             continue
-        by_columns.setdefault(tuple(columns) if columns is not None else None, []).append(path)
+        nanos = {c: utc for c, utc in nanos.items() if c in declared and declared[c].dataType.typeName() in TIME_READS}
+        by_columns.setdefault((tuple(columns) if columns is not None else None, tuple(sorted(nanos))), []).append(path)
     frames = []
-    declared = {f.name: f for f in schema.fields}
     checked = source.format in ("csv", "json")
-    for names, paths in by_columns.items():
-        fields = [declared.get(c) or StructField(c, StringType()) for c in names] if names else schema.fields
+    for (named, nanos_read), paths in by_columns.items():
+        if source.pattern:
+            frames.append(logfiles.parse_lines(spark, paths, source.pattern, source.options, FILE_COLUMN,
+                                               CORRUPT_COLUMN))
+            continue
+        fields = [declared.get(c) or StructField(c, StringType()) for c in named] if named else schema.fields
+        fields = [StructField(f.name, LongType(), f.nullable) if f.name in nanos_read else f for f in fields]
         reader = spark.read.format(source.format).options(**{k: str(v) for k, v in source.options.items()})
         if checked:
             fields = [*fields, StructField(CORRUPT_COLUMN, StringType())]
             reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
         df = reader.schema(StructType(list(fields))).load(paths)
-        frames.append(df.select(*[F.col(f"`{f.name}`") for f in schema.fields],
+        frames.append(df.select(*[as_declared(f.name, f.dataType) if f.name in nanos_read else F.col(f"`{f.name}`")
+                                  for f in schema.fields],
                                 F.col(CORRUPT_COLUMN) if checked else F.lit(None).cast("string").alias(CORRUPT_COLUMN),
                                 F.col("_metadata.file_path").alias(FILE_COLUMN)))
     return (reduce(lambda a, b: a.unionByName(b), frames) if frames else None), problems
