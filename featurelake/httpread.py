@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urljoin
 
 from featurelake.errors import DefinitionError, JobError
+from featurelake.retry import retry
+from featurelake.spark import jvm
 
 if TYPE_CHECKING:
     import requests
@@ -72,36 +74,45 @@ class _Api:
 
         attempts = max(1, int(self.conn.retries))
         where = url + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
-        for attempt in range(1, attempts + 1):
+
+        def once() -> "requests.Response":
             self._pace()
-            retry_after = None
             try:
                 answer = self.session.get(url, params=params, timeout=self.conn.timeout)
             except requests.Timeout:
-                reason = f"no answer within {self.conn.timeout:g}s (connection timeout:)"
+                raise _Transient(f"no answer within {self.conn.timeout:g}s (connection timeout:)") from None
             except requests.ConnectionError as exc:
-                reason = f"cannot connect ({type(exc).__name__})"
-            else:
-                if answer.status_code == 429 or answer.status_code >= 500:
-                    reason, retry_after = f"HTTP {answer.status_code}", _retry_after(answer)
-                elif answer.status_code >= 400:
-                    hint = (": check the connection's token or user and password" if answer.status_code in (401, 403)
-                            else "")
-                    raise JobError(self.redact(f"connection {self.name!r}: GET {where} answered HTTP "
-                                               f"{answer.status_code} {answer.text[:200]!r}{hint}; nothing was "
-                                               f"written, the next run asks from the same watermark")) from None
-                else:
-                    return answer
-            if attempt == attempts:
-                raise JobError(self.redact(f"connection {self.name!r}: GET {where} failed after {attempts} attempt(s): "
-                                           f"{reason}; nothing was written, the next run asks from the same "
-                                           f"watermark. Check that the API is up, or raise the connection's "
-                                           f"retries/timeout")) from None
-            wait = retry_after if retry_after is not None else self.conn.backoff * 2 ** (attempt - 1)
-            log.warning("%s", self.redact(f"connection {self.name!r}: GET {where}: {reason}; attempt {attempt} of "
-                                          f"{attempts}, retrying in {min(wait, MAX_WAIT):.1f}s"))
-            time.sleep(min(max(wait, 0.0), MAX_WAIT))
-        raise AssertionError("unreachable")
+                raise _Transient(f"cannot connect ({type(exc).__name__})") from None
+            if answer.status_code == 429 or answer.status_code >= 500:
+                raise _Transient(f"HTTP {answer.status_code}", _retry_after(answer))
+            if answer.status_code >= 400:
+                hint = ": check the connection's token or user and password" if answer.status_code in (401, 403) else ""
+                raise JobError(self.redact(f"connection {self.name!r}: GET {where} answered HTTP {answer.status_code} "
+                                           f"{answer.text[:200]!r}{hint}; nothing was written, the next run asks "
+                                           f"from the same watermark"))
+            return answer
+
+        def give_up(exc: Exception) -> Exception:
+            return JobError(self.redact(f"connection {self.name!r}: GET {where} failed after {attempts} attempt(s): "
+                                        f"{exc}; nothing was written, the next run asks from the same watermark. "
+                                        f"Check that the API is up, or raise the connection's retries/timeout"))
+
+        def said(exc: Exception, attempt: int) -> None:
+            log.warning("%s", self.redact(f"connection {self.name!r}: GET {where}: {exc}; attempt {attempt} of "
+                                          f"{attempts} failed, retrying"))
+
+        return retry(once, attempts=attempts, retryable=lambda exc: isinstance(exc, _Transient), give_up=give_up,
+                     base=self.conn.backoff, cap=MAX_WAIT, wait=lambda exc: getattr(exc, "retry_after", None),
+                     on_retry=said)
+
+
+class _Transient(Exception):
+    """A failure worth another attempt (429, 5xx, a timeout, a refused connection), with the
+    server's Retry-After when it gave one."""
+
+    def __init__(self, reason: str, retry_after: Optional[float] = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 def _retry_after(answer: Any) -> Optional[float]:
@@ -180,12 +191,10 @@ def fetch(source: "HttpSource", api: _Api, since: Optional[str], write: Callable
 
 
 def stage(spark: "SparkSession", source: "HttpSource", name: str, conn: "ConnectionConfig", since: Optional[str],
-          root: str) -> tuple[str, int]:
+          path: str) -> tuple[str, int]:
     """Fetches the new records into a staging JSON-lines file in the lake: (its path, records).
     On any failure the partial file is deleted."""
-    jvm = spark.sparkContext._jvm
-    path = f"{root.rstrip('/')}/_staging/{source.name}-{uuid.uuid4().hex[:12]}.jsonl"
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    hpath = jvm(spark).org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     out = fs.create(hpath, True)
     api = _Api(name, conn)
@@ -209,8 +218,11 @@ def read_http(spark: "SparkSession", store: Any, source: "HttpSource", since: Op
 
     since = None if window else since
     path, count = stage(spark, source, source.connection, store.config.connection(source.connection), since,
-                        store.config.root)
-    done = lambda: delete_path(spark, path)  # noqa: E731
+                        store.config.lake("_staging", f"{source.name}-{uuid.uuid4().hex[:12]}.jsonl"))
+
+    def done() -> None:
+        delete_path(spark, path)
+
     asked = f"{source.watermark_param} = {since}" if since is not None and source.watermark_param else "all records"
     if count == 0:
         done()

@@ -34,5 +34,5 @@ def retry(action: Callable[[], T], *, attempts: int, retryable: Callable[[Except
             if on_retry is not None:
                 on_retry(exc, attempt + 1)
             asked = wait(exc) if wait is not None else None
-            time.sleep(min(asked, cap) if asked is not None else backoff(attempt, base, cap))
+            time.sleep(max(0.0, min(asked, cap)) if asked is not None else backoff(attempt, base, cap))
     raise AssertionError("unreachable")

@@ -63,7 +63,8 @@ class IngestResult:
                                   ("notes", self.notes)) if v}
 
     def _contract_text(self) -> str:
-        parts = [f"{self.rows_rejected} rejected (values not of their declared type, or log lines not matching the pattern)" if self.rows_rejected else "",
+        parts = [f"{self.rows_rejected} rejected (values not of their declared type, or log lines not matching "
+                 f"the pattern)" if self.rows_rejected else "",
                  f"{self.rows_out_of_range} out of the event-time range" if self.rows_out_of_range else "",
                  f"{self.duplicates_collapsed} duplicates collapsed" if self.duplicates_collapsed else "",
                  f"{len(self.files_rejected)} file(s) rejected" if self.files_rejected else "",
