@@ -11,8 +11,10 @@ helper, `featurelake.online.OnlineClient`, needs only boto3.
 from featurelake.definitions import (Aggregation, DeltaSource, Entity, Feature, FeatureGroup, FeatureService,
                                      JdbcSource, S3Source)
 from featurelake.errors import FeaturelakeError
+from featurelake.ondemand import OnDemandFeature, on_demand
 from featurelake.store import FeatureStore
 
 __all__ = ["Aggregation", "DeltaSource", "Entity", "Feature", "FeatureGroup", "FeatureService", "FeatureStore",
-           "FeaturelakeError", "JdbcSource", "S3Source"]
+           "FeaturelakeError", "JdbcSource", "OnDemandFeature", "S3Source",
+           "on_demand"]
 __version__ = "0.1.0"
