@@ -117,6 +117,9 @@ class OnDemandFeature:
     def output_names(self) -> list[str]:
         return [f.name for f in self.outputs]
 
+    def feature_dtype(self, output: str) -> str:
+        return next(f.dtype for f in self.outputs if f.name == output)
+
     @property
     def groups(self) -> list[str]:
         return list(dict.fromkeys(ref.split(":")[0] for ref in self.inputs))
@@ -421,3 +424,148 @@ def show(catalog: Any, name: str) -> Optional[dict]:
     out["versions"] = [{"version": r["version"], "registered_at": r["registered_at"], "changes": r["changes"],
                         "registered_by": r["registered_by"]} for r in rows]
     return out
+
+
+# ---- training sets (Spark; imported inside the functions) -------------------------------------
+
+HIDDEN = "_fl_od_"  # under pointintime.INTERNAL: input columns read for request-time features only
+
+
+def hidden_column(group: str, feature: str) -> str:
+    return f"{HIDDEN}{group}__{feature}"
+
+
+def split_refs(repo: Any, refs: Sequence[Any]) -> tuple[list, dict[str, list[str]]]:
+    """References -> (group references, {on-demand name: outputs asked for})."""
+    groups, chosen = [], {}
+    for ref in refs:
+        name, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+        if sep and name.strip() in repo.on_demand:
+            picked = chosen.setdefault(name.strip(), [])
+            picked += [o for o in repo.on_demand[name.strip()].selected(feature.strip()) if o not in picked]
+        else:
+            groups.append(ref)
+    return groups, chosen
+
+
+def input_refs(repo: Any, chosen: Mapping[str, Sequence[str]]) -> list[str]:
+    return list(dict.fromkeys(ref for name in chosen for ref in repo.on_demand[name].inputs))
+
+
+def _column_of(plans: Sequence[Any], ref: str) -> str:
+    """The training frame's column holding an input reference (asked for, or hidden)."""
+    group, feature = ref.split(":")
+    for plan in plans:
+        if plan.group != group:
+            continue
+        for column, out in plan.features:
+            if column == feature:
+                return out
+        for agg in plan.aggregations:
+            if agg.output in (feature, f"{group}__{feature}", hidden_column(group, feature)):
+                return agg.output
+    raise AssertionError(f"input {ref} is not planned")
+
+
+def offline_spec(catalog: Any, repo: Any, chosen: Mapping[str, Sequence[str]], plans: Sequence[Any],
+                 spine_columns: Sequence[str], full_names: bool) -> dict:
+    """What a training set records per on-demand feature (its registered version and fingerprint,
+    which frame column feeds each of the function's columns, where each output goes), checked
+    against the spine: every request field must be a spine column."""
+    features = [repo.on_demand[n] for n in chosen]
+    registered = versions(catalog, features)
+    taken = set(spine_columns) | {o for p in plans for o in p.outputs}
+    counts: dict[str, int] = {}
+    for name, outs in chosen.items():
+        for o in outs:
+            counts[o] = counts.get(o, 0) + 1
+    spec = {}
+    for f in features:
+        missing = [r for r in f.request if r not in spine_columns]
+        if missing:
+            raise UsageError(f"on-demand feature {f.name!r} needs request field{'s' if len(missing) > 1 else ''} "
+                             f"{missing} as spine column{'s' if len(missing) > 1 else ''}: add "
+                             f"{'it' if len(missing) == 1 else 'them'} to the spine (it has {', '.join(spine_columns)})")
+        outputs = {}
+        for o in chosen[f.name]:
+            column = f"{f.name}__{o}" if full_names or counts[o] > 1 or o in taken else o
+            if column in taken:
+                raise UsageError(f"output column {column!r} of on-demand feature {f.name!r} clashes with a spine "
+                                 f"column: rename that spine column")
+            taken.add(column)
+            outputs[o] = [column, f.feature_dtype(o)]
+        spec[f.name] = {**registered[f.name], "columns": {**{r: r for r in f.request},
+                                                            **{c: _column_of(plans, ref)
+                                                               for ref, c in f.input_columns.items()}},
+                        "outputs": outputs}
+    return spec
+
+
+def check_replayable(repo: Any, spec: Mapping[str, dict], training_set_id: str) -> dict[str, OnDemandFeature]:
+    """The repository's on-demand features, each with the code the training set was built with."""
+    out = {}
+    for name, s in spec.items():
+        f = repo.on_demand.get(name)
+        if f is None:
+            raise UsageError(f"training set {training_set_id}: on-demand feature {name!r} (version {s['version']}) is "
+                             f"no longer in the repository {repo.path}: bring its definition back to replay the set")
+        if f.fingerprint != s["fingerprint"]:
+            raise UsageError(f"training set {training_set_id}: on-demand feature {name!r} changed since the set was "
+                             f"built with its version {s['version']} (fingerprint {s['fingerprint']}, now "
+                             f"{f.fingerprint}): its values would differ; bring its code back to version "
+                             f"{s['version']} (`featurelake catalog show {name} --json` holds it) to replay the set")
+        out[name] = f
+    return out
+
+
+def apply_offline(frame: Any, features: Mapping[str, OnDemandFeature], spec: Mapping[str, dict],
+                  label_columns: Sequence[str], training_set_id: str) -> Any:
+    """The training frame with each on-demand feature's outputs appended and the hidden inputs
+    dropped, computed in the same Spark job by mapInArrow."""
+    if not spec:
+        return frame
+    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
+    _ship_by_value(features.values())
+    keep = [f for f in frame.schema.fields if not f.name.startswith(HIDDEN)]
+    extra = [StructField(column, _parse_datatype_string(dtype), True)
+             for s in spec.values() for column, dtype in s["outputs"].values()]
+    schema = StructType(keep + extra)
+    kept = [f.name for f in keep]
+    labels = [c for c in label_columns if c in kept]
+    plan = [(features[name], s) for name, s in spec.items()]
+    where = f"offline, training set {training_set_id}"
+
+    def run(batches: Any) -> Any:
+        import pyarrow as pa
+
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            arrays, names = [table.column(c) for c in kept], list(kept)
+            for feature, s in plan:
+                given = pa.table([table.column(col) for col in s["columns"].values()], names=list(s["columns"]))
+
+                def describe(i: int, table: Any = table) -> str:
+                    return "spine row " + ", ".join(f"{c}={_plain(table.column(c)[i].as_py())}" for c in labels)
+
+                if table.num_rows:
+                    out = feature.compute_arrow(given, where=where, describe_row=describe)
+                for o, (column, dtype) in s["outputs"].items():
+                    arrays.append(out.column(o) if table.num_rows else pa.nulls(0, arrow_type(dtype)))
+                    names.append(column)
+            yield from pa.table(arrays, names=names).to_batches()
+
+    return frame.mapInArrow(run, schema)
+
+
+def _ship_by_value(features: Any) -> None:
+    """The functions' modules live in the feature repository, which executors cannot import: send
+    them by value."""
+    import sys
+
+    from pyspark import cloudpickle
+
+    for f in features:
+        module = sys.modules.get(getattr(f.function, "__module__", "") or "")
+        if module is not None and not module.__name__.startswith(("featurelake", "pyspark", "__main__")):
+            cloudpickle.register_pickle_by_value(module)
