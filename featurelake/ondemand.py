@@ -486,19 +486,31 @@ def offline_spec(catalog: Any, repo: Any, chosen: Mapping[str, Sequence[str]], p
             raise UsageError(f"on-demand feature {f.name!r} needs request field{'s' if len(missing) > 1 else ''} "
                              f"{missing} as spine column{'s' if len(missing) > 1 else ''}: add "
                              f"{'it' if len(missing) == 1 else 'them'} to the spine (it has {', '.join(spine_columns)})")
-        outputs = {}
+        outputs = []
         for o in chosen[f.name]:
             column = f"{f.name}__{o}" if full_names or counts[o] > 1 or o in taken else o
             if column in taken:
                 raise UsageError(f"output column {column!r} of on-demand feature {f.name!r} clashes with a spine "
                                  f"column: rename that spine column")
             taken.add(column)
-            outputs[o] = [column, f.feature_dtype(o)]
-        spec[f.name] = {**registered[f.name], "columns": {**{r: r for r in f.request},
-                                                            **{c: _column_of(plans, ref)
-                                                               for ref, c in f.input_columns.items()}},
-                        "outputs": outputs}
+            outputs.append([o, column, f.feature_dtype(o)])
+        # lists, not mappings: the catalogue stores JSON with sorted keys, and order is the columns' order
+        spec[f.name] = {**registered[f.name], "columns": [[r, r] for r in f.request] +
+                        [[c, _column_of(plans, ref)] for ref, c in f.input_columns.items()], "outputs": outputs}
     return spec
+
+
+def conform_spine(df: Any, repo: Any, chosen: Mapping[str, Sequence[str]]) -> Any:
+    """A request column with no type (a pandas column of None only) gets its declared type: Delta
+    would drop an untyped column from the spine's copy."""
+    from pyspark.sql.types import NullType
+
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    for name in chosen:
+        for field, dtype in repo.on_demand[name].request.items():
+            if isinstance(fields.get(field), NullType):
+                df = df.withColumn(field, df[field].cast(dtype))
+    return df
 
 
 def check_replayable(repo: Any, spec: Mapping[str, dict], training_set_id: str) -> dict[str, OnDemandFeature]:
@@ -529,7 +541,7 @@ def apply_offline(frame: Any, features: Mapping[str, OnDemandFeature], spec: Map
     _ship_by_value(features.values())
     keep = [f for f in frame.schema.fields if not f.name.startswith(HIDDEN)]
     extra = [StructField(column, _parse_datatype_string(dtype), True)
-             for s in spec.values() for column, dtype in s["outputs"].values()]
+             for s in spec.values() for _, column, dtype in s["outputs"]]
     schema = StructType(keep + extra)
     kept = [f.name for f in keep]
     labels = [c for c in label_columns if c in kept]
@@ -543,14 +555,14 @@ def apply_offline(frame: Any, features: Mapping[str, OnDemandFeature], spec: Map
             table = pa.Table.from_batches([batch])
             arrays, names = [table.column(c) for c in kept], list(kept)
             for feature, s in plan:
-                given = pa.table([table.column(col) for col in s["columns"].values()], names=list(s["columns"]))
+                given = pa.table([table.column(col) for _, col in s["columns"]], names=[c for c, _ in s["columns"]])
 
                 def describe(i: int, table: Any = table) -> str:
                     return "spine row " + ", ".join(f"{c}={_plain(table.column(c)[i].as_py())}" for c in labels)
 
                 if table.num_rows:
                     out = feature.compute_arrow(given, where=where, describe_row=describe)
-                for o, (column, dtype) in s["outputs"].items():
+                for o, column, dtype in s["outputs"]:
                     arrays.append(out.column(o) if table.num_rows else pa.nulls(0, arrow_type(dtype)))
                     names.append(column)
             yield from pa.table(arrays, names=names).to_batches()

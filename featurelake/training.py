@@ -266,6 +266,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
                     hidden=ondemand.input_refs(store.repo, chosen))
     check_spine(df, plans, timestamp_column)
     on_demand = ondemand.offline_spec(store.catalog, store.repo, chosen, plans, df.columns, full_names)
+    df = ondemand.conform_spine(df, store.repo, chosen)
     service_versions = services.versions(store.catalog, used)
     group_versions, table_versions = _servable(store, plans), {}
     for plan in plans:
@@ -284,7 +285,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = shuffle_partitions(spark)
     columns = [c for c in df.columns] + [o for p in plans for o in p.outputs if not o.startswith(ondemand.HIDDEN)] \
-        + [column for s in on_demand.values() for column, _ in s["outputs"].values()]
+        + [column for s in on_demand.values() for _, column, _ in s["outputs"]]
     manifest = {
         "id": ts_id, "created_at": now(), "user": current_user(), "spine_fingerprint": stats["fingerprint"],
         "spine_rows": stats["rows"], "timestamp_column": timestamp_column,
