@@ -221,3 +221,20 @@ def test_offline_and_online_values_are_equal(lake, client, spark):
             have = {o: row[o] for o in outputs}
             assert have == want and [type(v) for v in have.values()] == [type(v) for v in want.values()], \
                 (values, request)
+
+
+def test_the_catalogue_verbs_show_it_without_a_jvm_read(lake, capsys):
+    """Runs after the training sets above: catalog list/show/lineage read through delta-rs."""
+    from featurelake.cli import main
+
+    base = ["--conf", str(lake.conf_path), "--repo", str(lake.repo_path), "catalog"]
+    assert main([*base, "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "acct " in listed and "ctx" in listed and "on-demand" in listed and "from acct:balance" in listed
+    assert main([*base, "show", "ctx"]) == 0
+    shown = capsys.readouterr().out
+    assert "request fields: amount double, at timestamp, channel string" in shown and "is_big" in shown
+    assert main([*base, "lineage", "ctx"]) == 0
+    lineage = capsys.readouterr().out
+    assert "inputs: acct:balance, acct:visits, acct:opened_at, acct:vip" in lineage
+    assert "training sets (" in lineage and "(on-demand v1)" in lineage
