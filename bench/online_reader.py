@@ -5,6 +5,7 @@ Same protocol as feast_side.py: one JSON command a line on stdin, one JSON answe
     {"cmd": "setup", "endpoint": URL, "table_prefix": "bench_..._"}
     {"cmd": "featurelake", "group": "profile", "requests": [[k, ...], ...]} -> {"latencies_ms", "cpu_s"}
     {"cmd": "boto3", "table": NAME, "requests": [[k, ...], ...]}            -> {"latencies_ms", "cpu_s"}
+    {"cmd": "featurelake_on_demand", "group": "profile", "requests": ...}    -> {"latencies_ms", "cpu_s"}
     {"cmd": "featurelake_values" | "boto3_values", ..., "keys": [...]}      -> {"rows": {key: {...}}}
 """
 from __future__ import annotations
@@ -22,11 +23,19 @@ class Reader:
     def setup(self, endpoint: str, table_prefix: str) -> dict:
         import boto3
 
+        from featurelake.definitions import Feature
         from featurelake.online import OnlineClient
+        from featurelake.ondemand import OnDemandFeature
 
+        # one vectorised request-time feature over two of the profile group's fetched features
+        self.on_demand = OnDemandFeature(
+            lambda df: df.assign(amount_over_f0=df.amount / df.f0, f0_plus_f1=df.f0 + df.f1),
+            request={"amount": "double"}, inputs=["profile:f0", "profile:f1"], name="bench_context",
+            outputs=[Feature("amount_over_f0", "double"), Feature("f0_plus_f1", "double")])
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        self.fl = OnlineClient(table_prefix=table_prefix, region="us-east-1", endpoint_url=endpoint)
+        self.fl = OnlineClient(table_prefix=table_prefix, region="us-east-1", endpoint_url=endpoint,
+                               on_demand=[self.on_demand])
         # raw boto3 as a user would write it: the default client (keep-alive pool, standard config)
         self.raw = boto3.session.Session().client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
         return {}
@@ -38,6 +47,17 @@ class Reader:
         for keys in requests:
             t0 = time.perf_counter()
             get([{"customer_id": k} for k in keys], refs)
+            lat.append((time.perf_counter() - t0) * 1000)
+        return {"latencies_ms": lat, "cpu_s": time.process_time() - cpu0}
+
+    def featurelake_on_demand(self, group: str, requests: list) -> dict:
+        """The same call plus the request-time feature: its inputs come with the group's read, and
+        the function runs in this process (pandas) on every request."""
+        lat, refs, get = [], [f"{group}:*", "bench_context:*"], self.fl.get_features
+        cpu0 = time.process_time()
+        for keys in requests:
+            t0 = time.perf_counter()
+            get([{"customer_id": k} for k in keys], refs, request={"amount": 100.0})
             lat.append((time.perf_counter() - t0) * 1000)
         return {"latencies_ms": lat, "cpu_s": time.process_time() - cpu0}
 

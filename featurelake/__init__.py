@@ -11,8 +11,9 @@ helper, `featurelake.online.OnlineClient`, needs only boto3.
 from featurelake.definitions import (Aggregation, DeltaSource, Entity, Feature, FeatureGroup, FeatureService,
                                      HttpSource, JdbcSource, S3Source)
 from featurelake.errors import FeaturelakeError
+from featurelake.ondemand import OnDemandFeature, on_demand
 from featurelake.store import FeatureStore
 
 __all__ = ["Aggregation", "DeltaSource", "Entity", "Feature", "FeatureGroup", "FeatureService", "FeatureStore",
-           "FeaturelakeError", "HttpSource", "JdbcSource", "S3Source"]
+           "FeaturelakeError", "HttpSource", "JdbcSource", "OnDemandFeature", "S3Source", "on_demand"]
 __version__ = "0.1.0"

@@ -55,6 +55,10 @@ SCHEMAS = {
     "feature_services": "name string, version int, fingerprint string, features array<string>, "
                         "groups array<string>, owner string, description string, tags map<string,string>, "
                         "changes string, registered_at timestamp, registered_by string",
+    # request-time features (featurelake.ondemand): one row per registered version
+    "on_demand": "name string, version int, fingerprint string, request string, inputs array<string>, "
+                 "groups array<string>, outputs string, code string, owner string, description string, "
+                 "tags map<string,string>, changes string, registered_at timestamp, registered_by string",
     "statistics": "scope string, scope_id string, group string, feature string, computed_at timestamp, "
                   "stats string",
 }

@@ -91,13 +91,24 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
     store = _store(args)
     if args.action == "list":
-        groups = cat.latest_groups(store.catalog, include_deprecated=args.all)
+        from featurelake import ondemand
+
+        groups = cat.latest_groups(store.catalog, include_deprecated=args.all) + ondemand.latest(store.catalog)
         _emit(args, groups, lambda gs: "\n".join(
+            f"{g['name']:<24} v{g['version']:<3} {'on-demand':<12} {len(g['outputs']):>3} features  "
+            f"from {', '.join(g['inputs'])} + request {', '.join(g['request'])}  owner={g['owner'] or '-'}  "
+            f"{g['description'] or ''}" if g.get("kind") == "on_demand" else
             f"{g['name']:<24} v{g['version']:<3} {g['entity']:<12} {len(g['features']):>3} features  "
             f"{g['source']['kind']:<5} owner={g['owner'] or '-'}  {g['description'] or ''}" for g in gs)
             or "the catalogue is empty: run `featurelake apply`")
     elif args.action == "show":
-        _emit(args, cat.show_group(store.catalog, args.name), _show_text)
+        from featurelake import ondemand
+
+        found = ondemand.show(store.catalog, args.name)
+        if found is not None:
+            _emit(args, found, _on_demand_text)
+        else:
+            _emit(args, cat.show_group(store.catalog, args.name), _show_text)
     elif args.action == "search":
         hits = cat.search(store.catalog, args.name)
         _emit(args, hits, lambda hs: "\n".join(f"{h['kind']:<8} {h['name']:<40} {h.get('description') or ''}"
@@ -120,6 +131,16 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
         _emit(args, usage(store, args.name), lambda p: p["text"])
     return 0
+
+
+def _on_demand_text(d: dict) -> str:
+    lines = [f"{d['name']} (on-demand, definition v{d['version']}, registered {d['registered_at']} by "
+             f"{d['registered_by']})", f"  {d['description'] or ''}",
+             f"  request fields: " + ", ".join(f"{k} {v}" for k, v in d["request"].items()),
+             f"  inputs: {', '.join(d['inputs'])}; owner {d['owner'] or '-'}; tags {d['tags']}", "  features:"]
+    lines += [f"    {f['name']:<28} {f['dtype']:<14} {f['description'] or ''}" for f in d["outputs"]]
+    lines += ["  versions:"] + [f"    v{v['version']} {v['registered_at']} {v['changes']}" for v in d["versions"]]
+    return "\n".join(lines)
 
 
 def _show_text(g: dict) -> str:

@@ -42,6 +42,12 @@ class JobError(FeaturelakeError):
     exit_code = 1
 
 
+class OnDemandError(FeaturelakeError):
+    """A request-time feature's function raised, or returned missing or ill-typed outputs."""
+
+    exit_code = 1
+
+
 class ValidationFailed(FeaturelakeError):
     """A batch failed its expectation suite; carries the failed expectations."""
 

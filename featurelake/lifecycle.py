@@ -262,7 +262,9 @@ def apply(catalog: "Catalog", repo: "Repository", offline_exists: Callable[[str]
     catalog.merge("entities", entities, on=["name"], update=True)
     if states:
         catalog.record_state(states)
-    return lines + services.register(catalog, repo, stamp, user)
+    from featurelake import ondemand
+
+    return lines + services.register(catalog, repo, stamp, user) + ondemand.register(catalog, repo, stamp, user)
 
 
 # ---- the verbs beside apply ------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Union
 
 from featurelake.definitions import DeltaSource, Entity, FeatureGroup, FeatureService, Source
 from featurelake.errors import DefinitionError, NotFoundError, did_you_mean
+from featurelake.ondemand import OnDemandFeature
 from featurelake.services import check_services
 
 
@@ -19,6 +20,7 @@ class Repository:
     sources: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)
     services: dict = field(default_factory=dict)
+    on_demand: dict = field(default_factory=dict)
 
     def group(self, name: str) -> FeatureGroup:
         if name not in self.groups:
@@ -58,7 +60,7 @@ class Repository:
 
 def load_repository(path: Union[str, Path] = "features") -> Repository:
     """Imports every .py module under path (not starting with '_'), collecting Entity, Source,
-    FeatureGroup and FeatureService objects from module globals. The folder is put on sys.path so modules can import
+    FeatureGroup, FeatureService and OnDemandFeature objects from module globals. The folder is put on sys.path so modules can import
     each other by name."""
     root = Path(path)
     if not root.is_dir():
@@ -88,7 +90,7 @@ def load_repository(path: Union[str, Path] = "features") -> Repository:
                 raise DefinitionError(f"{file}: {exc}") from None
         for value in vars(module).values():
             for kind, registry in ((Entity, repo.entities), (Source, repo.sources), (FeatureGroup, repo.groups),
-                                   (FeatureService, repo.services)):
+                                   (FeatureService, repo.services), (OnDemandFeature, repo.on_demand)):
                 if isinstance(value, kind):
                     _add(registry, value, kind.__name__, str(file), origin)
     for group in repo.groups.values():
@@ -100,6 +102,11 @@ def load_repository(path: Union[str, Path] = "features") -> Repository:
                                   f"{did_you_mean(src.group, repo.groups)}")
     repo.ordered()
     check_services(repo)
+    for feature in repo.on_demand.values():
+        if feature.name in repo.groups:
+            raise DefinitionError(f"on-demand feature {feature.name!r} has the name of a feature group: references "
+                                  f"'{feature.name}:...' would be ambiguous; rename one of them")
+        feature.check_inputs(repo.groups)
     return repo
 
 

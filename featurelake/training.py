@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from featurelake.catalog import current_user, new_id, now
-from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
+from featurelake.errors import JobError, NotFoundError, OnDemandError, UsageError, did_you_mean, executor_error
+from featurelake.ondemand import HIDDEN
 from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, hashable, point_in_time, to_micros
 from featurelake.spark import one_row, shuffle_partitions
 
@@ -43,21 +44,24 @@ class NullKeysWarning(UserWarning):
 # ---- feature references ---------------------------------------------------------------------
 
 def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = False,
-            spine_columns: Sequence[str] = ()) -> list[GroupPlan]:
+            spine_columns: Sequence[str] = (), hidden: Sequence[str] = ()) -> list[GroupPlan]:
     """`group:feature` / `group:*` / `service:NAME` references -> one plan per group, outputs named
     by feature, or `group__feature` when two groups (or a spine column) share the name, or always
-    with full_names."""
+    with full_names. `hidden`: features read for request-time features only, named
+    ondemand.hidden_column(group, feature) unless also asked for."""
+    from featurelake.ondemand import hidden_column
     from featurelake.services import expand
 
     if isinstance(refs, str):
         refs = [refs]
     refs = expand(store.repo, refs)[0]
-    if not refs:
+    if not refs and not hidden:
         raise UsageError("no features asked for: pass references such as ['customer_txn:*', "
                          "'merchant_risk:chargeback_rate_30d']")
     repo = store.repo
     chosen: dict[str, list[str]] = {}
-    for ref in refs:
+    visible: set = set()
+    for ref in [*refs, *hidden]:
         if not isinstance(ref, str) or ref.count(":") != 1:
             every = [f"{g.name}:{f}" for g in repo.groups.values() for f in g.feature_names]
             raise UsageError(f"bad feature reference {ref!r}: write group:feature or group:* (or "
@@ -73,10 +77,13 @@ def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = Fa
                                 f"{did_you_mean(feature, group.feature_names)}")
         picked = chosen.setdefault(group_name, [])
         picked += [n for n in names if n not in picked]
+        if ref in refs:
+            visible.update((group_name, n) for n in names)
     owners: dict[str, set] = {}
     for group_name, names in chosen.items():
         for n in names:
-            owners.setdefault(n, set()).add(group_name)
+            if (group_name, n) in visible:
+                owners.setdefault(n, set()).add(group_name)
     taken = set(spine_columns)
     plans, seen = [], set()
     for group_name, names in chosen.items():
@@ -86,7 +93,10 @@ def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = Fa
         plan = GroupPlan(group.name, list(group.keys), group.timestamp_column,
                          int(group.ttl.total_seconds() * 10**6) if group.ttl else None)
         for n in names:
-            out = f"{group_name}__{n}" if full_names or len(owners[n]) > 1 or n in taken else n
+            if (group_name, n) not in visible:
+                out = hidden_column(group_name, n)
+            else:
+                out = f"{group_name}__{n}" if full_names or len(owners[n]) > 1 or n in taken else n
             if out in seen or out in taken:
                 raise UsageError(f"output column {out!r} clashes with a spine column: rename that spine column")
             seen.add(out)
@@ -243,13 +253,17 @@ def arrow_to_pandas(table: Any, naive: Sequence[str] = ()) -> Any:
 def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str], *,
                        timestamp_column: str = "event_ts", full_names: bool = False) -> "TrainingSet":
     """Point-in-time features for each spine row; see the module docstring."""
-    from featurelake import services
+    from featurelake import ondemand, services
 
     spark = store.spark
     df = read_spine(spark, spine)
     refs, used = services.expand(store.repo, list(features))
-    plans = resolve(store, refs, full_names=full_names, spine_columns=df.columns)
+    refs, chosen = ondemand.split_refs(store.repo, refs)
+    plans = resolve(store, refs, full_names=full_names, spine_columns=df.columns,
+                    hidden=ondemand.input_refs(store.repo, chosen))
     check_spine(df, plans, timestamp_column)
+    on_demand = ondemand.offline_spec(store.catalog, store.repo, chosen, plans, df.columns, full_names)
+    df = ondemand.conform_spine(df, store.repo, chosen)
     service_versions = services.versions(store.catalog, used)
     group_versions, table_versions = _servable(store, plans), {}
     for plan in plans:
@@ -267,7 +281,8 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     copy = spark.read.format("delta").load(spine_path)
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = shuffle_partitions(spark)
-    columns = [c for c in df.columns] + [o for p in plans for o in p.outputs]
+    columns = [c for c in df.columns] + [o for p in plans for o in p.outputs if not o.startswith(ondemand.HIDDEN)] \
+        + [column for s in on_demand.values() for _, column, _ in s["outputs"]]
     manifest = {
         "id": ts_id, "created_at": now(), "user": current_user(), "spine_fingerprint": stats["fingerprint"],
         "spine_rows": stats["rows"], "timestamp_column": timestamp_column,
@@ -277,7 +292,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
                     "time_bounds": [stats["t_min"], stats["t_max"]], "null_key_rows": stats["null_keys"],
                     "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE,
                     "fingerprint": FINGERPRINT, "services": service_versions,
-                    "naive_columns": naive_columns(spine)}}
+                    "naive_columns": naive_columns(spine), "on_demand": on_demand}}
     try:  # planned before the set is registered: a set that cannot be computed registers nothing
         frame = _compute(store, copy, manifest_plans(manifest), manifest)
     except Exception:
@@ -363,7 +378,7 @@ def _feature_of(plan: GroupPlan, output: str) -> str:
     for column, out in plan.features:
         if out == output:
             return column
-    prefix = f"{plan.group}__"
+    prefix = f"{HIDDEN}{plan.group}__" if output.startswith(HIDDEN) else f"{plan.group}__"
     return output[len(prefix):] if output.startswith(prefix) else output
 
 
@@ -384,8 +399,16 @@ def _compute(store: "FeatureStore", copy: "DataFrame", plans: list[GroupPlan], m
                            f"time you need replays for") from None
     options = manifest["options"]
     bounds = tuple(options.get("time_bounds") or (None, None))
-    return point_in_time(copy, tables, plans, timestamp_column=manifest["timestamp_column"],
-                         partitions=int(options["partitions"]), time_bounds=bounds)
+    frame = point_in_time(copy, tables, plans, timestamp_column=manifest["timestamp_column"],
+                          partitions=int(options["partitions"]), time_bounds=bounds)
+    spec = options.get("on_demand") or {}
+    if not spec:
+        return frame
+    from featurelake import ondemand
+
+    features = ondemand.check_replayable(store.repo, spec, manifest["id"])
+    labels = [manifest["timestamp_column"], *dict.fromkeys(k for p in plans for k in p.keys)]
+    return ondemand.apply_offline(frame, features, spec, labels, manifest["id"])
 
 
 def _audit(store: "FeatureStore", manifest: dict, action: str) -> None:
@@ -402,6 +425,18 @@ def _audit(store: "FeatureStore", manifest: dict, action: str) -> None:
 
 
 # ---- the result -----------------------------------------------------------------------------
+
+def _surfaced(action: Any) -> Any:
+    """Runs a Spark action; a request-time feature that failed in an executor is raised as the
+    OnDemandError it was there, naming the feature and the spine row."""
+    try:
+        return action()
+    except Exception as exc:
+        message = executor_error(exc)
+        if message and message.startswith("on-demand feature"):
+            raise OnDemandError(message) from None
+        raise
+
 
 class TrainingSet:
     """The rows (lazy, in Spark) and the manifest of one training set."""
@@ -439,7 +474,7 @@ class TrainingSet:
         from featurelake.spark import in_utc
 
         with in_utc(self._store.spark):
-            table = self._frame.toArrow()
+            table = _surfaced(self._frame.toArrow)
         pdf = arrow_to_pandas(table, self.manifest["options"].get("naive_columns", []))
         return pdf.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
 
@@ -472,7 +507,7 @@ class TrainingSet:
             writer = writer.option("header", True)
         if format == "delta" and mode == "overwrite":
             writer = writer.option("overwriteSchema", True)
-        writer.save(target)
+        _surfaced(lambda: writer.save(target))
         if self._store.config.monitoring.statistics:
             from featurelake.monitoring import record_training_set_statistics
 

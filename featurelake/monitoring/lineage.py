@@ -33,6 +33,10 @@ def lineage(store: "FeatureStore", name: str) -> dict:
     service = _service_versions(store, name)
     if service:
         return service_lineage(store, service)
+    if store.catalog.exists("on_demand"):
+        rows = store.catalog.rows("on_demand", lambda r: r["name"] == name.partition(":")[0])
+        if rows:
+            return on_demand_lineage(store, sorted(rows, key=lambda r: r["version"]))
     group, feature = split_name(name)
     versions = catalog.group_versions(group)  # NotFoundError naming the known groups
     feats = catalog.rows("features", lambda f: f["group"] == group)
@@ -54,6 +58,7 @@ def lineage(store: "FeatureStore", name: str) -> dict:
         "exports": _exports(store, group),
         "training_sets": _training_sets(store, group, affected),
         "services": _services_using(store, group, affected),
+        "on_demand": _on_demand_using(store, group, feature),
     }
     out = jsonable(out)
     out["text"] = _lineage_text(out)
@@ -165,6 +170,8 @@ def _lineage_text(p: dict) -> str:
     for e in p["exports"]:
         lines.append(f"    {e['export_id']} {e['status']} group v{e['group_version']} Delta "
                      f"@{e['from_version']}..@{e['to_version']} as of {short_time(e['as_of'])} -> {e['table_name']}")
+    if p.get("on_demand"):
+        lines.append("  on-demand features reading it: " + ", ".join(f"{n} v{v}" for n, v in p["on_demand"].items()))
     lines.append(f"  training sets ({len(p['training_sets'])}):" if p["training_sets"] else "  training sets: none")
     for t in p["training_sets"]:
         lines.append(f"    {t['id']} {short_time(t['created_at'])} by {t['user']}: {', '.join(t['features'])} "
@@ -207,6 +214,50 @@ def _services_using(store: "FeatureStore", group: str, affected: Optional[set]) 
         refs = [ref.split(":", 1) for ref in latest[name]["features"]]
         if any(g == group and (affected is None or f == "*" or f in affected) for g, f in refs):
             out[name] = latest[name]["version"]
+    return out
+
+
+def _on_demand_using(store: "FeatureStore", group: str, feature: Optional[str]) -> dict[str, int]:
+    """{on-demand feature: latest version} for those whose latest version reads the group (or the feature)."""
+    if not store.catalog.exists("on_demand"):
+        return {}
+    latest: dict[str, dict] = {}
+    for r in store.catalog.rows("on_demand"):
+        if r["name"] not in latest or r["version"] > latest[r["name"]]["version"]:
+            latest[r["name"]] = r
+    return {n: r["version"] for n, r in sorted(latest.items())
+            if any(ref.split(":")[0] == group and (feature is None or ref.split(":")[1] == feature)
+                   for ref in r["inputs"])}
+
+
+def on_demand_lineage(store: "FeatureStore", versions: list[dict]) -> dict:
+    """inputs (group features) and request fields -> the on-demand feature's versions -> the training
+    sets that computed it."""
+    latest, name = versions[-1], versions[-1]["name"]
+    sets = []
+    if store.catalog.exists("training_sets"):
+        for r in store.catalog.rows("training_sets", lambda r: f'"{name}"' in (r["options"] or "")):
+            used = ((_json(r["options"]) or {}).get("on_demand") or {}).get(name)
+            if used:
+                sets.append({"id": r["id"], "created_at": r["created_at"], "user": r["user"],
+                             "on_demand_version": used["version"]})
+    sets = sorted(sets, key=lambda t: t["created_at"], reverse=True)[:MAX_ROWS]
+    out = jsonable({
+        "name": name, "on_demand": name, "owner": latest["owner"], "description": latest["description"],
+        "inputs": list(latest["inputs"]), "request": json.loads(latest["request"]),
+        "outputs": [f["name"] for f in json.loads(latest["outputs"])],
+        "versions": [{"version": v["version"], "registered_at": v["registered_at"], "registered_by": v["registered_by"],
+                      "changes": v["changes"], "inputs": list(v["inputs"])} for v in versions],
+        "training_sets": sets})
+    lines = [f"lineage of on-demand feature {name}" + (f" (owner {out['owner']})" if out["owner"] else ""),
+             f"  inputs: {', '.join(out['inputs'])}", f"  request fields: {', '.join(out['request'])}",
+             f"  outputs: {', '.join(out['outputs'])}", "  versions:"]
+    lines += [f"    v{v['version']} {short_time(v['registered_at'])} by {v['registered_by']}: {v['changes']}"
+              for v in out["versions"]]
+    lines.append(f"  training sets ({len(sets)}):" if sets else "  training sets: none")
+    lines += [f"    {t['id']} {short_time(t['created_at'])} by {t['user']} (on-demand v{t['on_demand_version']})"
+              for t in sets]
+    out["text"] = "\n".join(lines)
     return out
 
 

@@ -121,11 +121,19 @@ class OnlineClient:
                  endpoint_url: Optional[str] = None, session: Any = None, client: Any = None, *,
                  connect_timeout: float = 1.0, read_timeout: float = 2.0, max_attempts: int = 4,
                  max_workers: int = 8, meta_ttl: float = 300.0, max_unprocessed_rounds: int = 8,
-                 transport: Optional[str] = None):
+                 transport: Optional[str] = None, repo: Union[str, os.PathLike, None] = None,
+                 on_demand: Sequence[Any] = ()):
         """`client`: an existing boto3 DynamoDB client to use as it is (its config, retries, proxies).
         Otherwise requests are signed here with the credentials of `session` (default: boto3's
         chain) and sent over keep-alive connections: a quarter of botocore's CPU per request.
-        `transport="botocore"` forces the boto3 path."""
+        `transport="botocore"` forces the boto3 path.
+
+        Request-time features run here, from their code: `repo` loads the feature repository's
+        on-demand features (importing its modules, as `featurelake apply` does: a module that imports
+        pyspark imports it here too, though no JVM starts), `on_demand` takes OnDemandFeature
+        objects the scoring code imported itself (keep them in modules that import only featurelake
+        and pandas to stay free of pyspark). Deploy the code you applied: the client runs what it
+        is given."""
         import boto3
         from botocore.config import Config as BotoConfig
 
@@ -154,6 +162,18 @@ class OnlineClient:
         self._pool_lock = threading.Lock()
         self._readers: dict[str, GroupReader] = {}
         self._services: dict[str, tuple[float, dict]] = {}
+        self.on_demand: dict[str, Any] = {}
+        if repo is not None:
+            from featurelake.repo import load_repository
+
+            self.on_demand.update(load_repository(repo).on_demand)
+        for feature in on_demand:
+            from featurelake.ondemand import OnDemandFeature
+
+            if not isinstance(feature, OnDemandFeature):
+                raise UsageError(f"on_demand= takes OnDemandFeature objects (functions decorated with @on_demand), "
+                                 f"found {type(feature).__name__}")
+            self.on_demand[feature.name] = feature
 
     @classmethod
     def from_config(cls, path: Optional[str] = None, **kwargs: Any) -> "OnlineClient":
@@ -161,7 +181,11 @@ class OnlineClient:
         or $FEATURELAKE_CONF)."""
         from featurelake.config import load_config
 
-        dyn = load_config(path).online.dynamodb
+        config = load_config(path)
+        dyn = config.online.dynamodb
+        repo = kwargs.get("repo")
+        if repo is not None and not os.path.isdir(repo) and os.path.isdir(os.path.join(config.base_dir, repo)):
+            kwargs["repo"] = os.path.join(config.base_dir, repo)  # as FeatureStore.from_config finds it
         return cls(table_prefix=dyn.table_prefix, region=dyn.region, endpoint_url=dyn.endpoint_url, **kwargs)
 
     # ---- metadata -----------------------------------------------------------------------------
@@ -236,16 +260,28 @@ class OnlineClient:
         return self._fetch([(reader, list(keys), reader.features)], consistent, with_event_time)[0]
 
     def get_features(self, entity_rows: Sequence[Mapping[str, Any]], refs: Sequence[str], *,
-                     consistent: bool = False, full_names: bool = False) -> list[dict]:
+                     consistent: bool = False, full_names: bool = False,
+                     request: Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None] = None) -> list[dict]:
         """For each entity row, the row's own values plus the referenced features (`group:feature`,
         `group:*` or a feature service's `service:NAME`), None where a group has no live row. A
         feature name given by two groups (or already a column of the entity row) is named
-        `group__feature`; full_names names all so."""
+        `group__feature`; full_names names all so.
+
+        Request-time features (`name:*` or `name:output`, known from repo=/on_demand=) are computed
+        here from the fetched inputs and `request`: one mapping per entity row, or one for all."""
+        from featurelake.ondemand import split_refs
+
         wanted: dict[str, list[str]] = {}
         expanded: list[str] = []
         for ref in [refs] if isinstance(refs, str) else refs:
             kind, _, name = ref.partition(":")
             expanded += self.service(name.strip())["features"] if kind.strip() == SERVICE_PREFIX else [ref]
+        expanded, chosen = split_refs(self, expanded) if self.on_demand else (expanded, {})
+        hidden: dict[str, list[str]] = {}
+        for name in chosen:
+            for ref in self.on_demand[name].inputs:
+                group, feature = ref.split(":")
+                hidden.setdefault(group, []).append(feature)
         for ref in expanded:
             group, sep, feature = ref.partition(":")
             if not sep or not group or not feature:
@@ -253,7 +289,7 @@ class OnlineClient:
             wanted.setdefault(group, [])
             if feature not in wanted[group]:
                 wanted[group].append(feature)
-        readers = {g: self.reader(g) for g in wanted}
+        readers = {g: self._reader_for_ref(g) for g in [*wanted, *hidden]}
         selected: list[tuple[GroupReader, list[str]]] = []
         for group, features in wanted.items():
             reader = readers[group]
@@ -274,17 +310,79 @@ class OnlineClient:
                 if missing:
                     raise UsageError(f"entity row {i} ({dict(row)!r}) lacks {missing}, the keys of group "
                                      f"{reader.name!r}")
-            jobs.append((reader, rows, features))  # GroupReader.key picks the group's keys from each row
-        results = self._fetch(jobs, consistent, False)
+            extra = [f for f in hidden.pop(reader.name, []) if f not in features]
+            jobs.append((reader, rows, features, features + extra))  # GroupReader.key picks each row's keys
+        for group, features in hidden.items():
+            jobs.append((readers[group], rows, [], list(dict.fromkeys(features))))
+        results = self._fetch([(r, rs, fetched) for r, rs, _, fetched in jobs], consistent, False)
         out = []
         for i, row in enumerate(rows):
             merged = dict(row)
-            for (reader, _, features), found in zip(jobs, results):
+            for (reader, _, features, _), found in zip(jobs, results):
                 got = found[i]
                 for f in features:
                     merged[names[(reader.name, f)]] = None if got is None else got[f]
             out.append(merged)
+        if chosen:
+            self._compute_on_demand(chosen, rows, request, {r.name: (r, found) for (r, *_), found in zip(jobs, results)},
+                                    out, full_names)
         return out
+
+    def _reader_for_ref(self, group: str) -> GroupReader:
+        try:
+            return self.reader(group)
+        except NotFoundError as exc:
+            if self.on_demand:
+                raise
+            raise NotFoundError(f"{exc} (if {group!r} is a request-time feature, build the client with "
+                                f"repo='features/' or on_demand=[...] so that it knows its function)") from None
+
+    def _compute_on_demand(self, chosen: dict, rows: list, request: Any, fetched: dict, out: list[dict],
+                           full_names: bool) -> None:
+        """Runs each request-time feature once over all rows (pandas, in this process) and adds its outputs."""
+        from featurelake.ondemand import arrow_columns
+
+        if request is None:
+            requests: Sequence[Mapping] = [{}] * len(rows)
+        elif isinstance(request, Mapping):
+            requests = [request] * len(rows)
+        else:
+            requests = list(request)
+            if len(requests) != len(rows) or not all(isinstance(r, Mapping) for r in requests):
+                raise UsageError(f"request= must be one mapping, or one mapping per entity row ({len(rows)}); "
+                                 f"found {len(requests)} item(s)")
+        taken = set(rows[0]) if rows else set()
+        taken |= {k for o in out[:1] for k in o}
+        counts: dict[str, int] = {}
+        for outs in chosen.values():
+            for o in outs:
+                counts[o] = counts.get(o, 0) + 1
+        for name, outputs in chosen.items():
+            feature = self.on_demand[name]
+            values: dict[str, list] = {}
+            for field in feature.request:
+                for i, r in enumerate(requests):
+                    if field not in r:
+                        raise UsageError(f"on-demand feature {name!r} needs request field {field!r}, missing for "
+                                         f"entity row {i}: pass request={{{field!r}: ...}} (fields: "
+                                         f"{', '.join(feature.request)})")
+                values[field] = [r[field] for r in requests]
+            dtypes: dict[str, Optional[str]] = dict(feature.request)
+            for ref, column in feature.input_columns.items():
+                group, feat = ref.split(":")
+                reader, found = fetched[group]
+                values[column] = [None if got is None else got[feat] for got in found]
+                dtypes[column] = next(f["dtype"] for f in reader.spec["features"] if f["name"] == feat)
+            try:
+                table = arrow_columns(values, dtypes)
+            except UsageError as exc:
+                raise UsageError(f"on-demand feature {name!r}: {exc}") from None
+            result = feature.compute_arrow(table, where="online",
+                                           describe_row=lambda i: f"entity row {dict(rows[i])!r}")
+            for o in outputs:
+                column = f"{name}__{o}" if full_names or counts[o] > 1 or o in taken else o
+                for row, value in zip(out, result.column(o).to_pylist()):
+                    row[column] = value
 
     @staticmethod
     def _output_names(selected: list, rows: Sequence[Mapping], full_names: bool) -> dict:

@@ -1,0 +1,240 @@
+"""Request-time features end to end: a training set computes them from the spine's request columns
+and the point-in-time inputs, the OnlineClient computes them from DynamoDB (dynalite) rows and the
+request, and the two agree value for value, nulls and types included (hypothesis)."""
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+
+from conftest import write_config
+from featurelake.errors import DefinitionError, OnDemandError, UsageError
+from featurelake.online import OnlineClient
+
+GROUPS = '''
+from featurelake import Aggregation, DeltaSource, Entity, Feature, FeatureGroup
+
+customer = Entity("customer", join_keys=["customer_id"])
+nowhere = DeltaSource("nowhere", path="/nonexistent/source", timestamp_column="ts")
+acct = FeatureGroup(
+    "acct", entity=customer, source=nowhere, timestamp_column="ts",
+    features=[Feature("balance", "double"), Feature("visits", "bigint"), Feature("opened_at", "timestamp"),
+              Feature("vip", "boolean"), Feature("tier", "string")],
+    aggregations=[Aggregation("balance", ["avg"], windows=["30d"])])
+'''
+CONTEXT = '''
+from featurelake import Feature, on_demand
+
+@on_demand(request={"amount": "double", "at": "timestamp", "channel": "string"},
+           inputs=["acct:balance", "acct:visits", "acct:opened_at", "acct:vip"],
+           outputs=[Feature("amount_over_balance", "double"), Feature("minutes_open", "double"),
+                    Feature("next_visit", "bigint"), Feature("channel_vip", "string"),
+                    Feature("is_big", "boolean")], owner="risk-team")
+def ctx(df):
+    """How a payment compares with the account."""
+    return df.assign(amount_over_balance=df.amount / df.balance,
+                     minutes_open=(df["at"] - df.opened_at).dt.total_seconds() / 60,
+                     next_visit=df.visits + 1,
+                     channel_vip=df.channel + ":" + df.vip.astype(str),
+                     is_big=df.amount > 1000)
+'''
+SCHEMA = "customer_id bigint, ts timestamp, balance double, visits bigint, opened_at timestamp, vip boolean, tier string"
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+IDS = itertools.count(1000)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, spark, dynamodb_endpoint):
+    from featurelake.store import FeatureStore
+
+    tmp = tmp_path_factory.mktemp("ondemand")
+    (tmp / "features").mkdir()
+    (tmp / "features" / "groups.py").write_text(GROUPS)
+    (tmp / "features" / "context.py").write_text(CONTEXT)
+    conf = write_config(tmp, online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: "
+                                   f"{dynamodb_endpoint}\n    table_prefix: t{uuid.uuid4().hex[:8]}_")
+    store = FeatureStore.from_config(conf, repo=tmp / "features", spark=spark)
+    store.conf_path, store.repo_path = conf, tmp / "features"
+    store.applied = store.apply()
+    rows = [(1, NOW - timedelta(days=2), 100.0, 3, NOW - timedelta(days=400), True, "gold"),
+            (1, NOW - timedelta(days=1), 200.0, 4, NOW - timedelta(days=400), True, "gold"),
+            (2, NOW - timedelta(days=1), None, None, None, None, None)]
+    store.offline("acct").merge(spark.createDataFrame(rows, SCHEMA), "r1")
+    store.export("acct")
+    return store
+
+
+@pytest.fixture(scope="module")
+def client(lake):
+    with OnlineClient.from_config(lake.conf_path, repo=str(lake.repo_path)) as c:
+        yield c
+
+
+def spine(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["customer_id", "event_ts", "amount", "at", "channel"])
+
+
+def test_apply_registers_the_feature_and_the_catalogue_shows_it(lake):
+    from featurelake import ondemand
+    from featurelake.monitoring import lineage
+
+    assert "on-demand ctx: version 1 (new on-demand feature)" in lake.applied
+    [listed] = ondemand.latest(lake.catalog)
+    assert (listed["name"], listed["version"], listed["owner"]) == ("ctx", 1, "risk-team")
+    assert listed["inputs"] == ["acct:balance", "acct:visits", "acct:opened_at", "acct:vip"]
+    assert ondemand.show(lake.catalog, "ctx")["code"].startswith("@on_demand(")
+    assert lineage(lake, "acct")["on_demand"] == {"ctx": 1}
+    assert lake.apply() == []  # nothing changed: no new version
+
+
+def test_training_set_computes_it_from_the_spine_and_point_in_time_inputs(lake):
+    at = NOW - timedelta(hours=1)
+    ts = lake.training_set(spine([(1, NOW - timedelta(days=1, hours=12), 50.0, at, "web"),
+                                  (1, NOW, 2000.0, at, "app"), (2, NOW, 5.0, at, "web"), (3, NOW, None, at, "web")]),
+                           features=["acct:tier", "ctx:*"])
+    got = ts.to_pandas()
+    assert list(got.columns) == ["customer_id", "event_ts", "amount", "at", "channel", "tier",
+                                 "amount_over_balance", "minutes_open", "next_visit", "channel_vip", "is_big"]
+    assert got["amount_over_balance"].tolist()[:2] == [0.5, 10.0]  # as of the first row, balance was 100
+    assert got["next_visit"].tolist()[:2] == [4, 5]
+    assert got["minutes_open"][1] == (at - (NOW - timedelta(days=400))).total_seconds() / 60
+    assert got["channel_vip"].tolist()[:2] == ["web:True", "app:True"]
+    assert got["is_big"].tolist()[:2] == [False, True]
+    assert got["amount_over_balance"][2:].isna().all() and got["next_visit"][2:].isna().all()  # no balance: null
+    spec = ts.manifest["options"]["on_demand"]["ctx"]
+    assert spec["version"] == 1 and spec["outputs"][-1] == ["is_big", "is_big", "boolean"]
+    replay = lake.load_training_set(ts.id).to_pandas()
+    pd.testing.assert_frame_equal(replay, got)
+
+
+def test_one_output_asked_and_names_that_clash(lake):
+    ts = lake.training_set(spine([(1, NOW, 10.0, NOW, "web")]).assign(is_big=True), features=["ctx:is_big"])
+    got = ts.to_pandas()
+    assert list(got.columns)[-2:] == ["is_big", "ctx__is_big"] and got["ctx__is_big"].tolist() == [False]
+
+
+def test_a_missing_request_column_is_a_usage_error_naming_it(lake):
+    with pytest.raises(UsageError, match=r"on-demand feature 'ctx' needs request field \['channel'\]"):
+        lake.training_set(spine([(1, NOW, 10.0, NOW, "web")]).drop(columns=["channel"]), features=["ctx:*"])
+
+
+def test_a_changed_function_is_refused_at_replay_and_a_failing_one_names_the_row(lake, client, tmp_path):
+    from featurelake.store import FeatureStore
+
+    ts = lake.training_set(spine([(1, NOW, 10.0, NOW, "web")]), features=["ctx:*"])
+    repo = tmp_path / "features"
+    repo.mkdir()
+    (repo / "groups.py").write_text(GROUPS)
+    (repo / "context.py").write_text(CONTEXT.replace("df.amount > 1000", "df.amount.astype(int) > 1000"))
+    changed = FeatureStore.from_config(lake.conf_path, repo=repo, spark=lake.spark)
+    with pytest.raises(UsageError, match="on-demand feature 'ctx' changed since the set was built with its version 1"):
+        changed.load_training_set(ts.id)
+    with pytest.raises(UsageError, match="run `featurelake apply` first"):
+        changed.training_set(spine([(1, NOW, 10.0, NOW, "web")]), features=["ctx:*"])
+    assert "on-demand ctx: version 2 (code changed)" in changed.apply()
+    built = changed.training_set(spine([(1, NOW, 10.0, NOW, "web"), (2, NOW, None, NOW, "app")]), features=["ctx:*"])
+    with pytest.raises(OnDemandError, match=r"on-demand feature 'ctx' \(offline, training set .*\): the function "
+                                            r"raised at row \d .*customer_id=2.*IntCastingNaNError"):
+        built.to_pandas()
+    bad = OnlineClient.from_config(lake.conf_path, repo=str(repo))
+    with pytest.raises(OnDemandError, match=r"on-demand feature 'ctx' \(online\): the function raised at row 0 "
+                                            r"\(entity row \{'customer_id': 2\}"):
+        bad.get_features([{"customer_id": 2}], ["ctx:*"], request={"amount": None, "at": NOW, "channel": "x"})
+    assert "on-demand ctx: version 1" not in lake.apply()  # the old code matches version 1 again: a rollback
+
+
+def test_an_input_naming_an_unknown_feature_is_refused_when_the_repository_loads(tmp_path):
+    from featurelake.repo import load_repository
+
+    (tmp_path / "groups.py").write_text(GROUPS)
+    (tmp_path / "context.py").write_text(CONTEXT.replace("acct:visits", "acct:visit"))
+    with pytest.raises(DefinitionError, match=r"input 'acct:visit': group 'acct' has no feature 'visit' "
+                                              r"\(did you mean 'visits'"):
+        load_repository(tmp_path)
+
+
+def test_online_computes_it_from_fetched_rows_and_the_request(client):
+    at = NOW - timedelta(hours=1)
+    rows = client.get_features([{"customer_id": 1}, {"customer_id": 2}, {"customer_id": 99}], ["ctx:*", "acct:tier"],
+                               request=[{"amount": 50, "at": at, "channel": "web"},
+                                        {"amount": 5.0, "at": at, "channel": "app"},
+                                        {"amount": 5.0, "at": at, "channel": "app"}])
+    assert rows[0] == {"customer_id": 1, "tier": "gold", "amount_over_balance": 0.25,
+                       "minutes_open": (at - (NOW - timedelta(days=400))).total_seconds() / 60,
+                       "next_visit": 5, "channel_vip": "web:True", "is_big": False}
+    assert rows[1]["amount_over_balance"] is None and rows[1]["next_visit"] is None
+    assert rows[2]["tier"] is None and rows[2]["channel_vip"] == "app:None"
+    with pytest.raises(UsageError, match="needs request field 'channel', missing for entity row 0"):
+        client.get_features([{"customer_id": 1}], ["ctx:*"], request={"amount": 1.0, "at": at})
+    with pytest.raises(UsageError, match="'amount'.*does not fit type 'double'"):
+        client.get_features([{"customer_id": 1}], ["ctx:*"], request={"amount": "ten", "at": at, "channel": "x"})
+
+
+def _plain(v):
+    if isinstance(v, datetime) and v.tzinfo is None:
+        return v.replace(tzinfo=timezone.utc)  # Spark's collect gives UTC instants naive (session in UTC)
+    return v
+
+
+MAYBE = st.one_of  # noqa: E305
+FLOATS = st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: round(x, 3))
+INSTANTS = st.integers(-10**6, 10**6).map(lambda s: NOW - timedelta(days=30, seconds=s))
+ENTITY = st.tuples(
+    st.tuples(st.none() | FLOATS, st.none() | st.integers(-10**9, 10**9), st.none() | INSTANTS,
+              st.none() | st.booleans()),
+    st.fixed_dictionaries({"amount": st.none() | FLOATS | st.integers(-1000, 1000), "at": st.none() | INSTANTS,
+                           "channel": st.none() | st.text(max_size=5)}))
+
+
+def test_offline_and_online_values_are_equal(lake, client, spark):
+    """Hypothesis draws 25 examples of entities (offline values, nulls included, and a request);
+    they are batched into one offline write, one export and one training set, and each example's
+    entities are read online in one call: every output is equal, type included."""
+    drawn: list[list] = []
+
+    @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.generate])
+    @given(st.lists(ENTITY, min_size=1, max_size=4))
+    def collect(entities):
+        drawn.append(entities)
+
+    collect()
+    examples = [[(next(IDS), values, request) for values, request in entities] for entities in drawn]
+    flat = [e for example in examples for e in example]
+    lake.offline("acct").merge(spark.createDataFrame(
+        [(k, NOW - timedelta(hours=2), *values, "t") for k, values, _ in flat], SCHEMA), "hypothesis")
+    lake.export("acct")
+    frame = pd.DataFrame([{"customer_id": k, "event_ts": NOW, **r} for k, _, r in flat])
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    frame["amount"] = frame["amount"].astype("float64")
+    offline = {r["customer_id"]: r.asDict() for r in lake.training_set(frame, features=["ctx:*"]).to_spark().collect()}
+    outputs = ["amount_over_balance", "minutes_open", "next_visit", "channel_vip", "is_big"]
+    for example in examples:
+        online = client.get_features([{"customer_id": k} for k, _, _ in example], ["ctx:*"],
+                                     request=[r for _, _, r in example])
+        for (k, values, request), row in zip(example, online):
+            want = {o: _plain(offline[k][o]) for o in outputs}
+            have = {o: row[o] for o in outputs}
+            assert have == want and [type(v) for v in have.values()] == [type(v) for v in want.values()], \
+                (values, request)
+
+
+def test_the_catalogue_verbs_show_it_without_a_jvm_read(lake, capsys):
+    """Runs after the training sets above: catalog list/show/lineage read through delta-rs."""
+    from featurelake.cli import main
+
+    base = ["--conf", str(lake.conf_path), "--repo", str(lake.repo_path), "catalog"]
+    assert main([*base, "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "acct " in listed and "ctx" in listed and "on-demand" in listed and "from acct:balance" in listed
+    assert main([*base, "show", "ctx"]) == 0
+    shown = capsys.readouterr().out
+    assert "request fields: amount double, at timestamp, channel string" in shown and "is_big" in shown
+    assert main([*base, "lineage", "ctx"]) == 0
+    lineage = capsys.readouterr().out
+    assert "inputs: acct:balance, acct:visits, acct:opened_at, acct:vip" in lineage
+    assert "training sets (" in lineage and "(on-demand v1)" in lineage
