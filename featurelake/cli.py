@@ -136,7 +136,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def _on_demand_text(d: dict) -> str:
     lines = [f"{d['name']} (on-demand, definition v{d['version']}, registered {d['registered_at']} by "
              f"{d['registered_by']})", f"  {d['description'] or ''}",
-             f"  request fields: " + ", ".join(f"{k} {v}" for k, v in d["request"].items()),
+             "  request fields: " + ", ".join(f"{k} {v}" for k, v in d["request"].items()),
              f"  inputs: {', '.join(d['inputs'])}; owner {d['owner'] or '-'}; tags {d['tags']}", "  features:"]
     lines += [f"    {f['name']:<28} {f['dtype']:<14} {f['description'] or ''}" for f in d["outputs"]]
     lines += ["  versions:"] + [f"    v{v['version']} {v['registered_at']} {v['changes']}" for v in d["versions"]]

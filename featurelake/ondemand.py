@@ -273,8 +273,9 @@ def arrow_columns(values: Mapping[str, Sequence[Any]], dtypes: Mapping[str, Opti
             arrays.append(pa.array(list(column), type=target, from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
             bad = _first_unconvertible(list(column), target)
-            raise UsageError(f"value {list(column)[bad] if bad is not None else '?'!r} of {name!r}"
-                             f"{f' (row {bad})' if bad is not None else ''} does not fit type {dtype!r}: {exc}") from None
+            shown = list(column)[bad] if bad is not None else "?"
+            raise UsageError(f"value {shown!r} of {name!r}{f' (row {bad})' if bad is not None else ''} does not fit "
+                             f"type {dtype!r}: {exc}") from None
         names.append(name)
     return pa.table(arrays, names=names)
 
@@ -437,7 +438,8 @@ def hidden_column(group: str, feature: str) -> str:
 
 def split_refs(repo: Any, refs: Sequence[Any]) -> tuple[list, dict[str, list[str]]]:
     """References -> (group references, {on-demand name: outputs asked for})."""
-    groups, chosen = [], {}
+    groups: list = []
+    chosen: dict[str, list[str]] = {}
     for ref in refs:
         name, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
         if sep and name.strip() in repo.on_demand:
@@ -476,7 +478,7 @@ def offline_spec(catalog: Any, repo: Any, chosen: Mapping[str, Sequence[str]], p
     registered = versions(catalog, features)
     taken = set(spine_columns) | {o for p in plans for o in p.outputs}
     counts: dict[str, int] = {}
-    for name, outs in chosen.items():
+    for outs in chosen.values():
         for o in outs:
             counts[o] = counts.get(o, 0) + 1
     spec = {}
@@ -485,7 +487,8 @@ def offline_spec(catalog: Any, repo: Any, chosen: Mapping[str, Sequence[str]], p
         if missing:
             raise UsageError(f"on-demand feature {f.name!r} needs request field{'s' if len(missing) > 1 else ''} "
                              f"{missing} as spine column{'s' if len(missing) > 1 else ''}: add "
-                             f"{'it' if len(missing) == 1 else 'them'} to the spine (it has {', '.join(spine_columns)})")
+                             f"{'it' if len(missing) == 1 else 'them'} to the spine (it has "
+                             f"{', '.join(spine_columns)})")
         outputs = []
         for o in chosen[f.name]:
             column = f"{f.name}__{o}" if full_names or counts[o] > 1 or o in taken else o

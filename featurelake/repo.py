@@ -60,8 +60,8 @@ class Repository:
 
 def load_repository(path: Union[str, Path] = "features") -> Repository:
     """Imports every .py module under path (not starting with '_'), collecting Entity, Source,
-    FeatureGroup, FeatureService and OnDemandFeature objects from module globals. The folder is put on sys.path so modules can import
-    each other by name."""
+    FeatureGroup, FeatureService and OnDemandFeature objects from module globals. The folder is put
+    on sys.path so modules can import each other by name."""
     root = Path(path)
     if not root.is_dir():
         raise DefinitionError(f"feature repository {str(root)!r} not found: pass --repo PATH (a folder of "

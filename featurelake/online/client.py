@@ -166,7 +166,7 @@ class OnlineClient:
         if repo is not None:
             from featurelake.repo import load_repository
 
-            self.on_demand.update(load_repository(repo).on_demand)
+            self.on_demand.update(load_repository(os.fspath(repo)).on_demand)
         for feature in on_demand:
             from featurelake.ondemand import OnDemandFeature
 
@@ -324,8 +324,8 @@ class OnlineClient:
                     merged[names[(reader.name, f)]] = None if got is None else got[f]
             out.append(merged)
         if chosen:
-            self._compute_on_demand(chosen, rows, request, {r.name: (r, found) for (r, *_), found in zip(jobs, results)},
-                                    out, full_names)
+            fetched = {r.name: (r, found) for (r, *_), found in zip(jobs, results)}
+            self._compute_on_demand(chosen, rows, request, fetched, out, full_names)
         return out
 
     def _reader_for_ref(self, group: str) -> GroupReader:

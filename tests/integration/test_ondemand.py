@@ -42,7 +42,8 @@ def ctx(df):
                      channel_vip=df.channel + ":" + df.vip.astype(str),
                      is_big=df.amount > 1000)
 '''
-SCHEMA = "customer_id bigint, ts timestamp, balance double, visits bigint, opened_at timestamp, vip boolean, tier string"
+SCHEMA = ("customer_id bigint, ts timestamp, balance double, visits bigint, opened_at timestamp, vip boolean, "
+          "tier string")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 IDS = itertools.count(1000)
 
