@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from conftest import write_config
+from json_api import JsonHandler, start
 from featurelake.errors import JobError
 
 TOKEN = "tok-7f3a9c1e-very-secret"
@@ -57,10 +56,7 @@ class Api:
 
 
 def serve(api: Api):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
+    class Handler(JsonHandler):
         def do_GET(self):
             url = urlparse(self.path)
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -92,17 +88,7 @@ def serve(api: Api):
                 body = rows[(page - 1) * 2:page * 2]
             self.answer(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
-        def answer(self, status, body, headers=None):
-            self.send_response(status)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return start(Handler)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from json_api import JsonHandler, start
 
 from featurelake import HttpSource
 from featurelake.config import ConnectionConfig
@@ -22,10 +22,7 @@ from featurelake.httpread import _Api, fetch
 def server():
     seen, faults = [], []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
+    class Handler(JsonHandler):
         def do_GET(self):
             seen.append((time.monotonic(), self.path, self.headers.get("Authorization")))
             fault = faults.pop(0) if faults else None
@@ -38,16 +35,7 @@ def server():
             link = {"Link": f'</items?page={page + 1}>; rel="next"'} if page < 3 else {}
             self.answer(200, json.dumps([{"n": page}]).encode(), link)
 
-        def answer(self, status, body, headers=None):
-            self.send_response(status)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = start(Handler)
     yield f"http://127.0.0.1:{httpd.server_address[1]}", seen, faults
     httpd.shutdown()
 
