@@ -3,8 +3,8 @@ the session that already exists (Databricks, a notebook, spark-submit) as it is.
 from __future__ import annotations
 
 import os
-import threading
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Optional
