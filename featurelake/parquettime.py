@@ -9,8 +9,7 @@ nanoseconds, so a directory mixing nanosecond and microsecond files reads each f
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
@@ -50,21 +49,6 @@ def is_nanos_error(exc: BaseException) -> bool:
     return "TIMESTAMP(NANOS" in str(exc)
 
 
-@contextmanager
-def nanos_as_long(spark: "SparkSession") -> Iterator[None]:
-    """Spark's nanosAsLong for the duration of an eager step (schema inference), then the
-    caller's own value again."""
-    old = spark.conf.get(NANOS_AS_LONG, None)
-    spark.conf.set(NANOS_AS_LONG, "true")
-    try:
-        yield
-    finally:
-        if old is None:
-            spark.conf.unset(NANOS_AS_LONG)
-        else:
-            spark.conf.set(NANOS_AS_LONG, old)
-
-
 def infer_with_nanos(spark: "SparkSession", infer: Callable[[], Any], files: Callable[[], list[str]],
                      footer_nanos: Callable[[str], dict[str, bool]], sample: int = 20) -> Any:
     """The inferred schema of files some of which hold nanosecond timestamps: inferred with
@@ -72,7 +56,9 @@ def infer_with_nanos(spark: "SparkSession", infer: Callable[[], Any], files: Cal
     as nanoseconds becomes timestamp (UTC instants) or timestamp_ntz (wall-clock times)."""
     from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
-    with nanos_as_long(spark):
+    from featurelake.spark import session_setting
+
+    with session_setting(spark, NANOS_AS_LONG, "true"):  # for this eager step only
         schema, paths = infer(), files()
     longs = {f.name for f in schema.fields if f.dataType.typeName() == "long"}
     kinds: dict[str, bool] = {}
