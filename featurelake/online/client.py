@@ -253,9 +253,22 @@ class OnlineClient:
         return reader.row(item, typed, reader.features, with_event_time, self._clock_us())
 
     def get_many(self, group: str, keys: Iterable[Key], *, consistent: bool = False,
-                 with_event_time: bool = False) -> list[Optional[dict]]:
+                 with_event_time: bool = False,
+                 request: Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None] = None) -> list[Optional[dict]]:
         """Rows for many keys, in the order given (None where missing or expired): BatchGetItem in
-        chunks of 100, the chunks in parallel."""
+        chunks of 100, the chunks in parallel. `group` may name a request-time feature (known from
+        repo=/on_demand=): each key's row then holds its outputs, computed from `request` (one
+        mapping, or one per key) as get_features computes them."""
+        if group in self.on_demand:
+            given = list(keys)
+            rows = [k for k in given if isinstance(k, Mapping)]
+            if with_event_time or len(rows) != len(given):
+                raise UsageError(f"get_many of request-time feature {group!r} takes keys as mappings naming each "
+                                 f"input group's keys (e.g. {{'customer_id': 1}}), and no with_event_time")
+            return list(self.get_features(rows, [f"{group}:*"], consistent=consistent, request=request))
+        if request is not None:
+            raise UsageError(f"request= is for request-time features; {group!r} is a feature group, whose rows "
+                             f"need no request")
         reader = self.reader(group)
         return self._fetch([(reader, list(keys), reader.features)], consistent, with_event_time)[0]
 

@@ -175,6 +175,18 @@ def test_online_computes_it_from_fetched_rows_and_the_request(client):
         client.get_features([{"customer_id": 1}], ["ctx:*"], request={"amount": "ten", "at": at, "channel": "x"})
 
 
+def test_get_many_of_a_request_time_feature_gives_its_outputs_per_key(client):
+    at = NOW - timedelta(hours=1)
+    request = {"amount": 50.0, "at": at, "channel": "web"}
+    many = client.get_many("ctx", [{"customer_id": 1}, {"customer_id": 2}], request=request)
+    assert many == client.get_features([{"customer_id": 1}, {"customer_id": 2}], ["ctx:*"], request=request)
+    assert many[0]["amount_over_balance"] == 0.25 and many[1]["amount_over_balance"] is None
+    with pytest.raises(UsageError, match="takes keys as mappings"):
+        client.get_many("ctx", [1], request=request)
+    with pytest.raises(UsageError, match="request= is for request-time features; 'acct' is a feature group"):
+        client.get_many("acct", [{"customer_id": 1}], request=request)
+
+
 def _plain(v):
     if isinstance(v, datetime) and v.tzinfo is None:
         return v.replace(tzinfo=timezone.utc)  # Spark's collect gives UTC instants naive (session in UTC)
