@@ -335,14 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("group")
     sp.add_argument("--start")
     sp.add_argument("--end")
-    sp = verb("monitor", cmd_monitor, "drift, train/serve skew and freshness reports")
+    sp = verb("monitor", cmd_monitor, "drift, train/serve skew (of a group or a request-time feature) and "
+                                       "freshness reports")
     sp.add_argument("check", choices=["drift", "skew", "freshness"])
     sp.add_argument("group", nargs="?")
     sp.add_argument("--all", action="store_true")
     sp.add_argument("--reference", help="training set id, Delta version of the offline table (@3) or time "
                                         "range (START..END)")
     sp.add_argument("--current", help="the same forms as --reference; default the latest version")
-    sp.add_argument("--sample", type=int, default=None, help="keys to compare for skew")
+    sp.add_argument("--sample", type=int, default=None, help="keys (or requests) to compare for skew")
+    sp.add_argument("--requests", metavar="PATH", help="skew of a request-time feature: parquet, CSV or Delta of "
+                                                       "keys and request fields (default: the newest training "
+                                                       "set's spine that computed it)")
     sp.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     return p
 

@@ -104,10 +104,11 @@ def main(argv: Optional[list] = None) -> int:
         spine = (store.spark.read.format("jdbc").option("url", conn.url).option("driver", "org.sqlite.JDBC")
                  .option("dbtable", "transactions").load()
                  .select(F.col("customer_id").cast("bigint"), F.col("merchant_id").cast("bigint"),
-                         F.col("created_at").cast("timestamp").alias("event_ts"), F.col("is_fraud").cast("int"))
+                         F.col("created_at").cast("timestamp").alias("event_ts"), F.col("is_fraud").cast("int"),
+                         F.col("amount").cast("double").alias("payment_amount"))  # a request field
                  .where(F.col("txn_id") % 10 == 0))
         features = ["customer_txn:*", "merchant_risk:chargeback_rate_30d", "customer_profile:segment",
-                    "customer_profile:tenure_days", "customer_sessions:failed_logins_sum_7d"]
+                    "customer_profile:tenure_days", "customer_sessions:failed_logins_sum_7d", "payment_context:*"]
         ts = store.training_set(spine, features=features, timestamp_column="event_ts")
         rows = ts.to_spark().count()
         out = ROOT / ".featurelake" / "training_sets" / ts.id
@@ -144,11 +145,13 @@ def main(argv: Optional[list] = None) -> int:
         report_dir.mkdir(parents=True, exist_ok=True)
         version = store.offline("customer_txn").version() or 0
         previous = f"v{version - 1}" if version > 1 else None  # this batch against the table before it
-        for check, group in (("freshness", None), ("drift", "customer_txn"), ("skew", "customer_txn")):
+        # skew of payment_context replays the training set's requests through both paths
+        for check, group in (("freshness", None), ("drift", "customer_txn"), ("skew", "customer_txn"),
+                             ("skew", "payment_context")):
             ns = argparse.Namespace(check=check, group=group, all=group is None, current=None, sample=200,
                                     reference=previous if check == "drift" else None, report=None, json=False)
             report = monitoring.run_monitor(store, ns)
-            path = report_dir / f"{check}.html"
+            path = report_dir / f"{check}{'' if group in (None, 'customer_txn') else '_' + group}.html"
             monitoring.write_html(report, str(path))
             say(notes, report.summary().splitlines()[0] if report.summary() else check)
             say(notes, f"report: {path}")

@@ -60,6 +60,6 @@ def run_monitor(store: "FeatureStore", args: Any) -> MonitorReport:
         return drift(store, groups, reference=args.reference, current=args.current)
     if check == "skew":
         if every or not group:
-            raise UsageError("monitor skew compares one group at a time: name it")
-        return skew(store, group, sample=getattr(args, "sample", None))
+            raise UsageError("monitor skew compares one group (or request-time feature) at a time: name it")
+        return skew(store, group, sample=getattr(args, "sample", None), requests=getattr(args, "requests", None))
     raise UsageError(f"unknown monitor check {check!r}: use drift, skew or freshness")

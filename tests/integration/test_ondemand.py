@@ -4,6 +4,7 @@ request, and the two agree value for value, nulls and types included (hypothesis
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from conftest import write_config
+from featurelake import monitoring
 from featurelake.errors import DefinitionError, OnDemandError, UsageError
 from featurelake.online import OnlineClient
 
@@ -42,6 +44,16 @@ def ctx(df):
                      channel_vip=df.channel + ":" + df.vip.astype(str),
                      is_big=df.amount > 1000)
 '''
+TREND = '''
+from featurelake import Feature, on_demand
+
+@on_demand(request={"amount": "double"}, inputs=["acct:balance_avg_30d", "acct:tier"],
+           outputs=[Feature("amount_over_avg", "double"), Feature("tier_amount", "string")])
+def trend(df):
+    """A payment against the 30-day average balance (a window input), and the tier (a plain one)."""
+    return df.assign(amount_over_avg=df.amount / df.balance_avg_30d,
+                     tier_amount=df.tier + "/" + df.amount.astype(str))
+'''
 SCHEMA = ("customer_id bigint, ts timestamp, balance double, visits bigint, opened_at timestamp, vip boolean, "
           "tier string")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -56,6 +68,7 @@ def lake(tmp_path_factory, spark, dynamodb_endpoint):
     (tmp / "features").mkdir()
     (tmp / "features" / "groups.py").write_text(GROUPS)
     (tmp / "features" / "context.py").write_text(CONTEXT)
+    (tmp / "features" / "trend.py").write_text(TREND)
     conf = write_config(tmp, online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: "
                                    f"{dynamodb_endpoint}\n    table_prefix: t{uuid.uuid4().hex[:8]}_")
     store = FeatureStore.from_config(conf, repo=tmp / "features", spark=spark)
@@ -84,11 +97,11 @@ def test_apply_registers_the_feature_and_the_catalogue_shows_it(lake):
     from featurelake.monitoring import lineage
 
     assert "on-demand ctx: version 1 (new on-demand feature)" in lake.applied
-    [listed] = ondemand.latest(lake.catalog)
+    listed = next(r for r in ondemand.latest(lake.catalog) if r["name"] == "ctx")
     assert (listed["name"], listed["version"], listed["owner"]) == ("ctx", 1, "risk-team")
     assert listed["inputs"] == ["acct:balance", "acct:visits", "acct:opened_at", "acct:vip"]
     assert ondemand.show(lake.catalog, "ctx")["code"].startswith("@on_demand(")
-    assert lineage(lake, "acct")["on_demand"] == {"ctx": 1}
+    assert lineage(lake, "acct")["on_demand"] == {"ctx": 1, "trend": 1}
     assert lake.apply() == []  # nothing changed: no new version
 
 
@@ -234,6 +247,53 @@ def test_offline_and_online_values_are_equal(lake, client, spark):
             have = {o: row[o] for o in outputs}
             assert have == want and [type(v) for v in have.values()] == [type(v) for v in want.values()], \
                 (values, request)
+    # the monitor replays that training set's requests through both paths and finds them equal
+    report = monitoring.skew(lake, "ctx", client=client, sample=10_000)
+    assert report.ok and report["ctx"].sampled == len(flat), report.summary()
+    assert {f.name: f.compared for f in report["ctx"].features} == {o: len(flat) for o in outputs}
+
+
+def test_skew_of_a_request_time_feature_finds_a_wrong_online_input(lake, client, tmp_path, capsys):
+    """Offline (mapInArrow over the rows each input's export reached, window inputs by the rule)
+    against online (get_features over DynamoDB items), for requests from the newest training set
+    that computed it or from a file; a tampered item shows as skew of the outputs it feeds."""
+    import boto3
+
+    from featurelake.cli import main
+    from featurelake.online import codec
+
+    with pytest.raises(UsageError, match="no training set has computed on-demand feature 'trend' yet.*--requests"):
+        monitoring.skew(lake, "trend")
+    with pytest.raises(UsageError, match="--requests is for request-time features; 'acct' is a feature group"):
+        monitoring.skew(lake, "acct", requests=str(tmp_path))
+    lake.training_set(pd.DataFrame({"customer_id": [1, 2, 3], "event_ts": [NOW] * 3, "amount": [300.0, 1.0, 2.0]}),
+                      features=["trend:*"])
+    clean = monitoring.skew(lake, "trend", client=client)
+    r = clean["trend"]
+    assert clean.ok, clean.summary()
+    assert (r.sampled, r.missing_online) == (3, 0)  # customer 3 has no row offline nor online: not missing
+    assert [(f.name, f.compared, f.mismatches) for f in r.features] == [("amount_over_avg", 3, 0),
+                                                                         ("tier_amount", 3, 0)]
+
+    dyn = lake.config.online.dynamodb
+    ddb = boto3.client("dynamodb", endpoint_url=dyn.endpoint_url, region_name=dyn.region)
+    key = {"pk": {"S": codec.encode_pk([codec.key_renderer("bigint")(1)])}}
+    table = f"{dyn.table_prefix}acct"
+    ddb.update_item(TableName=table, Key=key, UpdateExpression="SET tier = :v",
+                    ExpressionAttributeValues={":v": {"S": "platinum"}})
+    try:
+        requests = tmp_path / "requests.csv"
+        requests.write_text("customer_id,amount\n1,300\n2,1\n")
+        conf = ["--conf", str(lake.conf_path), "--repo", str(lake.repo_path)]
+        assert main([*conf, "monitor", "skew", "trend", "--requests", str(requests), "--json"]) == 1
+        out = json.loads(capsys.readouterr().out)["results"][0]
+        tier = next(f for f in out["features"] if f["name"] == "tier_amount")
+        assert (out["sampled"], tier["compared"], tier["mismatches"]) == (2, 2, 1)
+        assert tier["examples"] == [{"key": {"customer_id": 1}, "offline": "gold/300.0", "online": "platinum/300.0"}]
+        assert next(f for f in out["features"] if f["name"] == "amount_over_avg")["mismatches"] == 0
+    finally:
+        ddb.update_item(TableName=table, Key=key, UpdateExpression="SET tier = :v",
+                        ExpressionAttributeValues={":v": {"S": "gold"}})
 
 
 def test_the_catalogue_verbs_show_it_without_a_jvm_read(lake, capsys):
