@@ -26,7 +26,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: setup.cfg $(wildcard pyproject.toml) | $(PY)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[spark,dev]'
 	touch $@
 
 # Spark resolves its jars (Delta, hadoop-aws, JDBC driver) into the ivy cache once, not in every test.

@@ -359,6 +359,10 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# What the `spark` extra installs (setup.cfg): a verb that imports one of them needs that extra.
+SPARK_SIDE = {"pyspark", "py4j", "delta", "great_expectations", "requests", "deltalake", "jinja2", "scipy"}
+
+
 def spark_log(verbose: bool) -> Optional[str]:
     """Where the JVM a command starts writes Ivy's report, Spark's start-up lines and Java traces:
     a file of its own (featurelake.spark.SPARK_LOG_ENV, unless already set), so that the terminal
@@ -391,10 +395,12 @@ def main(argv: Optional[list] = None) -> int:
         for failure in getattr(exc, "failures", []) or []:
             print(f"  - {failure}", file=sys.stderr)
         return exc.exit_code
-    except ImportError as exc:
-        if "featurelake" not in str(exc):
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SPARK_SIDE:
             raise
-        print(f"featurelake: {args.verb}: not yet built ({exc})", file=sys.stderr)
+        print(f"featurelake: error: `featurelake {args.verb}` needs featurelake's Spark side, and {exc.name!r} is "
+              f"not installed here (the base install is the online helper only): "
+              f"pip install 'featurelake[spark]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -311,3 +311,62 @@ def test_the_catalogue_verbs_show_it_without_a_jvm_read(lake, capsys):
     lineage = capsys.readouterr().out
     assert "inputs: acct:balance, acct:visits, acct:opened_at, acct:vip" in lineage
     assert "training sets (" in lineage and "(on-demand v1)" in lineage
+
+
+SERVE = '''
+import importlib.util, json, sys
+from datetime import datetime, timezone
+from featurelake.online import OnlineClient
+
+spec = importlib.util.spec_from_file_location("context", sys.argv[1])
+context = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(context)
+client = OnlineClient(table_prefix=sys.argv[2], region="us-east-1", endpoint_url=sys.argv[3], on_demand=[context.ctx])
+rows = client.get_features([{"customer_id": 1}], ["ctx:*", "acct:tier"],
+                           request={"amount": 50.0, "at": datetime(2026, 1, 1, tzinfo=timezone.utc), "channel": "web"})
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[4].split(",")))
+print(json.dumps({"rows": rows, "heavy": heavy}))
+'''
+
+
+def test_the_online_helper_installs_and_serves_without_spark(lake, client, tmp_path):
+    """A scoring service's install: the package without its `spark` extra, in a clean virtualenv,
+    serves a group's features and a request-time feature from DynamoDB with neither Spark, Delta nor
+    Great Expectations installed; a Spark verb there says which extra to install."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from featurelake.cli import SPARK_SIDE
+
+    repo = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"  # pip builds in the source tree: a copy keeps the checkout clean
+    shutil.copytree(repo / "featurelake", src / "featurelake", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pip = [sys.executable, "-m", "pip", "--python", python]
+    subprocess.run([*pip, "install", "--quiet", str(src)], check=True, capture_output=True)
+    installed = {p["name"].lower() for p in json.loads(subprocess.run([*pip, "list", "--format", "json"],
+                                                                      check=True, capture_output=True).stdout)}
+    assert {"featurelake", "boto3", "pandas", "pyarrow"} <= installed
+    assert not installed & {"pyspark", "delta-spark", "great-expectations", "deltalake", "scipy", "py4j"}
+
+    dyn = lake.config.online.dynamodb
+    served = subprocess.run([python, "-c", SERVE, str(lake.repo_path / "context.py"), dyn.table_prefix,
+                             dyn.endpoint_url, ",".join(SPARK_SIDE)], capture_output=True, text=True, cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    answer = json.loads(served.stdout)
+    assert answer["heavy"] == []
+    want = client.get_features([{"customer_id": 1}], ["ctx:*", "acct:tier"],
+                               request={"amount": 50.0, "at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                        "channel": "web"})
+    assert answer["rows"] == want and want[0]["amount_over_balance"] == 0.25
+
+    refused = subprocess.run([str(venv / "bin" / "featurelake"), "--conf", str(lake.conf_path), "catalog", "list"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "needs featurelake's Spark side" in refused.stderr and "pip install 'featurelake[spark]'" in refused.stderr

@@ -1,0 +1,281 @@
+"""Per-feature statistics of a batch (an ingest run, a training set), stored in the catalogue.
+
+Three Spark jobs whatever the number of features: one aggregation of every plain statistic of
+every feature (count, nulls, min, max, mean, stddev), one of every sketch (quantiles, approximate
+distinct), and one grouped count of all histograms and top values, whose numeric bins need the
+min and max of the first. The sketches are apart because Spark compiles an aggregation to code
+only when none of its functions is a sketch: on 1M rows x 12 columns the split took 2.6 s where
+one aggregation took 3.3 s. Only these aggregates reach the driver. An ingest saves the first
+job: it computes the plain aggregates with its row count (plain_aggregates). (Gathering them while
+a training set is written, with an Observation, was tried and not kept: the observed aggregates
+are evaluated row by row, and on 1M rows x 12 features the write grew more than the two jobs cost.)
+
+Counts, nulls, min, max, mean, stddev, distinct counts and top values are over every row.
+Quantiles and histograms of a batch larger than `sample_rows` are over a seeded sample of about
+that many rows (each feature's stats then say so under "sample"): their cost is per value
+inserted (GK's quantile summary is most of the statistics' time), and 100k rows place a
+quantile within about 0.3% of the ranks, more than a description needs.
+"""
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
+
+from featurelake.errors import NotFoundError
+from featurelake.spark import one_row
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from featurelake.definitions import FeatureGroup
+    from featurelake.store import FeatureStore
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+HISTOGRAM_BINS = 20
+TOP_VALUES = 10
+ACCURACY = 10_000
+SAMPLE_ROWS = 100_000
+SEED = 17
+MASK = "<masked>"
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+OTHER = "other"
+_NUMERIC_TYPES = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "DoubleType", "DecimalType")
+_TIME_TYPES = ("TimestampType", "TimestampNTZType", "DateType")
+_CATEGORICAL_TYPES = ("StringType", "BooleanType", "VarcharType", "CharType")
+
+
+def kind_of(data_type: Any) -> str:
+    """numeric (numbers, and times as epoch seconds), categorical (strings, booleans) or other
+    (arrays, maps, structs, binary: only counted)."""
+    name = type(data_type).__name__
+    if name in _NUMERIC_TYPES or name in _TIME_TYPES:
+        return NUMERIC
+    if name in _CATEGORICAL_TYPES:
+        return CATEGORICAL
+    return OTHER
+
+
+def numeric_value(name: str, data_type: Any) -> "Column":
+    """The column as a double; times as epoch seconds (a plain cast is refused under ANSI SQL)."""
+    from pyspark.sql import functions as F
+
+    col = F.col(f"`{name}`")
+    kind = type(data_type).__name__
+    if kind == "DateType":
+        return (F.unix_date(col) * F.lit(86400)).cast("double")
+    if kind in ("TimestampType", "TimestampNTZType"):
+        return F.unix_micros(col.cast("timestamp")).cast("double") / F.lit(1e6)
+    return col.cast("double")
+
+
+def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
+                    columns: Optional[Sequence[str]] = None,
+                    pii: Optional[Iterable[str]] = None) -> list[tuple[str, str, Any, bool]]:
+    """(name, kind, Spark type, pii) of the columns to describe: the given ones, else the group's
+    declared features (and window features) present in df, else every column. PII: the group's
+    PII features, or `pii`."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    if columns is not None:
+        missing = [c for c in columns if c not in types]
+        if missing:
+            raise NotFoundError(f"statistics: columns {missing} are not in the DataFrame (it has {sorted(types)})")
+        names = list(columns)
+    elif group is not None:  # window features too: a training set's rows hold them
+        names = [n for n in group.feature_names if n in types]
+    else:
+        names = list(types)
+    masked = set(pii or ()) | (group.pii_features if group is not None else set())
+    return [(n, kind_of(types[n]), types[n], n in masked) for n in names]
+
+
+def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
+                     columns: Optional[Sequence[str]] = None, pii: Optional[Iterable[str]] = None,
+                     bins: int = HISTOGRAM_BINS, top: int = TOP_VALUES,
+                     sample_rows: Optional[int] = SAMPLE_ROWS, plain: Optional[dict] = None) -> dict[str, dict]:
+    """feature -> {kind, dtype, count, non_null, null_fraction, approx_distinct, and for numeric
+    ones min, max, mean, stddev, quantiles, histogram; for categorical ones top_values}.
+
+    Reads df three times (see the module docstring), twice when the caller passes `plain`: the row
+    of plain_aggregates(df, ...), computed in a pass of its own. Cache df first when it is expensive
+    to recompute. Quantiles and histograms are over a sample when df has more than sample_rows rows
+    (0 or None: every row). Top values of PII features (Feature tags {"pii": "true"}) are masked."""
+    from pyspark.sql import functions as F
+
+    cols = feature_columns(df, group, columns, pii)
+    row = dict(plain) if plain is not None else one_row(df.agg(*_plain(cols))).asDict()
+    rows = int(row["rows"])
+    fraction = sample_rows / rows if sample_rows and rows > sample_rows else 1.0
+    sampled = F.rand(SEED) < F.lit(fraction) if fraction < 1 else F.lit(True)
+    sketches = []
+    for i, (name, kind, dtype, _) in enumerate(cols):
+        if kind != OTHER:
+            sketches += [F.approx_count_distinct(F.col(f"`{name}`")).alias(f"d{i}")]
+        if kind == NUMERIC:  # percentile_approx skips nulls: only the sample's values are inserted
+            value = F.when(F.col("_fl_sampled"), numeric_value(name, dtype))
+            sketches += [F.percentile_approx(value, list(QUANTILES), ACCURACY).alias(f"q{i}")]
+    if sketches:
+        row.update(one_row(df.select("*", sampled.alias("_fl_sampled")).agg(*sketches)).asDict())
+    stats: dict[str, dict] = {}
+    for i, (name, kind, dtype, masked) in enumerate(cols):
+        non_null = int(row[f"n{i}"])
+        s: dict[str, Any] = {"kind": kind, "dtype": dtype.simpleString(), "count": rows, "non_null": non_null,
+                             "null_fraction": _ratio(rows - non_null, rows)}
+        if kind != OTHER:
+            s["approx_distinct"] = int(row[f"d{i}"])
+        if kind == NUMERIC:
+            s.update(min=_num(row[f"min{i}"]), max=_num(row[f"max{i}"]), mean=_num(row[f"mean{i}"]),
+                     stddev=_num(row[f"sd{i}"]),
+                     quantiles={_qname(q): _num(v) for q, v in zip(QUANTILES, row[f"q{i}"] or [])})
+            if type(dtype).__name__ in _TIME_TYPES:
+                s["unit"] = "epoch_seconds"
+            if fraction < 1:
+                s["sample"] = {"of": "quantiles, histogram", "fraction": fraction, "seed": SEED}
+        if masked:
+            s["pii"] = True
+        stats[name] = s
+    _add_distributions(df, cols, stats, bins, top, sampled)
+    return stats
+
+
+def plain_aggregates(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
+                     columns: Optional[Sequence[str]] = None) -> list["Column"]:
+    """The aggregates of batch_statistics' first job (the row count as "rows", then per feature),
+    for a caller to add to a pass it makes anyway and hand back as `plain`."""
+    return _plain(feature_columns(df, group, columns))
+
+
+def _plain(cols: list) -> list["Column"]:
+    from pyspark.sql import functions as F
+
+    plain = [F.count(F.lit(1)).alias("rows")]
+    for i, (name, kind, dtype, _) in enumerate(cols):
+        plain += [F.count(F.col(f"`{name}`")).alias(f"n{i}")]
+        if kind == NUMERIC:
+            v = numeric_value(name, dtype)
+            plain += [F.min(v).alias(f"min{i}"), F.max(v).alias(f"max{i}"), F.avg(v).alias(f"mean{i}"),
+                      F.stddev_samp(v).alias(f"sd{i}")]
+    return plain
+
+
+def _add_distributions(df: "DataFrame", cols: list, stats: dict, bins: int, top: int, sampled: "Column") -> None:
+    """The third job: equal-width histograms (numeric, of the sampled rows) and top values
+    (categorical, of every row), together. A numeric column without finite bounds (infinities,
+    NaN) gets no histogram."""
+    from pyspark.sql import Window, functions as F
+
+    parts, numeric_ids = [], []
+    for i, (name, kind, dtype, _) in enumerate(cols):
+        s = stats[name]
+        if kind == NUMERIC and s["non_null"] and s["min"] is not None and s["max"] is not None:
+            lo, hi = s["min"], s["max"]
+            width = (hi - lo) / bins if hi > lo else 1.0
+            v = numeric_value(name, dtype)
+            # A bin number, not text (grouping by it took 0.76 s where text took 1.17 s, 1M x 12);
+            # least() skips nulls (least(null, 19) is 19), hence the when.
+            bin_ = F.when(v.isNotNull() & F.col("_fl_sampled"),
+                          F.least(F.floor((v - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)))
+            value = F.lit(None)
+            s["histogram"] = {"edges": [lo + width * k for k in range(bins + 1)] if hi > lo else [lo, hi],
+                              "counts": [0] * (bins if hi > lo else 1)}
+            numeric_ids.append(i)
+        elif kind == CATEGORICAL and s["non_null"]:
+            bin_, value = F.lit(None), F.col(f"`{name}`").cast("string")
+        else:
+            continue
+        parts.append(F.struct(F.lit(i).alias("f"), bin_.cast("int").alias("n"), value.cast("string").alias("b")))
+    if not parts:
+        return
+    source = df.select("*", sampled.alias("_fl_sampled"))
+    if len(numeric_ids) == len(parts):  # histograms only: the sample alone
+        source = source.where("_fl_sampled")
+    counts = (source.select(F.explode(F.array(*parts)).alias("s")).select("s.*")
+              .where("n IS NOT NULL OR b IS NOT NULL").groupBy("f", "n", "b").count())
+    rank = F.row_number().over(Window.partitionBy("f").orderBy(F.col("count").desc(), F.col("b")))
+    keep = (F.col("r") <= top) | F.col("f").isin(numeric_ids) if numeric_ids else F.col("r") <= top
+    for r in counts.withColumn("r", rank).where(keep).collect():
+        name, _, _, pii = cols[r["f"]]
+        s = stats[name]
+        if s["kind"] == NUMERIC:
+            s["histogram"]["counts"][r["n"]] += int(r["count"])
+        else:
+            s.setdefault("top_values", []).append({"value": MASK if pii else r["b"], "count": int(r["count"])})
+    for name, *_ in cols:
+        if "top_values" in stats[name]:
+            stats[name]["top_values"].sort(key=lambda t: -t["count"])
+
+
+def record_statistics(store: "FeatureStore", scope: str, scope_id: str,
+                      group: Union[str, "FeatureGroup", None], stats: dict[str, dict]) -> None:
+    """One row per feature into the catalogue table `statistics`, in one commit.
+    scope is "run" (scope_id a run id) or "training_set" (a training set id)."""
+    from featurelake.catalog import now, with_retry
+
+    name = group if isinstance(group, str) or group is None else group.name
+    stamp = now()
+    rows = [{"scope": scope, "scope_id": scope_id, "group": name, "feature": feature, "computed_at": stamp,
+             "stats": json.dumps(s, sort_keys=True, default=str)} for feature, s in stats.items()]
+    with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
+
+
+def record_training_set_statistics(store: "FeatureStore", training_set: Any,
+                                   rows: Optional["DataFrame"] = None) -> dict[str, dict]:
+    """Statistics of every feature column of a training set, recorded with scope "training_set"
+    in one commit; returns "group:feature" -> stats. `rows` is the set as written (cheap to read
+    back); without it the point-in-time rows are computed again."""
+    from featurelake.catalog import now, with_retry
+
+    m = training_set.manifest
+    outputs = [o for p in m["options"]["plan"] for o in _outputs(p)]
+    refs = dict(zip(outputs, m["features"]))  # output column -> group:feature, in build order
+    pii = [o for o, ref in refs.items() if _is_pii(store, ref)]
+    frame = training_set.to_spark() if rows is None else rows
+    stats = batch_statistics(frame, columns=outputs, pii=pii,
+                             sample_rows=store.config.monitoring.statistics_sample_rows)
+    stamp = now()
+    records = [{"scope": "training_set", "scope_id": training_set.id, "group": refs[o].split(":", 1)[0],
+             "feature": refs[o].split(":", 1)[1], "computed_at": stamp,
+             "stats": json.dumps({**s, "column": o}, sort_keys=True, default=str)} for o, s in stats.items()]
+    with_retry(lambda: store.catalog.append("statistics", records), "catalogue table statistics")
+    return {refs[o]: s for o, s in stats.items()}
+
+
+def _outputs(plan: dict) -> list[str]:
+    return [f[1] for f in plan["features"]] + [a["output"] for a in plan["aggregations"]]
+
+
+def _is_pii(store: "FeatureStore", ref: str) -> bool:
+    group, feature = ref.split(":", 1)
+    try:
+        g = store.group(group)
+    except Exception:  # a group since removed from the repository: nothing known, nothing masked
+        return False
+    return feature in g.pii_features
+
+
+def read_statistics(store: "FeatureStore", *, scope: Optional[str] = None, scope_id: Optional[str] = None,
+                    group: Optional[str] = None) -> list[dict]:
+    """Recorded statistics, newest first, each with its stats parsed back into a dict."""
+    wanted = {k: v for k, v in (("scope", scope), ("scope_id", scope_id), ("group", group)) if v}
+    rows = store.catalog.rows("statistics", lambda r: all(r[k] == v for k, v in wanted.items()))
+    for r in rows:
+        r["stats"] = json.loads(r["stats"])
+    return sorted(rows, key=lambda r: (r["computed_at"], r["feature"]), reverse=True)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def _qname(q: float) -> str:
+    return f"p{round(q * 100):02d}"
+
+
+def _num(value: Any) -> Optional[float]:
+    """JSON-safe number: Decimal to float, NaN and infinities to None."""
+    if value is None:
+        return None
+    value = float(value) if isinstance(value, (Decimal, int, float)) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -1,0 +1,281 @@
+"""Offline feature tables: one Delta table per group, written by MERGE on (keys, event time) so a
+rerun writes nothing twice, change data feed on, every version reachable by time travel.
+
+Bookkeeping columns beside the group's own: `_ingested_at` (the later ingested row wins a tie),
+`_run_id` (which run wrote the row), `_event_date` (the partition column) and
+`_definition_version` (the group's registered version whose logic computed the row: after a
+change of transform, the rows of each logic can be told apart, and a backfill rewrites them).
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from functools import reduce
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from featurelake.catalog import with_retry
+from featurelake.errors import NotFoundError, UsageError
+from featurelake.spark import in_utc, one_row, session_setting, shuffle_partitions
+
+if TYPE_CHECKING:
+    from delta.tables import DeltaTable
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from featurelake.config import Config
+    from featurelake.definitions import FeatureGroup
+
+BOOKKEEPING = ["_ingested_at", "_run_id", "_event_date", "_definition_version"]
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+MAX_FILE_ROWS = 5_000_000
+"""A first write splits an event date's rows into files of at most this many."""
+_COMMIT_LOCKS: dict = {}
+_COMMIT_LOCKS_GUARD = threading.Lock()
+
+
+def _commit_lock(spark: "SparkSession") -> Any:
+    """One lock per Spark session. Delta takes a MERGE's label (userMetadata: the run that wrote
+    the commit, which rows_written and the history read) from a session-wide setting, so two
+    threads merging at once in one session would label each other's commits: they take turns.
+    Other sessions and processes are left to Delta's optimistic concurrency (see merge)."""
+    jsession = getattr(spark, "_jsparkSession", None)
+    key = jsession.hashCode() if jsession is not None else id(spark)  # the JVM session, whatever wraps it
+    with _COMMIT_LOCKS_GUARD:
+        return _COMMIT_LOCKS.setdefault(key, threading.Lock())
+
+
+def _already_exists(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return any(s in text for s in ("DELTA_PATH_EXISTS", "TABLE_OR_VIEW_ALREADY_EXISTS", "already exist"))
+
+
+
+def sql_string(value: str) -> str:
+    """The body of a Spark SQL string literal: Spark escapes with backslashes."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+class OfflineTable:
+    """The Delta table behind one feature group."""
+
+    def __init__(self, spark: "SparkSession", config: "Config", group: "FeatureGroup"):
+        self.spark, self.config, self.group = spark, config, group
+        self.path = config.lake("offline", group.name)
+        self.table_name = f"{config.storage.database}.{group.name}" if config.storage.database else None
+
+    @classmethod
+    def for_name(cls, spark: "SparkSession", config: "Config", name: str) -> "OfflineTable":
+        """A group's table found by its name alone, for reading: a replay's group may be gone from
+        the repository (or changed there) and reads the table it recorded."""
+        from types import SimpleNamespace
+
+        return cls(spark, config, SimpleNamespace(name=name))  # type: ignore[arg-type]
+
+    def _delta(self) -> DeltaTable:
+        from delta.tables import DeltaTable
+
+        if self.table_name:
+            return DeltaTable.forName(self.spark, self.table_name)
+        return DeltaTable.forPath(self.spark, self.path)
+
+    def exists(self) -> bool:
+        from delta.tables import DeltaTable
+
+        if self.table_name:
+            return bool(self.spark.catalog.tableExists(self.table_name))
+        return DeltaTable.isDeltaTable(self.spark, self.path)
+
+    def version(self) -> Optional[int]:
+        """The latest Delta version, or None before the first write."""
+        if not self.exists():
+            return None
+        return int(one_row(self._delta().history(1).select("version"))[0])
+
+    def size_bytes(self) -> int:
+        """The latest version's data files, in bytes (from the Delta log, no scan)."""
+        return int(one_row(self._delta().detail().select("sizeInBytes"))[0])
+
+    def read(self, version: Optional[int] = None, timestamp: Union[str, datetime, None] = None) -> "DataFrame":
+        """The table now, or as of a Delta version or a timestamp (time travel)."""
+        if not self.exists():
+            raise NotFoundError(f"feature group {self.group.name!r} has no offline table yet at "
+                                f"{self.table_name or self.path}: run `featurelake ingest {self.group.name}`")
+        if version is not None and timestamp is not None:
+            raise UsageError("read_offline: give version= or timestamp=, not both")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        if timestamp is not None:
+            reader = reader.option("timestampAsOf", str(timestamp))
+        return reader.table(self.table_name) if self.table_name else reader.load(self.path)
+
+    def history(self) -> list[dict]:
+        if not self.exists():
+            return []
+        cols = ["version", "timestamp", "operation", "operationMetrics", "userMetadata"]
+        return [r.asDict(recursive=True) for r in self._delta().history().select(*cols).collect()]
+
+    def check_schema(self, df: "DataFrame") -> None:
+        """A new column is fine (the schema evolves); a changed type is not."""
+        if not self.exists():
+            return
+        current = {f.name: f.dataType for f in self.read().schema.fields}
+        for f in df.schema.fields:
+            if f.name in current and current[f.name] != f.dataType:
+                raise UsageError(
+                    f"feature group {self.group.name!r}: column {f.name!r} changes type from "
+                    f"{current[f.name].simpleString()} to {f.dataType.simpleString()}, which the offline table "
+                    f"cannot hold: either name the changed feature differently (a new column), or create a new "
+                    f"group (e.g. '{self.group.name}_v2') and backfill it")
+
+    def merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int] = None) -> Optional[int]:
+        """Upserts a batch on (keys, event time). Identical rows are left alone, so a rerun commits
+        nothing; a changed row for an existing (key, time) replaces it (the old stays in history).
+        Returns the Delta version written, or None when nothing changed.
+
+        Another job may write the table at the same moment (overlapping schedules, a rerun started
+        early). A write that loses the race (a Delta conflict, or a table that another run created
+        between the check and the write) is worked out again against the table as the winner left
+        it, so every row lands once and the loser writes only what is still new.
+
+        definition_version, when given, is stored in `_definition_version` and compared like a
+        value: a backfill by a newer definition rewrites the rows an older one computed.
+
+        Runs at UTC whatever the caller's session zone: Spark binds a DataFrame's time zone when
+        the plan is built, and `_event_date` is the event's UTC date."""
+        with in_utc(self.spark):
+            return self._merge(batch, run_id, definition_version)
+
+    def _merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int]) -> Optional[int]:
+        from pyspark.sql import Window, functions as F
+
+        g = self.group
+        if definition_version is not None:
+            batch = batch.withColumn("_definition_version", F.lit(int(definition_version)))
+        key_cols = [*g.keys, g.timestamp_column]
+        value_cols = [c for c in batch.columns if c not in key_cols]
+        order = F.col("_source_order").desc()
+        batch = (batch.withColumn("_source_order", F.monotonically_increasing_id())
+                 .withColumn("_n", F.row_number().over(Window.partitionBy(*key_cols).orderBy(order)))
+                 .where("_n = 1").drop("_n", "_source_order")
+                 .withColumn("_ingested_at", F.current_timestamp())
+                 .withColumn("_run_id", F.lit(run_id))
+                 .withColumn("_event_date", F.to_date(g.timestamp_column)))
+        self.check_schema(batch)
+        meta = f"run_id={run_id}"
+        # One commit at a time per session carries this run's id in its commit info.
+        with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta):
+            return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols),
+                              f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
+
+    def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list) -> Optional[int]:
+        """One attempt, against the table as it is now: what another run wrote since the last
+        attempt is already there, and _changes leaves it out."""
+        from pyspark.sql import functions as F
+
+        if not self.exists() and self._create(batch, meta):
+            return self._committed(meta)
+        target = self.read()
+        present = set(target.columns)  # a new column (schema evolution) is not in the table yet
+        batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
+        if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
+            return None
+        cond = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols]
+                      + [F.col("t._event_date") == F.col("s._event_date")])
+        changed = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()
+                                              for c in value_cols], F.lit(False))
+        (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
+         .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
+        return self._committed(meta)
+
+    def _create(self, batch: "DataFrame", meta: str) -> bool:
+        """Writes the batch as the table's first version. False when another run created the table
+        since exists() said it was missing: an append would then add every row a second time, so
+        the write insists on a new table and the caller merges instead."""
+        # One file per event date (more where a date holds over MAX_FILE_ROWS): each date goes
+        # to one task. A `rebalance` hint does that only under adaptive execution, which a
+        # streaming batch (every S3 ingest) runs without: there it left a file per date and
+        # shuffle partition, 2,928 files for a year of 200k rows and four times the write time.
+        writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta")
+                  .mode("errorifexists").partitionBy("_event_date").option("maxRecordsPerFile", MAX_FILE_ROWS)
+                  .option("delta.enableChangeDataFeed", "true").option("userMetadata", meta))
+        try:
+            writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
+        except Exception as exc:  # Spark and Delta errors arrive as Py4J/Spark exceptions
+            if not _already_exists(exc):
+                raise
+            return False
+        self._describe()
+        return True
+
+    def _committed(self, meta: str) -> Optional[int]:
+        """This run's newest version, found by its label rather than as the table's latest version
+        (another job may have committed since); None when that commit changed no row."""
+        from pyspark.sql import functions as F
+
+        row = (self._delta().history(50).where(F.col("userMetadata") == meta).orderBy(F.col("version").desc())
+               .select("version", "operation", "operationMetrics").first())
+        if row is None or (row["operation"] == "MERGE" and not commit_rows("MERGE", row["operationMetrics"] or {})):
+            return None
+        return int(row["version"])
+
+    def rows_written(self, run_id: str, last: int = 50) -> int:
+        """Rows the run's commits (among the last few) inserted or updated, from Delta's metrics."""
+        if not self.exists():
+            return 0
+        total = 0
+        commits = self._delta().history(last).select("operation", "operationMetrics", "userMetadata")
+        for commit in commits.collect():
+            if commit["userMetadata"] == f"run_id={run_id}":
+                total += commit_rows(commit["operation"], commit["operationMetrics"] or {})
+        return total
+
+    def _describe(self) -> None:
+        g = self.group
+        props = {"delta.enableChangeDataFeed": "true", "featurelake.group": g.name,
+                 "featurelake.owner": g.owner or "", "comment": g.description or ""}
+        target = self.table_name or f"delta.`{self.path}`"
+        sets = ", ".join(f"'{k}' = '{sql_string(v)}'" for k, v in props.items())
+        self.spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({sets})")
+
+
+def _changes(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> "DataFrame":
+    """The batch's rows that are new or differ from the table (a column the table lacks yet
+    differs when not null), so that a rerun finds nothing to do."""
+    from pyspark.sql import functions as F
+
+    present = set(target.columns)
+    same = [_same(c, batch) for c in key_cols]
+    same += [_same(c, batch) if c in present else F.col(f"s.`{c}`").isNull() for c in value_cols]
+    return batch.alias("s").join(target.alias("t"), reduce(lambda a, b: a & b, same), "left_anti")
+
+
+def _same(column: str, batch: "DataFrame") -> "Column":
+    """t.column <=> s.column, maps (which Spark cannot compare) by their JSON text."""
+    from pyspark.sql import functions as F
+
+    from featurelake.pointintime import comparable
+
+    dtype = batch.schema[column].dataType
+    return comparable(F.col(f"t.`{column}`"), dtype).eqNullSafe(comparable(F.col(f"s.`{column}`"), dtype))
+
+
+def commit_rows(operation: str, metrics: dict) -> int:
+    """Rows a Delta commit wrote: inserted plus updated for a MERGE, output rows for a write."""
+    if operation == "MERGE":
+        return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    return int(metrics.get("numOutputRows", 0)) if operation in ("WRITE", "CREATE TABLE AS SELECT") else 0
+
+
+def as_of(df: "DataFrame", group: "FeatureGroup", at: Union[datetime, str],
+          columns: Optional[list] = None) -> "DataFrame":
+    """Per key, the row with the greatest event time <= at, within the ttl; ties to the later
+    ingested row. The offline rule that online serving must match."""
+    from pyspark.sql import Window, functions as F
+
+    ts = F.col(group.timestamp_column)
+    at_col = F.lit(at).cast("timestamp")
+    df = df.where(ts <= at_col)
+    if group.ttl is not None:
+        df = df.where(ts >= at_col - F.expr(f"INTERVAL {int(group.ttl.total_seconds())} SECONDS"))
+    w = Window.partitionBy(*group.keys).orderBy(ts.desc(), F.col("_ingested_at").desc())
+    out = df.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+    return out.select(*(columns or out.columns))
