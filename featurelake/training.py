@@ -347,8 +347,9 @@ def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingS
                        f"set was built (fingerprint {stats['fingerprint']} != {manifest['spine_fingerprint']}): "
                        f"it cannot be replayed exactly")
     _warn_null_keys(stats["null_keys"], manifest["timestamp_column"])
+    frame = _compute(store, copy, plans, manifest)  # a refused replay (changed code) is no use
     _audit(store, manifest, "training_set_replay")
-    return TrainingSet(store, manifest, _compute(store, copy, plans, manifest))
+    return TrainingSet(store, manifest, frame)
 
 
 def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:
@@ -412,16 +413,21 @@ def _compute(store: "FeatureStore", copy: "DataFrame", plans: list[GroupPlan], m
 
 
 def _audit(store: "FeatureStore", manifest: dict, action: str) -> None:
-    """One usage row per group read: who, which training set, which features, which version."""
+    """One usage row per group read (who, which training set, which features, which version) and
+    per request-time feature computed (its outputs and version)."""
     per_group: dict[str, list] = {}
     for ref in manifest["features"]:
         group, feature = ref.split(":", 1)
         per_group.setdefault(group, []).append(feature)
+    on_demand = manifest["options"].get("on_demand") or {}
     store.catalog.audit_many(action, [
         (group, {"training_set": manifest["id"], "features": feats,
                  "group_version": manifest["group_versions"][group],
                  "delta_version": manifest["table_versions"][group]})
-        for group, feats in per_group.items()])
+        for group, feats in per_group.items()] + [
+        (name, {"training_set": manifest["id"], "features": [o for o, _, _ in spec["outputs"]],
+                "on_demand_version": spec["version"]})
+        for name, spec in on_demand.items()])
 
 
 # ---- the result -----------------------------------------------------------------------------

@@ -311,6 +311,9 @@ def test_the_catalogue_verbs_show_it_without_a_jvm_read(lake, capsys):
     lineage = capsys.readouterr().out
     assert "inputs: acct:balance, acct:visits, acct:opened_at, acct:vip" in lineage
     assert "training sets (" in lineage and "(on-demand v1)" in lineage
+    used = monitoring.usage(lake, "ctx")  # each training set that computed it, replays included
+    assert used["by_action"]["training_set"] >= 3 and used["by_action"]["training_set_replay"] == 1
+    assert all(e["object"] == "ctx" for e in used["events"])
 
 
 SERVE = '''
