@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar, cast
 
+from featurelake.commitlock import committing
 from featurelake.errors import JobError, NotFoundError, did_you_mean
 from featurelake.retry import retry
 
@@ -172,15 +173,21 @@ class Catalog:
         """Blind appends never conflict with other writers; columns added to SCHEMAS later are
         added to an existing table (mergeSchema)."""
         if rows:
-            self._writer(self._frame(table, rows)).option("mergeSchema", "true").save(self.path(table))
+            frame = self._frame(table, rows)
+            with committing(self.config, self.path(table), f"catalogue table {table}"):
+                self._writer(frame).option("mergeSchema", "true").save(self.path(table))
 
     def merge(self, table: str, rows: list[dict], on: list[str], update: bool = False) -> None:
         """Inserts rows whose `on` columns are new (and updates the others when asked), atomically."""
-        from delta.tables import DeltaTable
-
         if not rows:
             return
         source = self._frame(table, rows)
+        with committing(self.config, self.path(table), f"catalogue table {table}"):
+            self._merge(table, source, on, update)
+
+    def _merge(self, table: str, source: "DataFrame", on: list[str], update: bool) -> None:
+        from delta.tables import DeltaTable
+
         if not self.exists(table):
             try:
                 self._writer(source.limit(0)).save(self.path(table))

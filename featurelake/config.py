@@ -29,6 +29,9 @@ class StorageConfig:
     """Where offline tables, quarantine and the catalogue live: a path, s3a://... or dbfs:/..."""
     database: Optional[str] = None
     """When set, offline tables are metastore tables <database>.<group> (Unity Catalog, Glue)."""
+    commit_lock: str = "auto"
+    """auto: commits to tables on S3 take turns by a DynamoDB lease (see featurelake.commitlock);
+    off: the Delta log store is already safe for several writers."""
 
 
 @dataclass

@@ -370,7 +370,7 @@ def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", unaddressable:
     out = (f"event time {g.timestamp_column!r} outside the plausible range {low:%Y-%m-%d} .. {high:%Y-%m-%d %H:%M} "
            f"UTC (config validation.event_time: min, max_ahead): fix the source's clock or the value, {then}")
     quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), rows, r.run_id,
-                   F.when(_unaddressable(g), F.lit(null)).otherwise(F.lit(out)), txn)
+                   F.when(_unaddressable(g), F.lit(null)).otherwise(F.lit(out)), txn, config=ctx.store.config)
     r.rows_quarantined += unaddressable + implausible
     r.rows_out_of_range += implausible
     r.worsen(RunStatus.WARNED)
@@ -432,7 +432,8 @@ def _reject(ctx: _Context, clock: RunClock, files: list[dict], rows: Optional["D
         parts.append(rows.select(F.col(FILE_COLUMN).alias("_file"), F.col(CORRUPT_COLUMN).alias("_record"),
                                  why.alias("_reason")))
     out = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
-    quarantine.reject(spark, quarantine.rejected_path(ctx.store.config, g.name), out, r.run_id, txn)
+    quarantine.reject(spark, quarantine.rejected_path(ctx.store.config, g.name), out, r.run_id, txn,
+                      config=ctx.store.config)
 
 
 def _record_statistics(ctx: _Context, run_id: str, batch: "DataFrame", plain: dict) -> None:
@@ -530,7 +531,7 @@ def _handle_failure(ctx: _Context, clock: RunClock, batch: "DataFrame", rows: in
         raise ValidationFailed(f"feature group {g.name!r}: the batch of {rows} rows failed its suite {ctx.suite}; "
                                f"nothing was written (validation: fail)", r.failures, r.run_id)
     quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), batch, r.run_id,
-                   f"failed {ctx.suite}: {lines}", txn)
+                   f"failed {ctx.suite}: {lines}", txn, config=ctx.store.config)
     r.rows_quarantined += rows
     r.worsen(RunStatus.QUARANTINED)
     log.warning("%s: %d rows quarantined by run %s: %s", g.name, rows, r.run_id, lines)

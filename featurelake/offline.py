@@ -14,6 +14,7 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from featurelake.catalog import with_retry
+from featurelake.commitlock import committing
 from featurelake.errors import NotFoundError, UsageError
 from featurelake.spark import in_utc, one_row, session_setting, shuffle_partitions
 
@@ -162,7 +163,8 @@ class OfflineTable:
         self.check_schema(batch)
         meta = f"run_id={run_id}"
         # One commit at a time per session carries this run's id in its commit info.
-        with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta):
+        with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta), \
+                committing(self.config, self.path, f"feature group {g.name} run {run_id}"):
             return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols),
                               f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional, Union
 
 from featurelake.catalog import with_retry
+from featurelake.commitlock import committing
 from featurelake.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def quarantine_path(config: "Config", group: str) -> str:
 
 
 def put(spark: "SparkSession", path: str, batch: "DataFrame", run_id: str, reason: "Union[str, Column]",
-        txn: Optional[tuple[str, int]] = None) -> None:
+        txn: Optional[tuple[str, int]] = None, config: Optional["Config"] = None) -> None:
     """Appends the batch; reason is a text, or a column when rows differ. txn (application id,
     batch id) makes a replayed streaming batch a no-op, so a batch has one put per table."""
     from pyspark.sql import functions as F
@@ -35,7 +36,8 @@ def put(spark: "SparkSession", path: str, batch: "DataFrame", run_id: str, reaso
     writer = rows.write.format("delta").mode("append").option("mergeSchema", "true")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
-    with_retry(lambda: writer.save(path), f"quarantine table {path}")
+    with committing(config, path, f"quarantine of run {run_id}"):
+        with_retry(lambda: writer.save(path), f"quarantine table {path}")
 
 
 def rejected_path(config: "Config", group: str) -> str:
@@ -43,7 +45,7 @@ def rejected_path(config: "Config", group: str) -> str:
 
 
 def reject(spark: "SparkSession", path: str, rows: "DataFrame", run_id: str,
-           txn: Optional[tuple[str, int]] = None) -> None:
+           txn: Optional[tuple[str, int]] = None, config: Optional["Config"] = None) -> None:
     """Appends source records that broke the data contract (columns _file, _record, _reason) to
     <root>/rejected/<group>: they never reached the transform, so they are kept as text, to be
     corrected in their file and delivered again, not re-ingested from here."""
@@ -55,7 +57,8 @@ def reject(spark: "SparkSession", path: str, rows: "DataFrame", run_id: str,
     writer = rows.write.format("delta").mode("append").option("mergeSchema", "true")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
-    with_retry(lambda: writer.save(path), f"rejected-records table {path}")
+    with committing(config, path, f"rejected records of run {run_id}"):
+        with_retry(lambda: writer.save(path), f"rejected-records table {path}")
 
 
 def take(spark: "SparkSession", path: str, group: str, run_id: str) -> "DataFrame":

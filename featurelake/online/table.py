@@ -156,8 +156,12 @@ class Lease:
     daemon thread, released at the end."""
 
     def __init__(self, client: Any, table: str, owner: str, *, lease_s: float = 30.0, wait_s: float = 900.0,
-                 grace_s: float = 45.0, local_mode: bool = True):
+                 grace_s: float = 45.0, local_mode: bool = True, pk: str = codec.LOCK_PK,
+                 kind: str = "export lease", wait_setting: str = "online.dynamodb.lock_wait_s"):
+        """`pk`, `kind` and `wait_setting`: the item, the word for it and the setting to raise in
+        messages; other leases (featurelake.commitlock) reuse this one's rules."""
         self.client, self.table, self.owner = client, table, owner
+        self.pk, self.kind, self.wait_setting = pk, kind, wait_setting
         self.lease_s, self.wait_s, self.grace_s, self.local_mode = lease_s, wait_s, grace_s, local_mode
         self.token = uuid.uuid4().hex
         self.lost = False
@@ -167,13 +171,13 @@ class Lease:
 
     def _item(self) -> dict:
         now = _now_ms()
-        return {"pk": {"S": codec.LOCK_PK}, "token": {"S": self.token}, "owner": {"S": self.owner},
+        return {"pk": {"S": self.pk}, "token": {"S": self.token}, "owner": {"S": self.owner},
                 "host": {"S": socket.gethostname()}, "pid": {"N": str(os.getpid())},
                 "local": {"BOOL": self.local_mode}, "acquired_ms": {"N": str(now)},
                 "expires_ms": {"N": str(now + int(self.lease_s * 1000))}}
 
     def _holder(self) -> Optional[dict]:
-        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": codec.LOCK_PK}},
+        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": self.pk}},
                                     ConsistentRead=True).get("Item")
         if not item:
             return None
@@ -204,8 +208,8 @@ class Lease:
                     expired = {k: (v.get("S") if "S" in v else v.get("BOOL") if "BOOL" in v else int(v.get("N", 0)))
                                for k, v in old.items()}
                     pause = 2.0 if self._dead_here(expired) else self.grace_s
-                    log.warning("%s: took over the expired export lease of %s; waiting %.0fs for its writes to "
-                                "drain", self.table, expired.get("owner"), pause)
+                    log.warning("%s: took over the expired %s of %s; waiting %.0fs for its writes to "
+                                "drain", self.table, self.kind, expired.get("owner"), pause)
                     time.sleep(pause)
                 break
             except Exception as exc:
@@ -217,10 +221,10 @@ class Lease:
                 break
             if time.monotonic() - start > self.wait_s:
                 until = time.strftime("%H:%M:%S", time.gmtime((holder or {}).get("expires_ms", 0) / 1000))
-                raise JobError(f"online table {self.table}: another export ({(holder or {}).get('owner')}, on "
-                               f"{(holder or {}).get('host')}) has held the export lease for over "
+                raise JobError(f"{self.table} {self.pk}: {(holder or {}).get('owner')} (on "
+                               f"{(holder or {}).get('host')}) has held the {self.kind} for over "
                                f"{self.wait_s:.0f}s (renewed until {until} UTC): wait for it to finish, or "
-                               f"raise online.dynamodb.lock_wait_s")
+                               f"raise {self.wait_setting}")
             attempt += 1
             time.sleep(min(2.0, 0.1 * attempt) * (0.5 + (uuid.uuid4().int % 100) / 100))
         self.waited_s = time.monotonic() - start
@@ -233,7 +237,7 @@ class Lease:
             self.client.put_item(TableName=self.table, Item=self._item(),
                                  ConditionExpression="#t = :t", ExpressionAttributeNames={"#t": "token"},
                                  ExpressionAttributeValues={":t": {"S": str(holder.get("token"))}})
-            log.warning("%s: took over the export lease of %s, whose process is gone", self.table,
+            log.warning("%s: took over the %s of %s, whose process is gone", self.table, self.kind,
                         holder.get("owner"))
             return True
         except Exception as exc:
@@ -245,7 +249,7 @@ class Lease:
         while not self._stop.wait(self.lease_s / 3):
             try:
                 self.client.update_item(
-                    TableName=self.table, Key={"pk": {"S": codec.LOCK_PK}},
+                    TableName=self.table, Key={"pk": {"S": self.pk}},
                     UpdateExpression="SET expires_ms = :e", ConditionExpression="#t = :t",
                     ExpressionAttributeNames={"#t": "token"},
                     ExpressionAttributeValues={":e": {"N": str(_now_ms() + int(self.lease_s * 1000))},
@@ -253,21 +257,21 @@ class Lease:
             except Exception as exc:
                 if _code(exc) == "ConditionalCheckFailedException":
                     self.lost = True
-                    log.error("%s: the export lease was taken by another export", self.table)
+                    log.error("%s: the %s was taken by another holder", self.table, self.kind)
                     return
-                log.warning("%s: could not renew the export lease (will retry): %s", self.table, exc)
+                log.warning("%s: could not renew the %s (will retry): %s", self.table, self.kind, exc)
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            self.client.delete_item(TableName=self.table, Key={"pk": {"S": codec.LOCK_PK}},
+            self.client.delete_item(TableName=self.table, Key={"pk": {"S": self.pk}},
                                     ConditionExpression="#t = :t", ExpressionAttributeNames={"#t": "token"},
                                     ExpressionAttributeValues={":t": {"S": self.token}})
         except Exception as exc:
             if _code(exc) != "ConditionalCheckFailedException":
-                log.warning("%s: could not release the export lease (it expires by itself): %s", self.table, exc)
+                log.warning("%s: could not release the %s (it expires by itself): %s", self.table, self.kind, exc)
 
     def __enter__(self) -> "Lease":
         return self.acquire()

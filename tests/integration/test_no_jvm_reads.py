@@ -141,13 +141,16 @@ def test_an_unknown_group_is_a_clear_error_without_pyspark(local_lake):
         assert "'paymnts'" in done.stderr and "did you mean 'payments'" in done.stderr.lower(), done.stderr
 
 
-def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, tmp_path, capsys, monkeypatch):
+def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, dynamodb_endpoint, tmp_path, capsys, monkeypatch):
     import boto3
 
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    # written by Spark under the commit lease that a lake on S3 takes in DynamoDB (featurelake.commitlock)
     options = build_lake(spark, tmp_path, storage=f"storage:\n  root: s3a://{bucket}/lake",
-                         s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1")
+                         s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1",
+                         online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
+                                f"    table_prefix: t{uuid.uuid4().hex[:8]}_")
     verbs = [["catalog", "list"], ["catalog", "history", "payments"], ["catalog", "lineage", "payments"],
              ["monitor", "freshness", "--all"]]
     assert_same_without_jvm(options, verbs, tmp_path, capsys, monkeypatch)
