@@ -18,13 +18,12 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from featurelake.errors import ConfigError, JobError
+from featurelake.errors import JobError
 
 if TYPE_CHECKING:
     from featurelake.config import Config
 
 TABLE_SUFFIX = "delta-commits"
-MODES = ("auto", "off")
 _ready: set = set()  # lock tables known to exist, per (endpoint, table)
 _ready_lock = threading.Lock()
 
@@ -41,11 +40,7 @@ def lock_table(config: "Config") -> str:
 def committing(config: Optional["Config"], path: str, who: str) -> Iterator[None]:
     """Holds the table's commit lease around a Delta write (read, decide, commit) when the table
     is on S3 and storage.commit_lock is auto; otherwise (or without a config) does nothing."""
-    mode = config.storage.commit_lock if config is not None else "off"
-    if mode not in MODES:
-        raise ConfigError(f"storage.commit_lock is {mode!r}: use auto (a DynamoDB lease around each commit to a "
-                          f"table on S3) or off (your Delta log store is already safe for several writers)")
-    if mode == "off" or config is None or not on_s3(path):
+    if config is None or config.storage.commit_lock == "off" or not on_s3(path):  # load_config checked it
         yield
         return
     from featurelake.online.table import Lease

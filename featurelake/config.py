@@ -206,6 +206,12 @@ def load_config(path: Union[str, Path, None] = None, env: Optional[Mapping[str, 
     parent = path.resolve().parent
     config.base_dir = str(parent.parent if parent.name == "conf" else parent)
     config.connections = {name: _absolute_sqlite(config, c) for name, c in config.connections.items()}
+    lock = str(config.storage.commit_lock).lower()  # YAML reads a bare off as false, on as true
+    config.storage.commit_lock = {"false": "off", "true": "auto"}.get(lock, lock)
+    if config.storage.commit_lock not in ("auto", "off"):
+        raise ConfigError(f"{path}: storage.commit_lock must be auto (a DynamoDB lease around each commit to a table "
+                          f"on S3) or off (the Delta log store is already safe for several writers), "
+                          f"not {config.storage.commit_lock!r}")
     if config.validation.on_failure not in ("fail", "quarantine", "warn"):
         raise ConfigError(f"{path}: validation.on_failure must be fail, quarantine or warn, "
                           f"not {config.validation.on_failure!r}")

@@ -55,7 +55,8 @@ def test_two_jobs_committing_at_once_to_a_lake_on_s3_lose_no_commit(tmp_path, s3
     env = {**os.environ, **AWS_TEST_ENV, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            "PYTHONPATH": str(ROOT)}
     cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]", "--driver-memory", "1g",
-           "--packages", ",".join(PACKAGES), "--conf", f"spark.jars.ivy={IVY_CACHE}", "--conf", "spark.ui.enabled=false",
+           "--packages", ",".join(PACKAGES), "--conf", f"spark.jars.ivy={IVY_CACHE}",
+           "--conf", "spark.ui.enabled=false",
            str(HERE / "commit_writer.py"), str(conf), str(repo)]
     jobs = [subprocess.Popen([*cmd, who, str(COUNT), str(barrier)], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for who in ("a", "b")]

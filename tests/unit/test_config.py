@@ -93,6 +93,14 @@ def test_bad_validation_policy(tmp_path):
         load_config(write(tmp_path, "validation:\n  on_failure: ignore\n"), env={})
 
 
+def test_commit_lock_reads_yaml_booleans_and_refuses_other_words(tmp_path):
+    assert load_config(write(tmp_path, "storage:\n  commit_lock: off\n"), env={}).storage.commit_lock == "off"
+    assert load_config(write(tmp_path, "storage:\n  commit_lock: on\n"), env={}).storage.commit_lock == "auto"
+    assert load_config(write(tmp_path, "storage:\n  root: /x\n"), env={}).storage.commit_lock == "auto"
+    with pytest.raises(ConfigError, match="storage.commit_lock must be auto .* or off .*, not 'dynamo'"):
+        load_config(write(tmp_path, "storage:\n  commit_lock: dynamo\n"), env={})
+
+
 def test_a_negative_statistics_sample_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="statistics_sample_rows must be 0 \\(every row\\) or a number of rows"):
         load_config(write(tmp_path, "monitoring:\n  statistics_sample_rows: -5\n"), env={})
