@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar, cast
 
 from featurelake.commitlock import committing
+from featurelake.records import RECORDS, R, Record, Usage, ddl
 from featurelake.errors import JobError, NotFoundError, did_you_mean
 from featurelake.retry import retry
 
@@ -41,18 +42,6 @@ SCHEMAS = {
                     "pending array<string>, at timestamp, user string, reason string",
     "features": "group string, version int, name string, dtype string, description string, "
                 "tags map<string,string>, kind string",
-    "runs": "run_id string, group string, group_version int, kind string, status string, "
-            "started_at timestamp, ended_at timestamp, duration_s double, window string, "
-            "rows_read bigint, rows_written bigint, rows_quarantined bigint, delta_version bigint, "
-            "validation string, params string, error string, user string, watermark string, "
-            "source_version bigint, parent_run_id string, backfill_id string, files_read bigint, contract string",
-    "exports": "export_id string, group string, group_version int, from_version bigint, to_version bigint, "
-               "as_of timestamp, rows bigint, items_written bigint, bytes_written bigint, duration_s double, "
-               "status string, error string, table_name string, started_at timestamp, user string",
-    "training_sets": "id string, created_at timestamp, user string, spine_fingerprint string, spine_rows bigint, "
-                     "timestamp_column string, features array<string>, group_versions string, "
-                     "table_versions string, options string, spine_path string",
-    "usage": "ts timestamp, user string, action string, object string, detail string",
     "feature_services": "name string, version int, fingerprint string, features array<string>, "
                         "groups array<string>, owner string, description string, tags map<string,string>, "
                         "changes string, registered_at timestamp, registered_by string",
@@ -60,9 +49,10 @@ SCHEMAS = {
     "on_demand": "name string, version int, fingerprint string, request string, inputs array<string>, "
                  "groups array<string>, outputs string, code string, owner string, description string, "
                  "tags map<string,string>, changes string, registered_at timestamp, registered_by string",
-    "statistics": "scope string, scope_id string, group string, feature string, computed_at timestamp, "
-                  "stats string",
 }
+
+
+SCHEMAS.update({table: ddl(record) for table, record in RECORDS.items()})  # runs, exports, ...
 
 
 def now() -> datetime:
@@ -201,24 +191,27 @@ class Catalog:
             m = m.whenMatchedUpdateAll()
         m.whenNotMatchedInsertAll().execute()
 
-    def record(self, table: str, **row: Any) -> None:
-        """One row into an append-only table (runs, exports, training_sets, usage, statistics)."""
-        for key, value in row.items():
-            if isinstance(value, (dict, list)) and not SCHEMAS[table].split(f"{key} ", 1)[-1].startswith("array"):
-                row[key] = json.dumps(value, default=str, sort_keys=True)
-        with_retry(lambda: self.append(table, [row]), f"catalogue table {table}")
+    def add(self, *records: Record) -> None:
+        """Records of one append-only table (featurelake.records), in one commit."""
+        tables = {r.table for r in records}
+        if len(tables) > 1:
+            raise ValueError(f"one commit holds one table's records, not {sorted(tables)}")
+        if records:
+            table = records[0].table
+            with_retry(lambda: self.append(table, [r.to_row() for r in records]), f"catalogue table {table}")
+
+    def records(self, kind: type[R], where: Optional[Callable[[R], bool]] = None) -> list[R]:
+        """The table's records (read without a JVM where delta-rs can), those where `where` holds."""
+        found = [kind.from_row(row) for row in self.rows(kind.table)]
+        return [r for r in found if where(r)] if where else found
 
     def audit(self, action: str, obj: str, detail: Any = None) -> None:
-        self.record("usage", ts=now(), user=current_user(), action=action, object=obj,
-                    detail=json.dumps(detail, default=str, sort_keys=True) if detail is not None else None)
+        self.audit_many(action, [(obj, detail)])
 
     def audit_many(self, action: str, items: list[tuple[str, Any]]) -> None:
         """Several usage rows (object, detail) in one commit, e.g. one per group a training set read."""
         stamp, user = now(), current_user()
-        rows = [{"ts": stamp, "user": user, "action": action, "object": obj,
-                 "detail": json.dumps(detail, default=str, sort_keys=True) if detail is not None else None}
-                for obj, detail in items]
-        with_retry(lambda: self.append("usage", rows), "catalogue table usage")
+        self.add(*[Usage(stamp, user, action, obj, detail) for obj, detail in items])
 
     # ---- definitions -------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ that is already safe (Databricks, or io.delta:delta-storage-s3-dynamodb configur
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -23,6 +25,7 @@ from featurelake.errors import JobError
 if TYPE_CHECKING:
     from featurelake.config import Config
 
+log = logging.getLogger("featurelake.commitlock")
 TABLE_SUFFIX = "delta-commits"
 _ready: set = set()  # lock tables known to exist, per (endpoint, table)
 _ready_lock = threading.Lock()
@@ -60,10 +63,12 @@ def committing(config: Optional["Config"], path: str, who: str) -> Iterator[None
                        f"Check online.dynamodb (endpoint, credentials, dynamodb:PutItem on the table), or set "
                        f"storage.commit_lock: off if your Delta log store is already safe for several "
                        f"writers") from None
+    held = time.time()
     try:
         yield
     finally:
         lease.release()
+        log.debug("commit lease on %s held from %.6f to %.6f by %s", path, held, time.time(), who)
     if lease.lost:
         raise JobError(f"commit to {path}: its commit lease expired during the write and passed to another job "
                        f"(the renewal could not reach DynamoDB); check the table's history "

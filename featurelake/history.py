@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from featurelake import lakeread
 from featurelake.offline import commit_rows
+from featurelake.records import Run
 
 if TYPE_CHECKING:
     from featurelake.store import FeatureStore
@@ -17,16 +18,15 @@ def offline_history(store: "FeatureStore", group: str) -> list[dict]:
     commits = offline_commits(store, group)
     if not commits:
         return []
-    runs = {r["run_id"]: r for r in store.catalog.rows("runs", lambda r: r["group"] == group)}
+    runs = {r.run_id: r for r in store.catalog.records(Run, lambda r: r.group == group)}
     out = []
     for c in sorted(commits, key=lambda c: c["version"], reverse=True):
         meta = c.get("userMetadata") or ""
         run_id = meta[len("run_id="):] if meta.startswith("run_id=") else None
-        run = runs.get(run_id, {}) if run_id else {}
+        run = runs.get(run_id) if run_id else None
         out.append({"version": c["version"], "timestamp": c["timestamp"], "operation": c["operation"],
                     "run_id": run_id, "rows_written": commit_rows(c["operation"], c.get("operationMetrics") or {}),
-                    "kind": run.get("kind"), "status": run.get("status"), "window": run.get("window"),
-                    "group_version": run.get("group_version")})
+                    **{k: getattr(run, k) if run else None for k in ("kind", "status", "window", "group_version")}})
     return out
 
 

@@ -221,7 +221,7 @@ def _run(ctx: _Context, clock: RunClock, body: Callable[[], None]) -> IngestResu
     if r.delta_version is not None:
         r.rows_written = ctx.table.rows_written(r.run_id)
     clock.finish()
-    ctx.store.catalog.record("runs", **clock.row(ctx.version))
+    ctx.store.catalog.add(clock.record(ctx.version))
     log.info("%s: run %s %s: %d read, %d written, %d quarantined, %.1fs", r.group, r.run_id, r.status,
              r.rows_read, r.rows_written, r.rows_quarantined, r.duration_s)
     if error is not None:

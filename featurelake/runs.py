@@ -2,13 +2,12 @@
 (JDBC watermark, Delta version, finished backfill chunks) read back from earlier runs."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake.catalog import current_user, new_id, now
-from featurelake.records import ADVANCING, WROTE, RunStatus
+from featurelake.records import ADVANCING, WROTE, Run, RunStatus
 
 if TYPE_CHECKING:
     from featurelake.catalog import Catalog
@@ -137,18 +136,15 @@ class RunClock:
         self.result.duration_s = round(self.elapsed(), 3)
         return self.result
 
-    def row(self, group_version: Optional[int]) -> dict:
-        r, validation, params = self.result, self.validation, self.params
-        return {"run_id": r.run_id, "group": r.group, "group_version": group_version, "kind": r.kind,
-                "status": r.status, "started_at": self.started_at, "ended_at": now(), "duration_s": r.duration_s,
-                "window": r.window, "rows_read": r.rows_read, "rows_written": r.rows_written,
-                "rows_quarantined": r.rows_quarantined, "delta_version": r.delta_version,
-                "validation": json.dumps(validation, default=str, sort_keys=True) if validation else None,
-                "params": json.dumps(params, default=str, sort_keys=True) if params else None,
-                "error": r.error, "user": current_user(), "watermark": r.watermark,
-                "source_version": r.source_version, "parent_run_id": r.parent_run_id,
-                "backfill_id": r.backfill_id, "files_read": r.files_read,
-                "contract": json.dumps(r.contract(), default=str, sort_keys=True) if r.contract() else None}
+    def record(self, group_version: Optional[int]) -> Run:
+        r = self.result
+        return Run(run_id=r.run_id, group=r.group, group_version=group_version, kind=r.kind, status=r.status,
+                   started_at=self.started_at, ended_at=now(), duration_s=r.duration_s, window=r.window,
+                   rows_read=r.rows_read, rows_written=r.rows_written, rows_quarantined=r.rows_quarantined,
+                   delta_version=r.delta_version, validation=self.validation or None, params=self.params or None,
+                   error=r.error, user=current_user(), watermark=r.watermark, source_version=r.source_version,
+                   parent_run_id=r.parent_run_id, backfill_id=r.backfill_id, files_read=r.files_read,
+                   contract=r.contract() or None)
 
 
 class RunLog:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import JobError, NotFoundError, OnDemandError, UsageError, did_you_mean, executor_error
 from featurelake.ondemand import HIDDEN
+from featurelake.records import TrainingSetManifest
 from featurelake.pointintime import INTERNAL, ROW, GroupPlan, WindowAgg, hashable, point_in_time, to_micros
 from featurelake.spark import one_row, shuffle_partitions
 
@@ -301,10 +302,10 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         delete_path(spark, store.config.lake("training_sets", ts_id))
         raise
     with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
-        for done in [pool.submit(store.catalog.record, "training_sets", **manifest),
+        for done in [pool.submit(store.catalog.add, TrainingSetManifest(**manifest)),
                      pool.submit(_audit, store, manifest, "training_set")]:
             done.result()
-    return TrainingSet(store, _decode(manifest), frame)
+    return TrainingSet(store, manifest, frame)
 
 
 def _servable(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[str, int]:
@@ -353,26 +354,18 @@ def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingS
 
 
 def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:
-    every = store.catalog.rows("training_sets")
-    rows = [r for r in every if r["id"] == training_set_id]
-    if not rows:
-        known = [r["id"] for r in every]
+    every = store.catalog.records(TrainingSetManifest)
+    found = [m for m in every if m.id == training_set_id]
+    if not found:
+        known = [m.id for m in every]
         raise NotFoundError(f"no training set {training_set_id!r} in the catalogue at "
                             f"{store.catalog.path('training_sets')}{did_you_mean(training_set_id, known)}")
-    return _decode(rows[0])
+    return vars(found[0])
 
 
 def manifest_plans(manifest: dict) -> list[GroupPlan]:
     return [GroupPlan.from_dict(p) for p in manifest["options"]["plan"]]
 
-
-def _decode(row: dict) -> dict:
-    """A catalogue row (JSON text fields) or a fresh manifest -> plain Python values."""
-    out = dict(row)
-    for key in ("group_versions", "table_versions", "options"):
-        if isinstance(out.get(key), str):
-            out[key] = json.loads(out[key])
-    return out
 
 
 def _feature_of(plan: GroupPlan, output: str) -> str:

@@ -123,10 +123,11 @@ def drift(store: "FeatureStore", groups: Sequence[str] | str, reference: Optiona
 
 
 def default_reference(store: "FeatureStore", group: str) -> str:
-    rows = sorted(store.catalog.rows("training_sets"), key=lambda r: r["created_at"], reverse=True)
-    for row in rows:
-        if group in table_versions(row):
-            return row["id"]
+    from featurelake.records import TrainingSetManifest
+
+    for manifest in sorted(store.catalog.records(TrainingSetManifest), key=lambda m: m.created_at, reverse=True):
+        if group in table_versions(manifest):
+            return manifest.id
     raise UsageError(f"monitor drift {group}: no --reference given and no training set has read {group!r} "
                      f"yet: pass --reference with a training set id, a Delta version (@3) or a time range "
                      f"(2026-01-01..2026-02-01)")

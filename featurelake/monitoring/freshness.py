@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Collection, Optional, Sequence
 
-from featurelake.records import ONLINE, WROTE, ExportStatus
+from featurelake.records import ONLINE, WROTE, Export, ExportStatus, Run
 
 from featurelake.monitoring.report import MonitorReport, human_duration
 from featurelake.spark import one_row
@@ -82,10 +82,10 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
 
     now = now or utcnow()
     names = [g.name for g in store.repo.ordered(list(groups) if groups else None)]
-    runs = _latest(store, "runs", names, ("ended_at", "started_at"),
+    runs = _latest(store, Run, names, ("ended_at", "started_at"),
                    ["run_id", "status", "started_at", "ended_at", "rows_written", "delta_version", "kind"],
                    written=WROTE)
-    exports = _latest(store, "exports", names, ("as_of", "started_at"),
+    exports = _latest(store, Export, names, ("as_of", "started_at"),
                       ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name",
                        "error"], written=ONLINE)
     results = []
@@ -166,19 +166,20 @@ def _newest_event(store: "FeatureStore", group: "FeatureGroup") -> tuple[Optiona
     return version, None if version is None else one_row(table.read().agg(F.max(group.timestamp_column)))[0]
 
 
-def _latest(store: "FeatureStore", table: str, names: list[str], order: tuple[str, ...], cols: list[str],
-            written: Collection[str]) -> dict:
+def _latest(store: "FeatureStore", kind: type[Run] | type[Export], names: list[str], order: tuple[str, ...],
+            cols: list[str], written: Collection[str]) -> dict:
     """(group, True) -> newest row whose status is in `written`, by the first non-null of the
     `order` columns, and (group, False) -> newest row of any status."""
     if not names:
         return {}
     out: dict = {}
-    for row in store.catalog.rows(table, lambda r: r["group"] in names):
+    for record in store.catalog.records(kind, lambda r: r.group in names):
+        row = vars(record)
         when = next((row[c] for c in order if row[c] is not None), None)
         if when is None:
             continue
-        for key in ((row["group"], True), (row["group"], False)) if row["status"] in written \
-                else ((row["group"], False),):
+        for key in ((record.group, True), (record.group, False)) if record.status in written \
+                else ((record.group, False),):
             if key not in out or when >= out[key][0]:  # a tie goes to the later row, as Spark's max_by
                 out[key] = (when, {c: row[c] for c in cols})
     return {key: row for key, (_, row) in out.items()}

@@ -86,29 +86,32 @@ def _downstream(store: "FeatureStore", group: str) -> list[str]:
 
 def _runs(store: "FeatureStore", group: str) -> list[dict]:
     """Per group version: successful runs, the Delta versions they wrote, the last one."""
-    from featurelake.records import WROTE
+    from featurelake.records import WROTE, Run
 
-    by_version: dict[Any, list[dict]] = {}
-    for r in store.catalog.rows("runs", lambda r: r["group"] == group):
-        by_version.setdefault(r["group_version"], []).append(r)
+    by_version: dict[Any, list[Run]] = {}
+    for r in store.catalog.records(Run, lambda r: r.group == group):
+        by_version.setdefault(r.group_version, []).append(r)
     out = []
     for version in sorted(by_version, key=lambda v: (v is not None, v)):  # nulls first, as Spark sorts
         runs = by_version[version]
-        ok = [r for r in runs if r["status"] in WROTE]
-        written = [r["delta_version"] for r in ok if r["delta_version"] is not None]
-        ended = [r["ended_at"] for r in runs if r["ended_at"] is not None]
-        started = [r for r in runs if r["started_at"] is not None]  # a tie goes to the later row, as in Spark
+        ok = [r for r in runs if r.status in WROTE]
+        written = [r.delta_version for r in ok if r.delta_version is not None]
+        ended = [r.ended_at for r in runs if r.ended_at is not None]
+        started = [r for r in runs if r.started_at is not None]  # a tie goes to the later row, as in Spark
         out.append({"group_version": version, "runs": len(runs), "succeeded": len(ok),
                     "first_delta_version": min(written, default=None), "last_delta_version": max(written, default=None),
                     "last_ended_at": max(ended, default=None),
-                    "last_run_id": sorted(started, key=lambda r: r["started_at"])[-1]["run_id"] if started else None})
+                    "last_run_id": sorted(started, key=lambda r: r.started_at.timestamp() if r.started_at else 0.0)
+                    [-1].run_id if started else None})
     return out
 
 
 def _exports(store: "FeatureStore", group: str) -> list[dict]:
     cols = ["export_id", "group_version", "from_version", "to_version", "as_of", "items_written", "status",
             "table_name", "user"]
-    rows = _newest(store.catalog.rows("exports", lambda r: r["group"] == group), "as_of")
+    from featurelake.records import Export
+
+    rows = _newest([vars(e) for e in store.catalog.records(Export, lambda e: e.group == group)], "as_of")
     return [{c: r[c] for c in cols} for r in rows[:MAX_ROWS]]
 
 
@@ -120,24 +123,25 @@ def _newest(rows: list[dict], column: str) -> list[dict]:
 
 def _training_sets(store: "FeatureStore", group: str, affected: Optional[set]) -> list[dict]:
     """Training sets that read the group (or, for a feature, that or its aggregations)."""
+    from featurelake.records import TrainingSetManifest
+
     prefix = f"{group}:"
 
-    def reads(r: dict) -> bool:
-        return any(x.startswith(prefix) or x == group for x in r["features"] or []) \
-            or f'"{group}"' in (r["table_versions"] or "")
+    def reads(m: TrainingSetManifest) -> bool:
+        return any(x.startswith(prefix) or x == group for x in m.features or []) or group in (m.table_versions or {})
 
+    manifests = {m.id: m for m in store.catalog.records(TrainingSetManifest, reads)}
     out = []
-    for r in _newest(store.catalog.rows("training_sets", reads), "created_at")[:MAX_ROWS]:
-        refs = [x for x in r["features"] or [] if x.startswith(prefix) or x == group]
+    for row in _newest([{"id": m.id, "created_at": m.created_at} for m in manifests.values()], "created_at"):
+        m = manifests[row["id"]]
+        refs = [x for x in m.features or [] if x.startswith(prefix) or x == group]
         used = [x for x in refs if affected is None or x == f"{group}:*" or x[len(prefix):] in affected]
         if affected is not None and not used:
             continue
-        versions = table_versions(r)
-        group_versions = _json(r["group_versions"])
-        out.append({"id": r["id"], "created_at": r["created_at"], "user": r["user"], "features": used or refs,
-                    "group_version": group_versions.get(group) if isinstance(group_versions, dict) else None,
-                    "table_version": versions.get(group)})
-    return out
+        out.append({"id": m.id, "created_at": m.created_at, "user": m.user, "features": used or refs,
+                    "group_version": (m.group_versions or {}).get(group),
+                    "table_version": table_versions(m).get(group)})
+    return out[:MAX_ROWS]
 
 
 def _json(text: Any) -> Any:
@@ -235,12 +239,12 @@ def on_demand_lineage(store: "FeatureStore", versions: list[dict]) -> dict:
     sets that computed it."""
     latest, name = versions[-1], versions[-1]["name"]
     sets = []
-    if store.catalog.exists("training_sets"):
-        for r in store.catalog.rows("training_sets", lambda r: f'"{name}"' in (r["options"] or "")):
-            used = ((_json(r["options"]) or {}).get("on_demand") or {}).get(name)
-            if used:
-                sets.append({"id": r["id"], "created_at": r["created_at"], "user": r["user"],
-                             "on_demand_version": used["version"]})
+    from featurelake.records import TrainingSetManifest
+
+    for m in store.catalog.records(TrainingSetManifest):
+        used = ((m.options or {}).get("on_demand") or {}).get(name)
+        if used:
+            sets.append({"id": m.id, "created_at": m.created_at, "user": m.user, "on_demand_version": used["version"]})
     sets = sorted(sets, key=lambda t: t["created_at"], reverse=True)[:MAX_ROWS]
     out = jsonable({
         "name": name, "on_demand": name, "owner": latest["owner"], "description": latest["description"],

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Optional
 from featurelake.errors import NotFoundError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
+    from featurelake.records import TrainingSetManifest
     from pyspark.sql import DataFrame
 
     from featurelake.store import FeatureStore
@@ -136,13 +136,15 @@ def training_set_rows(store: "FeatureStore", group: str, ref: Ref) -> "DataFrame
 
 def training_set_versions(store: "FeatureStore", training_set_id: str) -> dict[str, int]:
     """group -> Delta version the training set read, from its manifest in the catalogue."""
-    rows = store.catalog.rows("training_sets", lambda r: r["id"] == training_set_id)
-    if not rows:
-        known = [r["id"] for r in store.catalog.read("training_sets").select("id").collect()]
+    from featurelake.records import TrainingSetManifest
+
+    every = store.catalog.records(TrainingSetManifest)
+    found = [m for m in every if m.id == training_set_id]
+    if not found:
         raise NotFoundError(f"{training_set_id!r} is neither a Delta version (@3), a time range "
                             f"(2026-01-01..2026-02-01) nor a known training set id"
-                            f"{did_you_mean(training_set_id, known)}")
-    return table_versions(rows[0])
+                            f"{did_you_mean(training_set_id, [m.id for m in every])}")
+    return table_versions(found[0])
 
 
 def training_set_version(store: "FeatureStore", group: str, training_set_id: str) -> int:
@@ -154,10 +156,9 @@ def training_set_version(store: "FeatureStore", group: str, training_set_id: str
     return int(versions[group])
 
 
-def table_versions(row: dict) -> dict[str, int]:
-    """group -> Delta version from a training_sets row (its table_versions JSON)."""
-    raw = row.get("table_versions")
-    value = json.loads(raw) if isinstance(raw, str) and raw else raw or {}
+def table_versions(manifest: "TrainingSetManifest") -> dict[str, int]:
+    """group -> Delta version a training set read."""
+    value = manifest.table_versions or {}
     out = {}
     for group, v in value.items():
         if isinstance(v, dict):  # {"version": 3, "path": ...}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from featurelake.errors import UsageError
 from featurelake.monitoring.report import MonitorReport
 from featurelake.monitoring.stats import MASK
+from featurelake.records import Export, ExportStatus, TrainingSetManifest
 
 if TYPE_CHECKING:
     from featurelake.store import FeatureStore
@@ -113,12 +114,11 @@ def skew(store: "FeatureStore", group: str, sample: Optional[int] = None, client
     return MonitorReport("skew", [group_skew(store, group, sample, client)], params=params)
 
 
-def last_export(store: "FeatureStore", group: str) -> Optional[dict]:
+def last_export(store: "FeatureStore", group: str) -> Optional[Export]:
     """The newest successful export (by as_of, then started_at; a missing time sorts last)."""
-    from featurelake.records import ExportStatus
-
-    rows = store.catalog.rows("exports", lambda r: r["group"] == group and r["status"] == ExportStatus.OK)
-    return max(rows, key=lambda r: [(r[c] is not None, r[c] or 0) for c in ("as_of", "started_at")], default=None)
+    done = store.catalog.records(Export, lambda e: e.group == group and e.status == ExportStatus.OK)
+    return max(done, key=lambda e: [(t is not None, t.timestamp() if t else 0.0) for t in (e.as_of, e.started_at)],
+               default=None)
 
 
 @dataclass
@@ -139,10 +139,9 @@ def exported(store: "FeatureStore", g: Any) -> Exported:
                          f"to compare; set online=True and export it first")
     export = last_export(store, g.name)
     table = store.offline(g.name)
-    version = export.get("to_version") if export else None
-    version = table.version() if version is None else int(version)
-    at = _utc(export["as_of"]) if export and export.get("as_of") else now()
-    return Exported(table.read(version=version), version, at, export.get("export_id") if export else None)
+    version = export.to_version if export and export.to_version is not None else table.version()
+    at = _utc(export.as_of) if export and export.as_of else now()
+    return Exported(table.read(version=version), version, at, export.export_id if export else None)
 
 
 def current_rows(snap: Exported, g: Any) -> Any:
@@ -342,19 +341,19 @@ def on_demand_skew(store: "FeatureStore", name: str, sample: Optional[int] = Non
 
 def _requests(store: "FeatureStore", feature: Any, requests: Any) -> tuple[str, Any]:
     """(where the requests come from, a DataFrame of them)."""
-    from featurelake.training import _decode, read_spine
+    from featurelake.training import read_spine
 
     if requests is not None:
         return (str(requests) if isinstance(requests, (str, os.PathLike)) else "the requests given",
                 read_spine(store.spark, requests))
-    sets = [_decode(r) for r in store.catalog.rows("training_sets")] if store.catalog.exists("training_sets") else []
-    sets = [s for s in sets if feature.name in (s["options"].get("on_demand") or {})]
+    sets = store.catalog.records(TrainingSetManifest,
+                                 lambda m: feature.name in ((m.options or {}).get("on_demand") or {}))
     if not sets:
         raise UsageError(f"no training set has computed on-demand feature {feature.name!r} yet, so there are no "
                          f"requests to replay: pass --requests FILE (parquet, CSV or Delta) with the keys and the "
                          f"request fields {list(feature.request)}")
-    newest = max(sets, key=lambda s: s["created_at"])
-    return f"training set {newest['id']}", store.spark.read.format("delta").load(newest["spine_path"])
+    newest = max(sets, key=lambda m: m.created_at)
+    return f"training set {newest.id}", store.spark.read.format("delta").load(newest.spine_path)
 
 
 def _get_many(client: Any, group: str, keys: list[dict]) -> list[Optional[dict]]:

@@ -18,12 +18,12 @@ quantile within about 0.3% of the ranks, more than a description needs.
 """
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import NotFoundError
+from featurelake.records import Statistic
 from featurelake.spark import one_row
 
 if TYPE_CHECKING:
@@ -211,13 +211,11 @@ def record_statistics(store: "FeatureStore", scope: str, scope_id: str,
                       group: Union[str, "FeatureGroup", None], stats: dict[str, dict]) -> None:
     """One row per feature into the catalogue table `statistics`, in one commit.
     scope is "run" (scope_id a run id) or "training_set" (a training set id)."""
-    from featurelake.catalog import now, with_retry
+    from featurelake.catalog import now
 
     name = group if isinstance(group, str) or group is None else group.name
     stamp = now()
-    rows = [{"scope": scope, "scope_id": scope_id, "group": name, "feature": feature, "computed_at": stamp,
-             "stats": json.dumps(s, sort_keys=True, default=str)} for feature, s in stats.items()]
-    with_retry(lambda: store.catalog.append("statistics", rows), "catalogue table statistics")
+    store.catalog.add(*[Statistic(scope, scope_id, name, feature, stamp, s) for feature, s in stats.items()])
 
 
 def record_training_set_statistics(store: "FeatureStore", training_set: Any,
@@ -225,7 +223,7 @@ def record_training_set_statistics(store: "FeatureStore", training_set: Any,
     """Statistics of every feature column of a training set, recorded with scope "training_set"
     in one commit; returns "group:feature" -> stats. `rows` is the set as written (cheap to read
     back); without it the point-in-time rows are computed again."""
-    from featurelake.catalog import now, with_retry
+    from featurelake.catalog import now
 
     m = training_set.manifest
     outputs = [o for p in m["options"]["plan"] for o in _outputs(p)]
@@ -235,10 +233,8 @@ def record_training_set_statistics(store: "FeatureStore", training_set: Any,
     stats = batch_statistics(frame, columns=outputs, pii=pii,
                              sample_rows=store.config.monitoring.statistics_sample_rows)
     stamp = now()
-    records = [{"scope": "training_set", "scope_id": training_set.id, "group": refs[o].split(":", 1)[0],
-             "feature": refs[o].split(":", 1)[1], "computed_at": stamp,
-             "stats": json.dumps({**s, "column": o}, sort_keys=True, default=str)} for o, s in stats.items()]
-    with_retry(lambda: store.catalog.append("statistics", records), "catalogue table statistics")
+    store.catalog.add(*[Statistic("training_set", training_set.id, group, feature, stamp, {**s, "column": o})
+                        for o, s in stats.items() for group, feature in [refs[o].split(":", 1)]])
     return {refs[o]: s for o, s in stats.items()}
 
 
@@ -259,9 +255,8 @@ def read_statistics(store: "FeatureStore", *, scope: Optional[str] = None, scope
                     group: Optional[str] = None) -> list[dict]:
     """Recorded statistics, newest first, each with its stats parsed back into a dict."""
     wanted = {k: v for k, v in (("scope", scope), ("scope_id", scope_id), ("group", group)) if v}
-    rows = store.catalog.rows("statistics", lambda r: all(r[k] == v for k, v in wanted.items()))
-    for r in rows:
-        r["stats"] = json.loads(r["stats"])
+    rows = [vars(s) for s in store.catalog.records(Statistic, lambda s: all(getattr(s, k) == v
+                                                                            for k, v in wanted.items()))]
     return sorted(rows, key=lambda r: (r["computed_at"], r["feature"]), reverse=True)
 
 

@@ -38,7 +38,7 @@ from featurelake.online.snapshot import (Since, change_feed_gone, column_dtypes,
                                          online_features, only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
 from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
-from featurelake.records import ExportStatus
+from featurelake.records import Export, ExportStatus
 from featurelake.services import publish as publish_services
 
 if TYPE_CHECKING:
@@ -325,13 +325,12 @@ def _record(store: "FeatureStore", result: ExportResult, group_version: Optional
     """The export's row in the catalogue (`exports`) and its line in `usage`: two Delta appends to
     different tables, run side by side (they never conflict)."""
     def exports() -> None:
-        store.catalog.record("exports", export_id=result.export_id, group=result.group,
-                             group_version=group_version, from_version=result.from_version,
-                             to_version=result.to_version, as_of=result.as_of, rows=result.rows,
-                             items_written=result.items_written, bytes_written=result.bytes_written,
-                             duration_s=result.duration_s, status=result.status,
-                             error="\n".join(result.errors)[:4000] or None, table_name=result.table_name,
-                             started_at=started, user=current_user())
+        store.catalog.add(Export(export_id=result.export_id, group=result.group, group_version=group_version,
+                                 from_version=result.from_version, to_version=result.to_version, as_of=result.as_of,
+                                 rows=result.rows, items_written=result.items_written,
+                                 bytes_written=result.bytes_written, duration_s=result.duration_s,
+                                 status=result.status, error="\n".join(result.errors)[:4000] or None,
+                                 table_name=result.table_name, started_at=started, user=current_user()))
 
     def usage() -> None:
         store.catalog.audit("export", result.group, {"export_id": result.export_id, "table": result.table_name,

@@ -5,6 +5,7 @@ merges into one offline table, in a lake on S3, started at the same moment as an
 
 Each writer builds its session, says it is ready (a file in BARRIER_DIR), waits for the other
 one, then commits as fast as it can: the worst case for two drivers sharing a Delta log on S3."""
+import logging
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,8 @@ from featurelake.store import FeatureStore
 
 
 def main(conf: str, repo: str, who: str, count: int, barrier: Path) -> int:
+    logging.basicConfig(stream=sys.stdout, format="%(message)s")
+    logging.getLogger("featurelake.commitlock").setLevel(logging.DEBUG)  # the lease's hold times, for the test
     store = FeatureStore.from_config(conf, repo=repo)
     spark = store.spark
     schema = "customer_id bigint, ts timestamp, amount double"

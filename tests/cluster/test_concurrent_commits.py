@@ -5,6 +5,7 @@ dynalite (featurelake.commitlock, on by default for a lake on S3) no commit is l
 Two JVMs on the 2-core machine take a minute or two: marked `cluster`, run by `make test-cluster`."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -74,3 +75,16 @@ def test_two_jobs_committing_at_once_to_a_lake_on_s3_lose_no_commit(tmp_path, s3
     assert len(offline) == 2 * COUNT and sorted(offline._run_id) == objects
     ddb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1")
     assert ddb.scan(TableName=lock_table(config))["Count"] == 0  # every lease released
+
+    # The two jobs really committed at the same time, and no two commits to one table overlapped.
+    held: dict[str, list[tuple[float, float, str]]] = {}
+    for who, out in zip("ab", outputs):
+        for path, start, end in re.findall(r"commit lease on (\S+) held from ([\d.]+) to ([\d.]+)", out):
+            held.setdefault(path, []).append((float(start), float(end), who))
+    usage_path = f"s3a://{bucket}/lake/_catalog/usage"
+    assert len(held[usage_path]) == 2 * COUNT and len(held[f"s3a://{bucket}/lake/offline/payments"]) == 2 * COUNT
+    for path, spans in held.items():
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlapping commits to {path}: {spans}"
+    turns = "".join(who for _, _, who in held[usage_path])
+    assert "ab" in turns and "ba" in turns, turns  # interleaved: the jobs ran at once and took turns

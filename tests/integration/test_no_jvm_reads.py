@@ -43,6 +43,7 @@ VERBS = [["catalog", "list"], ["catalog", "show", "payments"], ["catalog", "sear
 
 def build_lake(spark, tmp: Path, **sections: str) -> list[str]:
     """Writes the lake with Spark; returns the CLI's global options for it."""
+    from featurelake.records import Export, TrainingSetManifest
     from featurelake.store import FeatureStore
 
     repo = tmp / "features"
@@ -63,12 +64,12 @@ def build_lake(spark, tmp: Path, **sections: str) -> list[str]:
              delta_version=v, user="etl") for k, (v, status) in enumerate(zip(versions, ["succeeded", "warned"]))]
         + [dict(run_id="run-x", group="payments", group_version=1, kind="ingest", status="failed",
                 started_at=NOW, ended_at=None, error="source down")])
-    store.catalog.record("exports", export_id="exp-1", group="payments", group_version=1, from_version=None,
-                         to_version=versions[-1], as_of=NOW, rows=5, items_written=5, status="succeeded",
-                         table_name="featurelake_payments", started_at=NOW, user="etl")
-    store.catalog.record("training_sets", id="ts-1", created_at=NOW, user="ana", spine_fingerprint="f",
-                         spine_rows=3, timestamp_column="event_ts", features=["payments:amount_sum_7d"],
-                         group_versions={"payments": 1}, table_versions={"payments": versions[-1]})
+    store.catalog.add(Export(export_id="exp-1", group="payments", group_version=1, from_version=None,
+                             to_version=versions[-1], as_of=NOW, rows=5, items_written=5, status="succeeded",
+                             table_name="featurelake_payments", started_at=NOW, user="etl"))
+    store.catalog.add(TrainingSetManifest(id="ts-1", created_at=NOW, user="ana", spine_fingerprint="f", spine_rows=3,
+                                          timestamp_column="event_ts", features=["payments:amount_sum_7d"],
+                                          group_versions={"payments": 1}, table_versions={"payments": versions[-1]}))
     store.catalog.audit_many("training_set", [("payments", {"features": ["payments:amount_sum_7d"], "id": "ts-1"}),
                                               ("ts-1", None)])
     store.catalog.audit("export", "payments", {"export_id": "exp-1"})
