@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import date, datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from featurelake.definitions import Feature, _code_text, check_dtype, check_identifier, check_reference
@@ -270,7 +271,7 @@ def arrow_columns(values: Mapping[str, Sequence[Any]], dtypes: Mapping[str, Opti
         dtype = dtypes.get(name)
         target = arrow_type(dtype) if dtype else None
         try:
-            arrays.append(pa.array(list(column), type=target, from_pandas=True))
+            arrays.append(pa.array(_parsed_times(list(column), target), type=target, from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
             bad = _first_unconvertible(list(column), target)
             shown = list(column)[bad] if bad is not None else "?"
@@ -278,6 +279,32 @@ def arrow_columns(values: Mapping[str, Sequence[Any]], dtypes: Mapping[str, Opti
                              f"type {dtype!r}: {exc}") from None
         names.append(name)
     return pa.table(arrays, names=names)
+
+
+def _parsed_times(column: list, target: Any) -> list:
+    """ISO-8601 text where a timestamp or a date is declared, as a request decoded from JSON holds
+    it: "2026-12-06T08:00:00Z" or with an offset is that instant, without one it is UTC (Spark's
+    cast in a UTC session). Anything else is left for Arrow to accept or refuse."""
+    import pyarrow as pa
+
+    if target is None or not any(isinstance(v, str) for v in column):
+        return column
+    if pa.types.is_timestamp(target):
+        def instant(v: str) -> Any:
+            try:
+                t = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+            except ValueError:
+                return v
+            return t if target.tz is None or t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return [instant(v) if isinstance(v, str) else v for v in column]
+    if pa.types.is_date32(target):
+        def day(v: str) -> Any:
+            try:
+                return date.fromisoformat(v.strip())
+            except ValueError:
+                return v
+        return [day(v) if isinstance(v, str) else v for v in column]
+    return column
 
 
 def _arrow_from_pandas(df: Any, columns: Sequence[str], name: str) -> Any:

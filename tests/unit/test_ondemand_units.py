@@ -126,6 +126,19 @@ def test_arrow_columns_type_values_as_spark_would_and_name_a_misfit():
         arrow_columns({"n": [1.0, "ten"]}, {"n": "double"})
 
 
+def test_iso_text_is_read_as_the_declared_timestamp_or_date_as_json_requests_hold_it():
+    from datetime import date
+
+    from featurelake.ondemand import arrow_columns
+
+    table = arrow_columns({"t": ["2026-12-06T08:00:00Z", "2026-12-06T10:00:00+02:00", "2026-12-06 08:00:00", None],
+                           "d": ["2026-12-06", None, date(2026, 1, 2), "2026-01-03"]}, {"t": "timestamp", "d": "date"})
+    assert set(table.column("t").to_pylist()[:3]) == {datetime(2026, 12, 6, 8, tzinfo=timezone.utc)}
+    assert table.column("d").to_pylist() == [date(2026, 12, 6), None, date(2026, 1, 2), date(2026, 1, 3)]
+    with pytest.raises(UsageError, match=r"value 'yesterday' of 't' \(row 0\) does not fit type 'timestamp'"):
+        arrow_columns({"t": ["yesterday"]}, {"t": "timestamp"})
+
+
 def test_importing_the_module_does_not_import_pyspark():
     code = "import featurelake.ondemand, featurelake.online, sys; assert 'pyspark' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
