@@ -94,6 +94,9 @@ class DynamoDBConfig:
     """An export's lease on its group's table, renewed while it runs (exports of a group take turns)."""
     lock_wait_s: float = 900.0
     """How long an export waits for another export of the same group before giving up."""
+    ca_bundle: Optional[str] = None
+    """PEM file of the certificate authorities to trust for the endpoint (absent: $AWS_CA_BUNDLE,
+    the AWS profile's ca_bundle, else certifi's bundle, as boto3)."""
 
 
 @dataclass
@@ -161,6 +164,11 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     path: Optional[str] = None
     base_dir: str = "."
+
+    def ca_bundle(self) -> Optional[str]:
+        """online.dynamodb.ca_bundle as a path boto3 can open (relative: to the project directory)."""
+        bundle = self.online.dynamodb.ca_bundle
+        return self.resolve(os.path.expanduser(bundle)) if bundle else None
 
     def resolve(self, path: str) -> str:
         """A relative local path made absolute against the project directory."""

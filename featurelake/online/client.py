@@ -121,12 +121,14 @@ class OnlineClient:
                  endpoint_url: Optional[str] = None, session: Any = None, client: Any = None, *,
                  connect_timeout: float = 1.0, read_timeout: float = 2.0, max_attempts: int = 4,
                  max_workers: int = 8, meta_ttl: float = 300.0, max_unprocessed_rounds: int = 8,
-                 transport: Optional[str] = None, repo: Union[str, os.PathLike, None] = None,
+                 transport: Optional[str] = None, ca_bundle: Optional[str] = None,
+                 repo: Union[str, os.PathLike, None] = None,
                  on_demand: Sequence[Any] = ()):
         """`client`: an existing boto3 DynamoDB client to use as it is (its config, retries, proxies).
         Otherwise requests are signed here with the credentials of `session` (default: boto3's
         chain) and sent over keep-alive connections: a quarter of botocore's CPU per request.
-        `transport="botocore"` forces the boto3 path.
+        `transport="botocore"` forces the boto3 path. `ca_bundle`: a PEM file of the certificate
+        authorities to trust (default: $AWS_CA_BUNDLE, the profile's ca_bundle, else certifi's).
 
         Request-time features run here, from their code: `repo` loads the feature repository's
         on-demand features (importing its modules, as `featurelake apply` does: a module that imports
@@ -142,10 +144,11 @@ class OnlineClient:
         if client is None:
             session = session or boto3.session.Session()
             region = region or session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
-            client = session.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=BotoConfig(
-                connect_timeout=connect_timeout, read_timeout=read_timeout, parameter_validation=False,
-                tcp_keepalive=True, max_pool_connections=max_workers + 2,
-                retries={"max_attempts": max_attempts, "mode": "standard"}))
+            config = BotoConfig(connect_timeout=connect_timeout, read_timeout=read_timeout, parameter_validation=False,
+                                tcp_keepalive=True, max_pool_connections=max_workers + 2,
+                                retries={"max_attempts": max_attempts, "mode": "standard"})
+            client = session.client("dynamodb", region_name=region, endpoint_url=endpoint_url, verify=ca_bundle,
+                                    config=config)
             use_direct = transport != "botocore" and not proxied(client.meta.endpoint_url)
         else:
             use_direct = transport == "direct"
@@ -186,6 +189,7 @@ class OnlineClient:
         repo = kwargs.get("repo")
         if repo is not None and not os.path.isdir(repo) and os.path.isdir(os.path.join(config.base_dir, repo)):
             kwargs["repo"] = os.path.join(config.base_dir, repo)  # as FeatureStore.from_config finds it
+        kwargs.setdefault("ca_bundle", config.ca_bundle())
         return cls(table_prefix=dyn.table_prefix, region=dyn.region, endpoint_url=dyn.endpoint_url, **kwargs)
 
     # ---- metadata -----------------------------------------------------------------------------

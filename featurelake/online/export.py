@@ -129,7 +129,7 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
     features, held = online_features(group)
     if held:
         result.notes.append(f"PII features kept offline: {', '.join(held)} (set allow_online_pii=True to export)")
-    client = driver_client(dyn.region, dyn.endpoint_url)
+    client = driver_client(dyn.region, dyn.endpoint_url, store.config.ca_bundle())
     group_version: Optional[int] = None
     try:
         result.created_table = ensure_table(client, result.table_name, ttl=group.ttl is not None)
@@ -179,11 +179,11 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
 
 
 @functools.lru_cache(maxsize=8)
-def driver_client(region: str, endpoint_url: Optional[str]) -> Any:
+def driver_client(region: str, endpoint_url: Optional[str], ca_bundle: Optional[str] = None) -> Any:
     """The driver's boto3 client for an endpoint, built once per process: building one parses its
     service model, ~0.2 s, 7% of an incremental export of 1,000 keys. boto3 clients are thread-safe,
     and refresh expiring credentials (roles, SSO) themselves."""
-    return make_client(region, endpoint_url)
+    return make_client(region, endpoint_url, verify=ca_bundle)
 
 
 def _group_version(store: "FeatureStore", group: "FeatureGroup", meta: Optional[dict]) -> int:
@@ -266,7 +266,8 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         frame = export_frame(offline, group, features, version=version, end=end, since=since,
                              partitions=None if since else write_tasks(sc, offline))
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
-                   "endpoint_url": dyn.endpoint_url, "keys": keys, "features": feats,
+                   "endpoint_url": dyn.endpoint_url, "ca_bundle": store.config.ca_bundle(), "keys": keys,
+                   "features": feats,
                    "ttl_s": spec["ttl_s"], "lease_token": lease.token, "check_every": 5.0,
                    "as_of_ms": codec.micros_to_ms_text(codec.datetime_to_micros(end)) if spec["aggregations"] else None,
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,

@@ -15,6 +15,11 @@ few headers itself.
 `BotocoreTransport` runs the same requests through a boto3 client: used when the caller hands us
 its own client, or when an HTTP(S) proxy applies to the endpoint (`Connection` does not do
 proxies). It still skips botocore's response parsing: a `before-parse` hook keeps the raw body.
+
+TLS is botocore's: the client's own `verify` (its `verify=`, `AWS_CA_BUNDLE`, the profile's or
+featurelake's `ca_bundle`, else certifi's bundle) and `client_cert` make the SSL context, read
+off the client once. A certificate that fails verification is a configuration error, raised at
+once: retrying cannot fix it.
 """
 from __future__ import annotations
 
@@ -28,10 +33,10 @@ import threading
 import time
 import urllib.request
 import zlib
-from typing import Any, Optional
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
-from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError
+from featurelake.errors import ConfigError, FeaturelakeError, JobError, NotFoundError, UsageError
 from featurelake.retry import backoff
 
 TARGET = "DynamoDB_20120810."
@@ -137,13 +142,56 @@ class Connection:
                 pass
 
 
+_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def tls_context(verify: Union[bool, str, None] = True, client_cert: Union[str, tuple, None] = None) -> ssl.SSLContext:
+    """The SSL context botocore would use: `verify` False skips verification, a path is the CA
+    bundle, True is certifi's (botocore's default). Shared per setting: building one reads the
+    bundle (milliseconds), and an export builds a transport per Spark task."""
+    key = (verify, client_cert)
+    context = _CONTEXTS.get(key)
+    if context is None:
+        from botocore.httpsession import get_cert_path
+
+        try:
+            if verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            else:
+                context = ssl.create_default_context(cafile=get_cert_path(True if verify is None else verify))
+            if client_cert:
+                cert, key_file = (client_cert, None) if isinstance(client_cert, str) else client_cert
+                context.load_cert_chain(cert, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"TLS settings for DynamoDB (ca_bundle {verify!r}, client_cert {client_cert!r}) "
+                              f"cannot be loaded: {exc}: point AWS_CA_BUNDLE or online.dynamodb.ca_bundle at a "
+                              f"readable PEM file") from None
+        with _CONTEXTS_LOCK:
+            context = _CONTEXTS.setdefault(key, context)
+    return context
+
+
+def tls_failure(exc: ssl.SSLCertVerificationError, endpoint: str, what: str) -> ConfigError:
+    """A certificate the client does not trust -> the one error that says how to trust it."""
+    reason = getattr(exc, "verify_message", None) or str(exc)
+    return ConfigError(f"{what}: the TLS certificate of DynamoDB at {endpoint} failed verification ({reason}): "
+                       f"if the endpoint (or a proxy in the way) uses your own certificate authority, set "
+                       f"AWS_CA_BUNDLE or online.dynamodb.ca_bundle (OnlineClient(ca_bundle=...)) to its PEM "
+                       f"bundle")
+
+
 class DirectTransport:
     """Signed JSON requests over one keep-alive connection per thread."""
 
     def __init__(self, endpoint_url: str, region: str, credentials: Any, *, connect_timeout: float = 1.0,
                  read_timeout: float = 2.0, max_attempts: int = 4, backoff_base: float = 0.025,
-                 backoff_cap: float = 1.0):
+                 backoff_cap: float = 1.0, verify: Union[bool, str, None] = True,
+                 client_cert: Union[str, tuple, None] = None):
+        """`verify`, `client_cert`: as botocore's (see tls_context)."""
         url = urlsplit(endpoint_url)
+        self.endpoint_url = endpoint_url
         self.host = url.netloc
         self.hostname = url.hostname or ""
         self.port = url.port or (443 if url.scheme == "https" else 80)
@@ -153,18 +201,14 @@ class DirectTransport:
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self._local = threading.local()
         self._keys: dict[tuple, bytes] = {}
-        self._ssl: Optional[ssl.SSLContext] = None
+        self._ssl = tls_context(verify, client_cert) if self.https else None
         self._conns: list[Connection] = []
         self._conns_lock = threading.Lock()
 
     def _connection(self) -> Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or not conn.open:
-            if self.https and self._ssl is None:
-                from botocore.httpsession import get_cert_path
-
-                self._ssl = ssl.create_default_context(cafile=get_cert_path(True))
-            conn = Connection(self.hostname, self.port, context=self._ssl if self.https else None,
+            conn = Connection(self.hostname, self.port, context=self._ssl,
                               connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
             self._local.conn = conn
             with self._conns_lock:
@@ -222,6 +266,9 @@ class DirectTransport:
                 time.sleep(backoff(attempt, self.backoff_base, self.backoff_cap))
             try:
                 status, headers, data = self._connection().post(self._head(target, body), body)
+            except ssl.SSLCertVerificationError as exc:
+                self._drop()
+                raise tls_failure(exc, self.endpoint_url, what) from None
             except (OSError, ValueError) as exc:  # ValueError: a malformed length or chunk size
                 self._drop()
                 last = f"{type(exc).__name__}: {exc}"
@@ -294,10 +341,16 @@ def open_transport(client: Any, session: Any, *, direct: bool, who: str, fix: st
     (`direct`) or sent through the client itself. `options` go to DirectTransport."""
     if not direct:
         return BotocoreTransport(client)
+    verify = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_verify", None)
+    if not isinstance(verify, (bool, str)) and client.meta.endpoint_url.startswith("https"):
+        return BotocoreTransport(client)  # a botocore that keeps its TLS settings elsewhere: let it apply them
     credentials = session.get_credentials()
     if credentials is None:
         raise JobError(f"{who}: no AWS credentials found (environment, ~/.aws, instance role): {fix}")
-    return DirectTransport(client.meta.endpoint_url, client.meta.region_name, credentials, **options)
+    return DirectTransport(client.meta.endpoint_url, client.meta.region_name, credentials,
+                           verify=verify if isinstance(verify, (bool, str)) else True,
+                           client_cert=getattr(client.meta.config, "client_cert", None), **options)
+
 
 
 def proxied(endpoint_url: str) -> bool:

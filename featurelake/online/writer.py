@@ -30,14 +30,16 @@ ROWS_PER_SLICE = 500  # rows turned into Python values at once
 
 
 def make_client(region: str, endpoint_url: Optional[str], *, pool: int = 10, connect_timeout: float = 2.0,
-                read_timeout: float = 10.0, max_attempts: int = 3, session: Any = None) -> Any:
+                read_timeout: float = 10.0, max_attempts: int = 3, session: Any = None,
+                verify: Optional[str] = None) -> Any:
     """One low-level boto3 client: parameter validation off (we build well-formed requests, and it
-    costs CPU per item), standard retries (throttling, 5xx) bounded, keep-alive connections."""
+    costs CPU per item), standard retries (throttling, 5xx) bounded, keep-alive connections.
+    `verify`: a CA bundle (None: boto3's own, $AWS_CA_BUNDLE included)."""
     import boto3
     from botocore.config import Config
 
     session = session or boto3.session.Session()
-    return session.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=Config(
+    return session.client("dynamodb", region_name=region, endpoint_url=endpoint_url, verify=verify, config=Config(
         parameter_validation=False, connect_timeout=connect_timeout, read_timeout=read_timeout,
         max_pool_connections=pool, tcp_keepalive=True, retries={"max_attempts": max_attempts, "mode": "standard"}))
 
@@ -46,19 +48,20 @@ _WORKER_CLIENTS: dict = {}
 _WORKER_CLIENTS_LOCK = threading.Lock()
 
 
-def task_transport(region: str, endpoint_url: Optional[str], *, pool: int, max_rounds: int) -> Any:
+def task_transport(region: str, endpoint_url: Optional[str], *, pool: int, max_rounds: int,
+                   ca_bundle: Optional[str] = None) -> Any:
     """A transport for one Spark task, to close at its end (its connections belong to the task's
     threads). The boto3 session and client behind it are the Python worker's: Spark reuses its
     workers across tasks, and building a client costs ~0.2 s of CPU. Throttling, 5xx and lost
     connections are retried `max_rounds` times with backoff."""
     import boto3
 
-    key = (region, endpoint_url, pool, max_rounds)
+    key = (region, endpoint_url, pool, max_rounds, ca_bundle)
     with _WORKER_CLIENTS_LOCK:
         if key not in _WORKER_CLIENTS:
             session = boto3.session.Session()
             _WORKER_CLIENTS[key] = session, make_client(region, endpoint_url, pool=pool, max_attempts=max_rounds,
-                                                        session=session)
+                                                        session=session, verify=ca_bundle)
         session, client = _WORKER_CLIENTS[key]
     return open_transport(client, session, direct=not proxied(client.meta.endpoint_url), who="export",
                           fix="configure them for every executor (docs/iam.md)",
@@ -265,7 +268,8 @@ def write_partition(rows: Iterable[Any], spec: dict) -> dict:
     worker's boto3 client; returns the counters. With spec["compare"], an item is written only when
     its row is newer than the key's item online."""
     encoder = ItemEncoder(spec)
-    transport = task_transport(spec["region"], spec["endpoint_url"], pool=spec["concurrency"] + 2,
+    transport = task_transport(spec["region"], spec["endpoint_url"], ca_bundle=spec.get("ca_bundle"),
+                               pool=spec["concurrency"] + 2,
                                max_rounds=spec["max_rounds"])
     writer = BatchWriter(transport, spec["table"], concurrency=spec["concurrency"], max_rounds=spec["max_rounds"],
                          lease_token=spec.get("lease_token"), check_every=spec.get("check_every", 5.0),

@@ -356,8 +356,8 @@ def test_requests_go_over_tls(tmp_path):
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        transport = DirectTransport(f"https://localhost:{server.server_address[1]}", "us-east-1", Creds())
-        transport._ssl = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))  # trust the test's own CA
+        transport = DirectTransport(f"https://localhost:{server.server_address[1]}", "us-east-1", Creds(),
+                                    verify=str(tmp_path / "cert.pem"))  # trust the test's own CA
         assert [transport.call("GetItem", {"k": i}, "test")["Item"]["n"] for i in range(3)] == [0, 1, 2]
         assert Stub.seen == [{"k": 0}, {"k": 1}, {"k": 2}] and len(transport._conns) == 1
         transport.close()

@@ -1,0 +1,161 @@
+"""The direct transport's edges, against local servers on real sockets: TLS trust (a private CA,
+AWS_CA_BUNDLE, ca_bundle), Host and path signed as botocore signs them, kept connections the
+server closed, hostile answers, per-thread connections, local resource errors and deadlines."""
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import zlib
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from featurelake.errors import ConfigError
+from featurelake.online.transport import DirectTransport
+
+
+class Creds:
+    access_key, secret_key, token = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None
+
+    def get_frozen_credentials(self):
+        return self
+
+
+def answer(body, status=200, extra=b""):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return (b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nx-amz-crc32: %d\r\n%s\r\n%s"
+            % (status, len(data), zlib.crc32(data), extra, data))
+
+
+class Server:
+    """A raw socket server: each connection (TLS-wrapped when `tls` is an SSLContext) is handed to
+    `handle(conn, reader)`. `connections` counts connections, `requests` the requests read by
+    `read_request`."""
+
+    def __init__(self, handle, tls=None):
+        self.handle, self.tls = handle, tls
+        self.connections, self.requests, self.errors = 0, [], []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            with conn, conn.makefile("rb") as reader:
+                self.handle(self, conn, reader)
+        except (OSError, ValueError) as exc:
+            self.errors.append(exc)
+
+    def read_request(self, reader):
+        """One request's (head, body), or None at the end of the connection."""
+        head = b"".join(iter(lambda: reader.readline(), b"\r\n"))
+        if not head:
+            return None
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = reader.read(length)
+        self.requests.append((head, body))
+        return head, body
+
+    def close(self):
+        self.sock.close()
+
+
+def scripted(answers):
+    """A handler answering each request with the next of `answers` on the same connection."""
+    answers = list(answers)
+
+    def handle(server, conn, reader):
+        while answers and server.read_request(reader) is not None:
+            conn.sendall(answers.pop(0))
+    return handle
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed certificate for localhost: (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    built = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+             .serial_number(1).not_valid_before(datetime(2020, 1, 1)).not_valid_after(datetime(2100, 1, 1))
+             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+             .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(built.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def tls_server(cert, answers):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert)
+    return Server(scripted(answers), tls=context)
+
+
+# ---- 1. certificates ----------------------------------------------------------------------------
+
+def test_an_untrusted_certificate_is_one_clear_error_never_retried(cert, monkeypatch):
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    server = tls_server(cert, [answer({"Item": {}})] * 4)
+    endpoint = f"https://localhost:{server.port}"
+    with pytest.raises(ConfigError, match="AWS_CA_BUNDLE") as caught:
+        DirectTransport(endpoint, "us-east-1", Creds(), max_attempts=4).call("GetItem", {}, "online group 'g'")
+    assert endpoint in str(caught.value) and "did not answer" not in str(caught.value)
+    assert "online group 'g'" in str(caught.value) and "certificate" in str(caught.value)
+    assert server.connections == 1 and server.requests == []
+    server.close()
+
+
+def test_the_ca_bundle_and_aws_ca_bundle_are_trusted(cert, monkeypatch):
+    from featurelake.online import OnlineClient
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    server = tls_server(cert, [answer({"Item": {"n": i}}) for i in range(4)])
+    endpoint = f"https://localhost:{server.port}"
+    client = OnlineClient(endpoint_url=endpoint, region="us-east-1", ca_bundle=str(cert[0]))
+    assert isinstance(client.transport, DirectTransport)
+    assert [client.transport.call("GetItem", {}, "t")["Item"]["n"] for _ in range(2)] == [0, 1]
+    client.close()
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert[0]))
+    client = OnlineClient(endpoint_url=endpoint, region="us-east-1")
+    assert isinstance(client.transport, DirectTransport)
+    assert client.transport.call("GetItem", {}, "t")["Item"]["n"] == 2
+    client.close()
+    server.close()
+
+
+def test_a_missing_ca_bundle_names_itself(tmp_path):
+    with pytest.raises(ConfigError, match="nowhere.pem"):
+        DirectTransport("https://localhost:1", "us-east-1", Creds(), verify=str(tmp_path / "nowhere.pem"))
+
+
+def test_the_config_carries_ca_bundle_relative_to_the_project(tmp_path):
+    from featurelake.config import Config
+
+    config = Config(base_dir=str(tmp_path))
+    assert config.ca_bundle() is None
+    config.online.dynamodb.ca_bundle = "conf/ca.pem"
+    assert config.ca_bundle() == str(Path(tmp_path, "conf/ca.pem").resolve())
+
