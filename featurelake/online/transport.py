@@ -34,7 +34,7 @@ import time
 import urllib.request
 import zlib
 from typing import Any, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from featurelake.errors import ConfigError, FeaturelakeError, JobError, NotFoundError, UsageError
 from featurelake.retry import backoff
@@ -182,6 +182,29 @@ def tls_failure(exc: ssl.SSLCertVerificationError, endpoint: str, what: str) -> 
                        f"bundle")
 
 
+def canonical_host(url: SplitResult) -> str:
+    """The Host header botocore signs: the host in lower case, IPv6 in brackets, the port only when
+    it is not the scheme's default, never the userinfo."""
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if url.port is not None and url.port != {"http": 80, "https": 443}.get(url.scheme):
+        host = f"{host}:{url.port}"
+    return host
+
+
+def _remove_dot_segments(path: str) -> str:
+    """The path SigV4 signs (RFC 3986's dot segments removed, empty segments too, as AWS asks)."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    return "/" + "/".join(parts) + ("/" if path.endswith("/") and parts else "")
+
+
 class DirectTransport:
     """Signed JSON requests over one keep-alive connection per thread."""
 
@@ -192,10 +215,12 @@ class DirectTransport:
         """`verify`, `client_cert`: as botocore's (see tls_context)."""
         url = urlsplit(endpoint_url)
         self.endpoint_url = endpoint_url
-        self.host = url.netloc
-        self.hostname = url.hostname or ""
-        self.port = url.port or (443 if url.scheme == "https" else 80)
         self.https = url.scheme == "https"
+        self.hostname = url.hostname or ""
+        self.port = url.port or (443 if self.https else 80)
+        self.host = canonical_host(url)
+        self.path = url.path or "/"  # botocore posts to the endpoint's own path
+        self._canonical_path = quote(_remove_dot_segments(self.path), safe="/~")
         self.region, self.credentials = region, credentials
         self.connect_timeout, self.read_timeout, self.max_attempts = connect_timeout, read_timeout, max_attempts
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
@@ -233,7 +258,7 @@ class DirectTransport:
     def _head(self, target: str, body: bytes) -> bytes:
         """The request line and headers of a signed POST of `body`."""
         lines = "".join(f"{name}: {value}\r\n" for name, value in self._headers(target, body).items())
-        return f"POST / HTTP/1.1\r\n{lines}Content-Length: {len(body)}\r\n\r\n".encode()
+        return f"POST {self.path} HTTP/1.1\r\n{lines}Content-Length: {len(body)}\r\n\r\n".encode()
 
     def _headers(self, target: str, body: bytes, stamp: Optional[str] = None) -> dict:
         """SigV4 headers for a POST of `body` (stamp: YYYYMMDDTHHMMSSZ, default now)."""
@@ -242,7 +267,7 @@ class DirectTransport:
         day = stamp[:8]
         token = f"x-amz-security-token:{creds.token}\n" if creds.token else ""
         signed = _SIGNED_TOKEN if creds.token else _SIGNED
-        canonical = (f"POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:{self.host}\n"
+        canonical = (f"POST\n{self._canonical_path}\n\ncontent-type:application/x-amz-json-1.0\nhost:{self.host}\n"
                      f"x-amz-date:{stamp}\n{token}x-amz-target:{target}\n\n{signed}\n"
                      f"{hashlib.sha256(body).hexdigest()}")
         scope = f"{day}/{self.region}/dynamodb/aws4_request"
