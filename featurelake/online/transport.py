@@ -27,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import select
 import socket
 import ssl
 import threading
@@ -62,6 +63,23 @@ def service_error(code: str, message: str, what: str) -> FeaturelakeError:
     return JobError(f"{what}: DynamoDB error {code}: {message}")
 
 
+class AnswerError(JobError):
+    """DynamoDB's endpoint answered something that is not DynamoDB's: `status` keeps its HTTP status."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+
+
+def _json_object(data: bytes) -> Optional[dict]:
+    """The JSON object in `data`, or None for anything else (not JSON, not an object, too deep)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _base64(value: Any) -> str:
     """JSON for what json cannot write: binary attributes (B), which the export's items hold as
     bytes (botocore's form), travel as base64 text."""
@@ -70,9 +88,27 @@ def _base64(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+MAX_BODY = 64 << 20
+"""Bytes an answer may carry: a BatchGetItem answers at most 16 MB of items, which as JSON (binary
+attributes in base64) stays well under this. More is not DynamoDB: refused before it is read."""
+MAX_HEADERS = 100
+MAX_LINE = 65536
+MAX_INTERIM = 10
+
+
+class BadAnswer(ValueError):
+    """An answer that breaks HTTP or the limits above: not retried (asking again gets the same)."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection to the endpoint: POST out in one write, the answer's
-    status, headers and body back. Any failure raises OSError; the caller drops the connection."""
+    status, headers and body back. A lost connection raises OSError, an unreadable answer
+    BadAnswer; either way (any exception at all) the connection is closed, as a half-read answer
+    would otherwise be read as the next one's."""
 
     def __init__(self, hostname: str, port: int, *, context: Optional[ssl.SSLContext], connect_timeout: float,
                  read_timeout: float):
@@ -85,36 +121,93 @@ class Connection:
         except BaseException:
             sock.close()
             raise
-        self.sock, self.reader = sock, sock.makefile("rb")
+        self.sock, self.reader, self.read_timeout = sock, sock.makefile("rb"), read_timeout
+        self._poll = select.poll()  # select.select refuses descriptors over 1023
+        self._poll.register(sock, select.POLLIN)
         self.open = True
+
+    def stale(self) -> bool:
+        """True when the server closed the kept connection (node's 5 s keep-alive) or sent what
+        no request asked for: one poll, no wait. Over TLS a readable socket may only hold a
+        session ticket, which a non-blocking read consumes."""
+        if not self._poll.poll(0):
+            return False
+        if isinstance(self.sock, ssl.SSLSocket):
+            try:
+                self.sock.setblocking(False)
+                self.sock.recv(1)  # b"": closed; bytes: unasked for; either way the connection goes
+            except ssl.SSLWantReadError:
+                return False
+            except OSError:
+                pass
+            finally:
+                if self.open:
+                    self.sock.settimeout(self.read_timeout)
+        return True
 
     def post(self, head: bytes, body: bytes) -> tuple[int, dict, bytes]:
         """(status, headers with lower-case names, body). A server that answers HTTP/1.0 or says
         `Connection: close` leaves the connection closed (`open` False)."""
-        self.sock.sendall(head + body)
-        status_line = self.reader.readline(65537)
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}" if status_line
+        try:
+            self.sock.sendall(head + body)
+            for _ in range(MAX_INTERIM + 1):
+                version, status = self._status_line()
+                headers = self._headers(status)
+                if not 100 <= status < 200:
+                    break
+            else:
+                raise BadAnswer(f"more than {MAX_INTERIM} interim (1xx) answers", status)
+            data = self._body(status, headers)
+            if version == b"HTTP/1.0" or headers.get("connection", "").lower() == "close":
+                self.close()
+            return status, headers, data
+        except BaseException:
+            self.close()
+            raise
+
+    def _line(self, status: Optional[int]) -> bytes:
+        line = self.reader.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise BadAnswer(f"a header line longer than {MAX_LINE} bytes", status)
+        return line
+
+    def _status_line(self) -> tuple[bytes, int]:
+        line = self._line(None)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not (parts[1].isdigit() and len(parts[1]) == 3):
+            raise ConnectionError(f"not an HTTP answer: {line[:80]!r}" if line
                                   else "the endpoint closed the connection")
-        headers = {}
-        while True:
-            line = self.reader.readline(65537)
+        return parts[0], int(parts[1])
+
+    def _headers(self, status: int) -> dict:
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS + 1):
+            line = self._line(status)
             if line in (b"\r\n", b"\n"):
-                break
+                return headers
             if not line:
                 raise ConnectionError("the endpoint closed the connection mid-answer")
             name, _, value = line.partition(b":")
             headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        raise BadAnswer(f"more than {MAX_HEADERS} headers", status)
+
+    def _body(self, status: int, headers: dict) -> bytes:
+        if status in (204, 304):
+            return b""
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            data = self._chunked()
-        elif "content-length" in headers:
-            data = self._exactly(int(headers["content-length"]))
-        else:  # the body runs to the end of the connection
-            data, headers["connection"] = self.reader.read(), "close"
-        if parts[0] == b"HTTP/1.0" or headers.get("connection", "").lower() == "close":
-            self.close()
-        return int(parts[1]), headers, data
+            return self._chunked(status)
+        if "content-length" in headers:
+            length = headers["content-length"]
+            if not (length.isascii() and length.isdigit()):
+                raise BadAnswer(f"a malformed Content-Length: {length[:40]!r}", status)
+            if len(length) > 12 or int(length) > MAX_BODY:
+                raise BadAnswer(f"a body of {length[:40]} bytes, over the {MAX_BODY >> 20} MiB limit", status)
+            return self._exactly(int(length))
+        data = self.reader.read(MAX_BODY + 1)  # the body runs to the end of the connection
+        headers["connection"] = "close"
+        if len(data) > MAX_BODY:
+            raise BadAnswer(f"a body over the {MAX_BODY >> 20} MiB limit", status)
+        return data
 
     def _exactly(self, n: int) -> bytes:
         data = self.reader.read(n)
@@ -122,14 +215,25 @@ class Connection:
             raise ConnectionError(f"the endpoint closed the connection after {len(data)} of {n} bytes")
         return data
 
-    def _chunked(self) -> bytes:
+    def _chunked(self, status: int) -> bytes:
         chunks: list[bytes] = []
+        total = 0
         while True:
-            size = int(self.reader.readline(65537).split(b";", 1)[0].strip(), 16)
+            size_text = self._line(status).split(b";", 1)[0].strip()
+            if not size_text:
+                raise ConnectionError("the endpoint closed the connection mid-answer")
+            try:
+                size = int(size_text, 16) if len(size_text) <= 12 else MAX_BODY + 1
+            except ValueError:
+                raise BadAnswer(f"a malformed chunk size: {size_text[:40]!r}", status) from None
+            total += size
+            if size < 0 or total > MAX_BODY:
+                raise BadAnswer(f"a chunked body over the {MAX_BODY >> 20} MiB limit", status)
             if size == 0:
-                while self.reader.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
-                    pass
-                return b"".join(chunks)
+                for _ in range(MAX_HEADERS + 1):  # trailers
+                    if self._line(status) in (b"\r\n", b"\n", b""):
+                        return b"".join(chunks)
+                raise BadAnswer(f"more than {MAX_HEADERS} trailers", status)
             chunks.append(self._exactly(size))
             self._exactly(2)
 
@@ -232,6 +336,8 @@ class DirectTransport:
 
     def _connection(self) -> Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.open and conn.stale():
+            conn.close()  # closed by the server while kept: reconnect, no attempt spent
         if conn is None or not conn.open:
             conn = Connection(self.hostname, self.port, context=self._ssl,
                               connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
@@ -294,28 +400,52 @@ class DirectTransport:
             except ssl.SSLCertVerificationError as exc:
                 self._drop()
                 raise tls_failure(exc, self.endpoint_url, what) from None
-            except (OSError, ValueError) as exc:  # ValueError: a malformed length or chunk size
+            except BadAnswer as exc:
+                self._drop()
+                raise AnswerError(f"{what}: DynamoDB at {self.endpoint_url} sent an answer that is not DynamoDB's "
+                                  f"({'HTTP ' + str(exc.status) + ' with ' if exc.status else ''}{exc}): check "
+                                  f"endpoint_url, and any proxy or load balancer in the way", exc.status) from None
+            except OSError as exc:
                 self._drop()
                 last = f"{type(exc).__name__}: {exc}"
                 continue
-            if status == 200:
-                crc = headers.get("x-amz-crc32")
-                if crc is not None and zlib.crc32(data) & 0xFFFFFFFF != int(crc):
-                    last = "response failed its CRC32 check"
-                    continue
-                return json.loads(data)
-            try:
-                err = json.loads(data)
-            except ValueError:
-                err = {}
-            code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP {status}"
-            message = err.get("message") or err.get("Message") or ""
-            if code in RETRYABLE or status >= 500:
-                last = f"{code}: {message}"
-                continue
-            raise service_error(code, message, what)
-        raise JobError(f"{what}: DynamoDB at {self.host} did not answer after {self.max_attempts} attempts "
+            except BaseException:
+                self._drop()
+                raise
+            answer, last = self._answer(status, headers, data, what)
+            if answer is not None:
+                return answer
+        raise JobError(f"{what}: DynamoDB at {self.endpoint_url} did not answer after {self.max_attempts} attempts "
                        f"(last: {last}): check that the endpoint is up, or raise its capacity if throttled")
+
+    def _answer(self, status: int, headers: dict, data: bytes, what: str) -> tuple[Optional[dict], str]:
+        """(the answer, "") or (None, why to ask again); raises what asking again cannot fix."""
+        if status == 200:
+            crc = headers.get("x-amz-crc32")
+            if crc is not None:
+                if not (crc.isascii() and crc.isdigit() and len(crc) <= 10):
+                    raise self._unreadable(status, f"a malformed x-amz-crc32 header {crc[:40]!r}", what)
+                if zlib.crc32(data) & 0xFFFFFFFF != int(crc):
+                    return None, "response failed its CRC32 check"
+            answer = _json_object(data)
+            if answer is None:
+                raise self._unreadable(status, f"a body that is not a JSON object: {data[:80]!r}", what)
+            return answer, ""
+        err = _json_object(data)
+        if err is None:
+            if status >= 500 or status == 429:
+                return None, f"HTTP {status}: {data[:80]!r}"
+            raise self._unreadable(status, f"a body that is not DynamoDB's JSON: {data[:80]!r}", what)
+        code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP {status}"
+        message = str(err.get("message") or err.get("Message") or "")
+        if code in RETRYABLE or status >= 500:
+            return None, f"{code}: {message}"
+        raise service_error(code, message, what)
+
+    def _unreadable(self, status: int, detail: str, what: str) -> "AnswerError":
+        return AnswerError(f"{what}: DynamoDB at {self.endpoint_url} answered HTTP {status} with {detail}: is "
+                           f"something else answering there (a proxy, a load balancer, a captive portal)? check "
+                           f"endpoint_url and the proxy settings", status)
 
     def close(self) -> None:
         with self._conns_lock:
@@ -354,7 +484,14 @@ class BotocoreTransport:
         finally:
             self._local.raw = False
         raw = parsed.get("_featurelake_raw")
-        return json.loads(raw) if raw is not None else parsed
+        if raw is None:
+            return parsed
+        answer = _json_object(raw)
+        if answer is None:
+            raise AnswerError(f"{what}: DynamoDB at {self.client.meta.endpoint_url} answered HTTP 200 with a body "
+                              f"that is not a JSON object: {raw[:80]!r}: check endpoint_url and the proxy settings",
+                              200)
+        return answer
 
     def close(self) -> None:
         pass

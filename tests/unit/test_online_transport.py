@@ -223,3 +223,119 @@ def test_an_endpoint_path_and_host_go_on_the_wire():
     assert head.startswith("POST /dynamo/prefix HTTP/1.1\r\n") and f"Host: localhost:{server.port}\r\n" in head
     transport.close()
     server.close()
+
+
+# ---- 3. kept connections and hostile answers ---------------------------------------------------
+
+def test_a_kept_connection_the_server_closed_is_replaced_without_spending_an_attempt():
+    closed = threading.Event()
+
+    def one_then_close(server, conn, reader):
+        server.read_request(reader)
+        conn.sendall(answer({"n": server.connections}))
+        conn.shutdown(socket.SHUT_RDWR)  # node's keep-alive timeout, early
+        closed.set()
+
+    server = Server(one_then_close)
+    transport = DirectTransport(f"http://127.0.0.1:{server.port}", "us-east-1", Creds(), max_attempts=1)
+    for n in (1, 2, 3):
+        closed.clear()
+        assert transport.call("GetItem", {}, "t") == {"n": n}
+        assert closed.wait(5)
+    assert server.connections == 3 and len(server.requests) == 3
+    transport.close()
+    server.close()
+
+
+def test_a_kept_tls_connection_the_server_closed_is_replaced(cert):
+    closed = threading.Event()
+
+    def one_then_close(server, conn, reader):
+        server.read_request(reader)
+        conn.sendall(answer({"n": server.connections}))
+        reader.close()
+        conn.close()
+        closed.set()
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert)
+    server = Server(one_then_close, tls=context)
+    transport = DirectTransport(f"https://localhost:{server.port}", "us-east-1", Creds(), max_attempts=1,
+                                verify=str(cert[0]))
+    for n in (1, 2, 3):
+        closed.clear()
+        assert transport.call("GetItem", {}, "t") == {"n": n}
+        assert closed.wait(5)
+    assert server.connections == 3
+    transport.close()
+    server.close()
+
+
+HOSTILE = {
+    "non-JSON 200": (answer(b"<html>hello</html>"), 200),
+    "JSON that is not an object": (answer(b"[1, 2]"), 200),
+    "JSON nested past the recursion limit": (answer(b"[" * 100_000 + b"]" * 100_000), 200),
+    "malformed CRC32 header": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-amz-crc32: zz\r\n\r\n{}", 200),
+    "non-JSON error body": (answer(b"Bad Request", status=400), 400),
+    "a proxy's HTML 403": (answer(b"<html><body>Access denied by policy</body></html>", status=403), 403),
+    "a body too large to read": (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n{}", 200),
+    "a negative length": (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}", 200),
+    "a huge chunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n{}", 200),
+    "a malformed chunk size": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}", 200),
+    "too many headers": (b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"Content-Length: 2\r\n\r\n{}", 200),
+    "a header line too long": (b"HTTP/1.1 200 OK\r\nX-A: " + b"b" * 70_000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+                               200),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_answer_is_one_featurelake_error_naming_the_endpoint_and_status(case, monkeypatch):
+    from featurelake.online.transport import AnswerError
+
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    raw, status = HOSTILE[case]
+    server = Server(scripted([raw, answer({"ok": 1})]))
+    endpoint = f"http://127.0.0.1:{server.port}"
+    transport = DirectTransport(endpoint, "us-east-1", Creds(), max_attempts=3)
+    with pytest.raises(AnswerError) as caught:
+        transport.call("GetItem", {}, "online group 'g'")
+    assert caught.value.status == status and f"HTTP {status}" in str(caught.value)
+    assert endpoint in str(caught.value) and "online group 'g'" in str(caught.value)
+    assert len(server.requests) == 1  # not asked again
+    assert transport.call("GetItem", {}, "t") == {"ok": 1}  # and the transport still works
+    transport.close()
+    server.close()
+
+
+def test_interim_answers_are_skipped_and_5xx_html_is_retried(monkeypatch):
+    monkeypatch.setattr("featurelake.online.transport.backoff", lambda *a, **k: 0)
+    server = Server(scripted([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
+                              + answer({"a": 1}), answer(b"<html>bad gateway</html>", status=502), answer({"b": 2})]))
+    transport = DirectTransport(f"http://127.0.0.1:{server.port}", "us-east-1", Creds(), max_attempts=2)
+    assert transport.call("GetItem", {}, "t") == {"a": 1}
+    assert transport.call("GetItem", {}, "t") == {"b": 2}
+    assert len(server.requests) == 3
+    transport.close()
+    server.close()
+
+
+def test_an_exception_inside_a_request_drops_the_connection(monkeypatch):
+    """A request cut by an exception of any kind (here: a KeyboardInterrupt while the answer is
+    read) must not leave its answer to be read as the next request's."""
+    from featurelake.online import transport as module
+
+    server = Server(scripted([answer({"first": 1}), answer({"second": 2})]))
+    transport = DirectTransport(f"http://127.0.0.1:{server.port}", "us-east-1", Creds(), max_attempts=1)
+    real = module.Connection._status_line
+
+    def interrupted(self):
+        monkeypatch.setattr(module.Connection, "_status_line", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.Connection, "_status_line", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        transport.call("GetItem", {}, "t")
+    assert transport.call("GetItem", {}, "t") == {"second": 2}
+    assert server.connections == 2
+    transport.close()
+    server.close()
