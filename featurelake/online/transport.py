@@ -3,7 +3,8 @@
 Why not just boto3: on a loopback endpoint botocore spends about 1 ms of CPU per GetItem in its
 shape serializer and parser, its event hooks and urllib3, four times what the request needs.
 `DirectTransport` signs requests itself (AWS Signature V4: hashlib and hmac) and keeps one
-keep-alive `Connection` per thread. boto3 is still where the credentials (the whole provider
+keep-alive `Connection` per thread, closed when the thread ends (a server that retires threads
+must not pile up sockets until it runs out of files). boto3 is still where the credentials (the whole provider
 chain, refreshed), region and endpoint come from.
 
 Why not http.client either: it writes headers and body in two writes and reads every answer's
@@ -33,6 +34,7 @@ import ssl
 import threading
 import time
 import urllib.request
+import weakref
 import zlib
 from typing import Any, Optional, Union
 from urllib.parse import SplitResult, quote, urlsplit
@@ -125,6 +127,8 @@ class Connection:
         self._poll = select.poll()  # select.select refuses descriptors over 1023
         self._poll.register(sock, select.POLLIN)
         self.open = True
+        # closed when dropped: a thread's connection goes with the thread (threading.local lets go of it)
+        self._finalizer = weakref.finalize(self, _close_quietly, self.reader, sock)
 
     def stale(self) -> bool:
         """True when the server closed the kept connection (node's 5 s keep-alive) or sent what
@@ -239,11 +243,15 @@ class Connection:
 
     def close(self) -> None:
         self.open = False
-        for part in (self.reader, self.sock):
-            try:
-                part.close()
-            except OSError:
-                pass
+        self._finalizer()
+
+
+def _close_quietly(*parts: Any) -> None:
+    for part in parts:
+        try:
+            part.close()
+        except OSError:
+            pass
 
 
 _CONTEXTS: dict[tuple, ssl.SSLContext] = {}
@@ -328,10 +336,10 @@ class DirectTransport:
         self.region, self.credentials = region, credentials
         self.connect_timeout, self.read_timeout, self.max_attempts = connect_timeout, read_timeout, max_attempts
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self._local = threading.local()
         self._keys: dict[tuple, bytes] = {}
         self._ssl = tls_context(verify, client_cert) if self.https else None
-        self._conns: list[Connection] = []
+        self._local = threading.local()  # each thread's Connection, closed when its thread ends
+        self._conns: weakref.WeakSet[Connection] = weakref.WeakSet()  # the live ones, for close()
         self._conns_lock = threading.Lock()
 
     def _connection(self) -> Connection:
@@ -343,7 +351,7 @@ class DirectTransport:
                               connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
             self._local.conn = conn
             with self._conns_lock:
-                self._conns[:] = [c for c in self._conns if c.open] + [conn]
+                self._conns.add(conn)
         return conn
 
     def _drop(self) -> None:
@@ -449,9 +457,10 @@ class DirectTransport:
 
     def close(self) -> None:
         with self._conns_lock:
-            for conn in self._conns:
-                conn.close()
+            conns = list(self._conns)
             self._conns.clear()
+        for conn in conns:
+            conn.close()
 
 
 class BotocoreTransport:
