@@ -25,6 +25,7 @@ once: retrying cannot fix it.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -46,6 +47,14 @@ TARGET = "DynamoDB_20120810."
 RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
              "InternalServerError", "ServiceUnavailable", "LimitExceededException",
              "TransactionInProgressException", "InternalFailure"}
+LOCAL_SHORTAGES = {
+    errno.EMFILE: "this process is out of file descriptors: raise `ulimit -n` or close clients it no longer "
+                  "uses (OnlineClient.close())",
+    errno.ENFILE: "the machine is out of file descriptors: raise fs.file-max or find the process holding them",
+    errno.ENOBUFS: "the machine is out of socket buffers: fewer connections at once, or more memory",
+    errno.ENOMEM: "the machine is out of memory for sockets",
+}
+"""Errors of this process or machine, not of the endpoint: reported as such, at once."""
 _SIGNED = "content-type;host;x-amz-date;x-amz-target"
 _SIGNED_TOKEN = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
 
@@ -415,6 +424,9 @@ class DirectTransport:
                                   f"endpoint_url, and any proxy or load balancer in the way", exc.status) from None
             except OSError as exc:
                 self._drop()
+                if exc.errno in LOCAL_SHORTAGES:
+                    raise JobError(f"{what}: no request to DynamoDB at {self.endpoint_url} could be made: "
+                                   f"{LOCAL_SHORTAGES[exc.errno]} ({errno.errorcode[exc.errno]})") from None
                 last = f"{type(exc).__name__}: {exc}"
                 continue
             except BaseException:

@@ -4,6 +4,7 @@ server closed, hostile answers, per-thread connections, local resource errors an
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import threading
@@ -339,3 +340,39 @@ def test_an_exception_inside_a_request_drops_the_connection(monkeypatch):
     assert server.connections == 2
     transport.close()
     server.close()
+
+
+# ---- 5. local resource errors ----------------------------------------------------------------
+
+def test_running_out_of_file_descriptors_is_reported_as_this_process_problem(tmp_path):
+    """In a child process with a low file limit, every descriptor taken: the error says so, and
+    does not send the user to check the endpoint."""
+    import subprocess
+    import sys
+
+    script = '''
+import os, resource, sys
+from featurelake.errors import JobError
+from featurelake.online.transport import DirectTransport
+class Creds:
+    access_key, secret_key, token = "a", "b", None
+    def get_frozen_credentials(self):
+        return self
+transport = DirectTransport("http://127.0.0.1:9", "us-east-1", Creds(), max_attempts=4)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:
+    transport.call("GetItem", {}, "online group 'g'")
+except JobError as exc:
+    print(exc)
+'''
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert "out of file descriptors" in out.stdout and "ulimit -n" in out.stdout and "EMFILE" in out.stdout, out
+    assert "check that the endpoint is up" not in out.stdout
