@@ -97,6 +97,9 @@ class DynamoDBConfig:
     ca_bundle: Optional[str] = None
     """PEM file of the certificate authorities to trust for the endpoint (absent: $AWS_CA_BUNDLE,
     the AWS profile's ca_bundle, else certifi's bundle, as boto3)."""
+    deadline: Optional[float] = None
+    """Seconds an OnlineClient request may take in all, resends included (absent: bounded only by
+    max_attempts x the timeouts)."""
 
 
 @dataclass

@@ -122,6 +122,7 @@ class OnlineClient:
                  connect_timeout: float = 1.0, read_timeout: float = 2.0, max_attempts: int = 4,
                  max_workers: int = 8, meta_ttl: float = 300.0, max_unprocessed_rounds: int = 8,
                  transport: Optional[str] = None, ca_bundle: Optional[str] = None,
+                 deadline: Optional[float] = None,
                  repo: Union[str, os.PathLike, None] = None,
                  on_demand: Sequence[Any] = ()):
         """`client`: an existing boto3 DynamoDB client to use as it is (its config, retries, proxies).
@@ -129,6 +130,8 @@ class OnlineClient:
         chain) and sent over keep-alive connections: a quarter of botocore's CPU per request.
         `transport="botocore"` forces the boto3 path. `ca_bundle`: a PEM file of the certificate
         authorities to trust (default: $AWS_CA_BUNDLE, the profile's ca_bundle, else certifi's).
+        `deadline`: seconds each request to DynamoDB may take in all, resends included (direct
+        transport only); `resends` counts the requests sent again.
 
         Request-time features run here, from their code: `repo` loads the feature repository's
         on-demand features (importing its modules, as `featurelake apply` does: a module that imports
@@ -159,7 +162,7 @@ class OnlineClient:
         self.transport = open_transport(client, session, direct=use_direct, who="OnlineClient",
                                         fix="configure them, or pass session= or client=",
                                         connect_timeout=connect_timeout, read_timeout=read_timeout,
-                                        max_attempts=max_attempts)
+                                        max_attempts=max_attempts, deadline=deadline)
         self.max_workers = max_workers
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()
@@ -190,9 +193,16 @@ class OnlineClient:
         if repo is not None and not os.path.isdir(repo) and os.path.isdir(os.path.join(config.base_dir, repo)):
             kwargs["repo"] = os.path.join(config.base_dir, repo)  # as FeatureStore.from_config finds it
         kwargs.setdefault("ca_bundle", config.ca_bundle())
+        kwargs.setdefault("deadline", dyn.deadline)
         return cls(table_prefix=dyn.table_prefix, region=dyn.region, endpoint_url=dyn.endpoint_url, **kwargs)
 
     # ---- metadata -----------------------------------------------------------------------------
+
+    @property
+    def resends(self) -> int:
+        """Requests to DynamoDB sent again since the client was made (lost connections, timeouts,
+        throttling, 5xx): export it as a metric. Always 0 through botocore (it retries itself)."""
+        return getattr(self.transport, "resends", 0)
 
     def table_name(self, group: str) -> str:
         return f"{self.table_prefix}{group}"

@@ -332,8 +332,9 @@ class DirectTransport:
     def __init__(self, endpoint_url: str, region: str, credentials: Any, *, connect_timeout: float = 1.0,
                  read_timeout: float = 2.0, max_attempts: int = 4, backoff_base: float = 0.025,
                  backoff_cap: float = 1.0, verify: Union[bool, str, None] = True,
-                 client_cert: Union[str, tuple, None] = None):
-        """`verify`, `client_cert`: as botocore's (see tls_context)."""
+                 client_cert: Union[str, tuple, None] = None, deadline: Optional[float] = None):
+        """`verify`, `client_cert`: as botocore's (see tls_context). `deadline`: seconds a call may
+        take in all, resends and backoff included (None: max_attempts x the timeouts bound it)."""
         url = urlsplit(endpoint_url)
         self.endpoint_url = endpoint_url
         self.https = url.scheme == "https"
@@ -345,22 +346,31 @@ class DirectTransport:
         self.region, self.credentials = region, credentials
         self.connect_timeout, self.read_timeout, self.max_attempts = connect_timeout, read_timeout, max_attempts
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.deadline = deadline
+        self.resends = 0
+        """Requests sent again (lost connection, throttling, 5xx, timeout) since the transport was made:
+        a service can export it as a metric; a growing count is the first sign of saturation."""
+        self._resends_lock = threading.Lock()
         self._keys: dict[tuple, bytes] = {}
         self._ssl = tls_context(verify, client_cert) if self.https else None
         self._local = threading.local()  # each thread's Connection, closed when its thread ends
         self._conns: weakref.WeakSet[Connection] = weakref.WeakSet()  # the live ones, for close()
         self._conns_lock = threading.Lock()
 
-    def _connection(self) -> Connection:
+    def _connection(self, left: Optional[float] = None) -> Connection:
+        """This thread's connection; `left`: seconds to the call's deadline, which then bounds each wait."""
         conn = getattr(self._local, "conn", None)
         if conn is not None and conn.open and conn.stale():
             conn.close()  # closed by the server while kept: reconnect, no attempt spent
         if conn is None or not conn.open:
             conn = Connection(self.hostname, self.port, context=self._ssl,
-                              connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
+                              connect_timeout=self.connect_timeout if left is None else min(self.connect_timeout, left),
+                              read_timeout=self.read_timeout)
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.add(conn)
+        if left is not None:
+            conn.sock.settimeout(min(self.read_timeout, left))
         return conn
 
     def _drop(self) -> None:
@@ -405,15 +415,27 @@ class DirectTransport:
         return headers
 
     def call(self, operation: str, request: dict, what: str) -> dict:
-        """One DynamoDB operation; retries connection failures, throttling and 5xx with backoff."""
+        """One DynamoDB operation; retries connection failures, throttling and 5xx with backoff,
+        within the deadline when there is one."""
         body = json.dumps(request, separators=(",", ":"), default=_base64).encode()
         target = TARGET + operation
         last = ""
+        end = None if self.deadline is None else time.monotonic() + self.deadline
+        left: Optional[float] = None
         for attempt in range(self.max_attempts):
             if attempt:
-                time.sleep(backoff(attempt, self.backoff_base, self.backoff_cap))
+                pause = backoff(attempt, self.backoff_base, self.backoff_cap)
+                if end is not None and time.monotonic() + pause >= end:
+                    raise self._late(what, attempt, last)
+                time.sleep(pause)
+                with self._resends_lock:
+                    self.resends += 1
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise self._late(what, attempt, last)
             try:
-                status, headers, data = self._connection().post(self._head(target, body), body)
+                status, headers, data = self._connection(left).post(self._head(target, body), body)
             except ssl.SSLCertVerificationError as exc:
                 self._drop()
                 raise tls_failure(exc, self.endpoint_url, what) from None
@@ -435,8 +457,15 @@ class DirectTransport:
             answer, last = self._answer(status, headers, data, what)
             if answer is not None:
                 return answer
+        if end is not None and time.monotonic() >= end:
+            raise self._late(what, self.max_attempts, last)
         raise JobError(f"{what}: DynamoDB at {self.endpoint_url} did not answer after {self.max_attempts} attempts "
                        f"(last: {last}): check that the endpoint is up, or raise its capacity if throttled")
+
+    def _late(self, what: str, attempts: int, last: str) -> JobError:
+        return JobError(f"{what}: DynamoDB at {self.endpoint_url} gave no answer within the call's {self.deadline:g} s "
+                        f"deadline ({attempts} attempt{'s' if attempts != 1 else ''} made; last: {last or 'none'}): "
+                        f"check that the endpoint is up, or raise its capacity if throttled")
 
     def _answer(self, status: int, headers: dict, data: bytes, what: str) -> tuple[Optional[dict], str]:
         """(the answer, "") or (None, why to ask again); raises what asking again cannot fix."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from featurelake.errors import ConfigError
+from featurelake.errors import ConfigError, FeaturelakeError
 from featurelake.online.transport import DirectTransport
 
 
@@ -376,3 +376,49 @@ except JobError as exc:
                          env={**os.environ, "PYTHONPATH": root})
     assert "out of file descriptors" in out.stdout and "ulimit -n" in out.stdout and "EMFILE" in out.stdout, out
     assert "check that the endpoint is up" not in out.stdout
+
+
+# ---- 6. a total deadline per call -----------------------------------------------------------
+
+def slow(delays):
+    """A handler answering each request after the next of `delays` seconds."""
+    delays = list(delays)
+
+    def handle(server, conn, reader):
+        import time
+
+        while server.read_request(reader) is not None:
+            time.sleep(delays.pop(0) if delays else 0)
+            conn.sendall(answer({"n": len(server.requests)}))
+    return handle
+
+
+def test_a_call_ends_at_its_deadline_and_says_how_many_attempts_it_made():
+    import time
+
+    server = Server(slow([5] * 20))
+    transport = DirectTransport(f"http://127.0.0.1:{server.port}", "us-east-1", Creds(), read_timeout=0.25,
+                                max_attempts=10, deadline=0.6)
+    started = time.monotonic()
+    with pytest.raises(FeaturelakeError, match=r"within the call's 0.6 s deadline \(\d attempts made") as caught:
+        transport.call("GetItem", {}, "online group 'g'")
+    took = time.monotonic() - started
+    assert 0.55 < took < 0.9, took
+    attempts = int(str(caught.value).split("deadline (")[1].split()[0])
+    assert 2 <= attempts <= 3 and len(server.requests) == attempts and transport.resends == attempts - 1
+    transport.close()
+    server.close()
+
+
+def test_a_slow_answer_is_asked_again_and_counted_within_the_deadline(monkeypatch):
+    from featurelake.online import OnlineClient
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server = Server(slow([1.0, 0]))
+    client = OnlineClient(endpoint_url=f"http://127.0.0.1:{server.port}", region="us-east-1", read_timeout=0.2,
+                          deadline=2.0)
+    assert client.transport.call("GetItem", {}, "t") == {"n": 2}
+    assert client.resends == 1
+    client.close()
+    server.close()
