@@ -125,9 +125,11 @@ class OnlineClient:
                  deadline: Optional[float] = None,
                  repo: Union[str, os.PathLike, None] = None,
                  on_demand: Sequence[Any] = ()):
-        """`client`: an existing boto3 DynamoDB client to use as it is (its config, retries, proxies).
-        Otherwise requests are signed here with the credentials of `session` (default: boto3's
-        chain) and sent over keep-alive connections: a quarter of botocore's CPU per request.
+        """`client`: an existing boto3 DynamoDB client to use as it is (its config, retries, proxies);
+        with `transport="direct"` requests are signed here with its credentials and TLS settings,
+        unless it has proxies (then it sends them itself). Otherwise requests are signed here with
+        the credentials of `session` (default: boto3's chain) and sent over keep-alive
+        connections: a quarter of botocore's CPU per request.
         `transport="botocore"` forces the boto3 path. `ca_bundle`: a PEM file of the certificate
         authorities to trust (default: $AWS_CA_BUNDLE, the profile's ca_bundle, else certifi's).
         `deadline`: seconds each request to DynamoDB may take in all, resends included (direct
@@ -153,9 +155,8 @@ class OnlineClient:
             client = session.client("dynamodb", region_name=region, endpoint_url=endpoint_url, verify=ca_bundle,
                                     config=config)
             use_direct = transport != "botocore" and not proxied(client.meta.endpoint_url)
-        else:
+        else:  # the caller's client signs with its own credentials, through its own proxies
             use_direct = transport == "direct"
-            session = session or boto3.session.Session()
         self.boto_client = client
         self.region = client.meta.region_name
         self.endpoint_url = client.meta.endpoint_url

@@ -549,20 +549,35 @@ class BotocoreTransport:
 
 def open_transport(client: Any, session: Any, *, direct: bool, who: str, fix: str = "configure them",
                    **options: Any) -> Any:
-    """`client`'s endpoint, region and (through `session`) credentials, with requests signed here
-    (`direct`) or sent through the client itself. `options` go to DirectTransport."""
-    if not direct:
+    """`client`'s endpoint, region, TLS settings and credentials (else `session`'s), with requests
+    signed here (`direct`) or sent through the client itself: when a proxy applies (the client's
+    own or the environment's; `Connection` does not speak to proxies), or when the client's
+    credentials or TLS settings cannot be read. `options` go to DirectTransport."""
+    if not direct or getattr(client.meta.config, "proxies", None) or proxied(client.meta.endpoint_url):
         return BotocoreTransport(client)
     verify = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_verify", None)
     if not isinstance(verify, (bool, str)) and client.meta.endpoint_url.startswith("https"):
         return BotocoreTransport(client)  # a botocore that keeps its TLS settings elsewhere: let it apply them
-    credentials = session.get_credentials()
+    credentials = _client_credentials(client)
+    if credentials is None and session is None:
+        return BotocoreTransport(client)  # whatever this client signs with, botocore knows it
+    credentials = credentials or session.get_credentials()
     if credentials is None:
         raise JobError(f"{who}: no AWS credentials found (environment, ~/.aws, instance role): {fix}")
     return DirectTransport(client.meta.endpoint_url, client.meta.region_name, credentials,
                            verify=verify if isinstance(verify, (bool, str)) else True,
                            client_cert=getattr(client.meta.config, "client_cert", None), **options)
 
+
+
+def _client_credentials(client: Any) -> Any:
+    """The credentials a botocore client signs with (refreshable ones refresh as they do for it).
+    botocore offers no public accessor: `_get_credentials` is read when present, else None."""
+    getter = getattr(client, "_get_credentials", None)
+    try:
+        return getter() if callable(getter) else None
+    except Exception:  # noqa: BLE001 - a botocore that changed it: fall back, never fail here
+        return None
 
 
 def proxied(endpoint_url: str) -> bool:

@@ -422,3 +422,30 @@ def test_a_slow_answer_is_asked_again_and_counted_within_the_deadline(monkeypatc
     assert client.resends == 1
     client.close()
     server.close()
+
+
+# ---- 7. the caller's own client ------------------------------------------------------------
+
+def test_a_callers_client_signs_with_its_own_credentials_and_keeps_its_proxies(monkeypatch):
+    import boto3
+    from botocore.config import Config
+
+    from featurelake.online import OnlineClient
+    from featurelake.online.transport import BotocoreTransport
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMTHECHAIN")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain")
+    server = Server(scripted([answer({"Item": {}})]))
+    endpoint = f"http://127.0.0.1:{server.port}"
+    own = boto3.session.Session(aws_access_key_id="AKIDOFTHECLIENT", aws_secret_access_key="own",
+                                region_name="eu-west-1").client("dynamodb", endpoint_url=endpoint)
+    client = OnlineClient(client=own, transport="direct")
+    assert isinstance(client.transport, DirectTransport)
+    assert client.transport.call("GetItem", {}, "t") == {"Item": {}}
+    head = server.requests[0][0].decode()
+    assert "Credential=AKIDOFTHECLIENT/" in head and "/eu-west-1/dynamodb/" in head and "AKIDFROMTHECHAIN" not in head
+    client.close()
+    server.close()
+    proxied = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1").client(
+        "dynamodb", endpoint_url=endpoint, config=Config(proxies={"http": "http://proxy.example:3128"}))
+    assert isinstance(OnlineClient(client=proxied, transport="direct").transport, BotocoreTransport)
