@@ -30,6 +30,11 @@ class NotFoundError(FeaturelakeError):
     exit_code = 2
 
 
+class NotExportedYet(NotFoundError):
+    """An online table whose first export (or the re-export of a lost table) is still writing: a
+    key not found there may yet arrive, so it is not "no row for this key"."""
+
+
 class UsageError(FeaturelakeError):
     """A call or command line asks for something inconsistent."""
 

@@ -19,13 +19,15 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from featurelake.errors import JobError, NotFoundError, UsageError, did_you_mean
+from featurelake.errors import JobError, NotExportedYet, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
+from featurelake.online.table import filling
 from featurelake.online.transport import open_transport, proxied
 from featurelake.retry import backoff
 from featurelake.services import SERVICE_PREFIX, services_table
 
 BATCH_GET_MAX = 100
+FILL_RECHECK_S = 5.0  # how stale a cached metadata item may be when a key is not found
 Key = Union[Mapping[str, Any], Sequence[Any], Any]
 
 
@@ -33,8 +35,8 @@ class GroupReader:
     """What the client knows of one group's table, from its metadata item; turns keys into pks and
     items into rows."""
 
-    def __init__(self, table: str, spec: dict):
-        self.table, self.spec = table, spec
+    def __init__(self, table: str, spec: dict, filling: bool = False):
+        self.table, self.spec, self.filling = table, spec, filling
         self.name = spec["group"]
         self.keys = [k["name"] for k in spec["keys"]]
         self._render = [codec.key_renderer(k["dtype"]) for k in spec["keys"]]
@@ -225,7 +227,7 @@ class OnlineClient:
         if spec.get("format", 1) > codec.FORMAT:
             raise JobError(f"{what}: written by a newer featurelake (item format {spec['format']}): upgrade "
                            f"featurelake where the OnlineClient runs")
-        reader = GroupReader(table, spec)
+        reader = GroupReader(table, spec, filling(item))
         self._readers[group] = reader
         return reader
 
@@ -262,6 +264,7 @@ class OnlineClient:
                                      f"online group {group!r} (table {reader.table})")
         item = answer.get("Item")
         if item is None:
+            self._check_filled(reader)
             return None
         if not item.keys() <= reader.known:
             reader = self._refresh_for(group, reader, item)
@@ -461,8 +464,24 @@ class OnlineClient:
                 if item is not None and not item.keys() <= reader.known:
                     reader = self._refresh_for(reader.name, reader, item)
                 rows.append(None if item is None else reader.row(item, t, features, with_event_time, now_us))
+            if None in rows:
+                self._check_filled(reader)
             out.append(rows)
         return out
+
+    def _check_filled(self, reader: GroupReader) -> None:
+        """A key not found: "no row for this key", unless the table's first export (or the
+        re-export of a lost table) is still writing, when the call fails instead of answering None
+        for keys that may yet arrive. The metadata is re-read for it at most once a second while
+        the table fills, and every FILL_RECHECK_S seconds otherwise (a lost table is re-created
+        under a client that cached it whole)."""
+        age = time.monotonic() - reader.loaded_at
+        if age >= (1.0 if reader.filling else FILL_RECHECK_S):
+            reader = self.reader(reader.name, refresh=True)
+        if reader.filling:
+            raise NotExportedYet(f"online group {reader.name!r} (table {reader.table}) is being filled by its first "
+                                 f"export (or the re-export of a lost table): a key not found may yet arrive. "
+                                 f"Wait for `featurelake export {reader.name}` to finish, then read again")
 
     def _batch_get(self, reader: GroupReader, pks: list[str], features: Sequence[str], consistent: bool,
                    with_event_time: bool) -> list[dict]:

@@ -251,7 +251,8 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     result.from_version = since.version + 1 if since else 0
     result.to_version, result.as_of = version, end
     # a full export forgets the last one first: if it fails half-way, the next export is full too
-    write_meta(client, result.table_name, spec, last if since else None, group.fingerprint)
+    write_meta(client, result.table_name, spec, last if since else None, group.fingerprint,
+               filling=meta is None or meta["filling"])
     compare = since is not None and not spec["aggregations"] and only_additions(offline, since, version)
     mark("plan")
     sc = store.spark.sparkContext

@@ -128,17 +128,27 @@ def read_meta(client: Any, table: str) -> Optional[dict]:
     last = item.get("last_export", {}).get("S")
     return {"spec": json.loads(item["spec"]["S"]), "last": json.loads(last) if last else None,
             "group_version": int(item.get("group_version", {}).get("N", "0")),
-            "fingerprint": item.get("fingerprint", {}).get("S")}
+            "fingerprint": item.get("fingerprint", {}).get("S"), "filling": filling(item)}
 
 
-def write_meta(client: Any, table: str, spec: dict, last: Optional[dict], fingerprint: str) -> None:
+def filling(item: dict) -> bool:
+    """The metadata item says the table holds no finished export yet (see write_meta)."""
+    return bool(item.get("filling", {}).get("BOOL", False))
+
+
+def write_meta(client: Any, table: str, spec: dict, last: Optional[dict], fingerprint: str, *,
+               filling: bool = False) -> None:
     """Writes the metadata item, unless the table already holds a newer definition of the group
-    (an export from older code must not take the table back)."""
+    (an export from older code must not take the table back). `filling`: the table holds no
+    finished export yet (a new table, or a lost one being written again), so that a reader does
+    not take a key missing meanwhile for a key without a row."""
     item = {"pk": {"S": codec.META_PK}, "spec": {"S": json.dumps(spec, sort_keys=True)},
             "group": {"S": spec["group"]}, "group_version": {"N": str(spec["group_version"])},
             "fingerprint": {"S": fingerprint}, "updated_ms": {"N": str(_now_ms())}}
     if last is not None:
         item["last_export"] = {"S": json.dumps(last, sort_keys=True, default=str)}
+    if filling:
+        item["filling"] = {"BOOL": True}
     try:
         client.put_item(TableName=table, Item=item,
                         ConditionExpression="attribute_not_exists(pk) OR group_version <= :v",
