@@ -108,6 +108,13 @@ class Entity:
         return f"Entity({self.name!r}, join_keys={self.join_keys})"
 
 
+def output_name(owner: str, feature: str, *, full: bool = False, shared: bool = False) -> str:
+    """The column a feature gets in a training set or a get_features row: its own name, or
+    `owner__feature` (its group's or request-time feature's name first) when asked for (full
+    names) or when the name is shared (another group, a spine or entity column has it)."""
+    return f"{owner}__{feature}" if full or shared else feature
+
+
 def is_pii(tags: Mapping[str, Any]) -> bool:
     """The one PII rule: a `pii` tag of true, 1 or yes (any case) on a feature or a group."""
     return str(tags.get("pii", "false")).lower() in ("true", "1", "yes")

@@ -30,7 +30,7 @@ import re
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from featurelake.definitions import Feature, _code_text, check_dtype, check_identifier, check_reference
+from featurelake.definitions import Feature, _code_text, check_dtype, check_identifier, check_reference, output_name
 from featurelake.errors import DefinitionError, OnDemandError, UsageError, did_you_mean
 
 _ARROW = {"boolean": "bool_", "tinyint": "int8", "byte": "int8", "smallint": "int16", "short": "int16",
@@ -460,7 +460,7 @@ HIDDEN = "_fl_od_"  # under pointintime.INTERNAL: input columns read for request
 
 
 def hidden_column(group: str, feature: str) -> str:
-    return f"{HIDDEN}{group}__{feature}"
+    return HIDDEN + output_name(group, feature, full=True)
 
 
 def split_refs(repo: Any, refs: Sequence[Any]) -> tuple[list, dict[str, list[str]]]:
@@ -491,7 +491,7 @@ def _column_of(plans: Sequence[Any], ref: str) -> str:
             if column == feature:
                 return out
         for agg in plan.aggregations:
-            if agg.output in (feature, f"{group}__{feature}", hidden_column(group, feature)):
+            if agg.output in (feature, output_name(group, feature, full=True), hidden_column(group, feature)):
                 return agg.output
     raise AssertionError(f"input {ref} is not planned")
 
@@ -518,7 +518,7 @@ def offline_spec(catalog: Any, repo: Any, chosen: Mapping[str, Sequence[str]], p
                              f"{', '.join(spine_columns)})")
         outputs = []
         for o in chosen[f.name]:
-            column = f"{f.name}__{o}" if full_names or counts[o] > 1 or o in taken else o
+            column = output_name(f.name, o, full=full_names, shared=counts[o] > 1 or o in taken)
             if column in taken:
                 raise UsageError(f"output column {column!r} of on-demand feature {f.name!r} clashes with a spine "
                                  f"column: rename that spine column")

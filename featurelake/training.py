@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from featurelake.catalog import current_user, new_id, now
+from featurelake.definitions import output_name
 from featurelake.errors import JobError, NotFoundError, OnDemandError, UsageError, did_you_mean, executor_error
 from featurelake.ondemand import HIDDEN
 from featurelake.records import TrainingSetManifest
@@ -97,7 +98,7 @@ def resolve(store: "FeatureStore", refs: Sequence[str], *, full_names: bool = Fa
             if (group_name, n) not in visible:
                 out = hidden_column(group_name, n)
             else:
-                out = f"{group_name}__{n}" if full_names or len(owners[n]) > 1 or n in taken else n
+                out = output_name(group_name, n, full=full_names, shared=len(owners[n]) > 1 or n in taken)
             if out in seen or out in taken:
                 raise UsageError(f"output column {out!r} clashes with a spine column: rename that spine column")
             seen.add(out)

@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Optional
 
+from featurelake.definitions import output_name
 from featurelake.errors import UsageError
 from featurelake.monitoring.report import MonitorReport
 from featurelake.monitoring.stats import MASK
@@ -335,7 +336,7 @@ def on_demand_skew(store: "FeatureStore", name: str, sample: Optional[int] = Non
     for key, off, on in zip(entity_rows, offline, online):
         for fs in result.features:
             fs.compared += 1
-            fs.add(key, off[fs.name], on[f"{name}__{fs.name}"])
+            fs.add(key, off[fs.name], on[output_name(name, fs.name, full=True)])
     return result
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
+from featurelake.definitions import output_name
 from featurelake.errors import JobError, NotExportedYet, NotFoundError, UsageError, did_you_mean
 from featurelake.online import codec
 from featurelake.online.table import filling
@@ -411,7 +412,7 @@ class OnlineClient:
             result = feature.compute_arrow(table, where="online",
                                            describe_row=lambda i: f"entity row {dict(rows[i])!r}")
             for o in outputs:
-                column = f"{name}__{o}" if full_names or counts[o] > 1 or o in taken else o
+                column = output_name(name, o, full=full_names, shared=counts[o] > 1 or o in taken)
                 for row, value in zip(out, result.column(o).to_pylist()):
                     row[column] = value
 
@@ -422,7 +423,7 @@ class OnlineClient:
             for f in features:
                 taken[f] = taken.get(f, 0) + 1
         row_cols = set(rows[0]) if rows else set()
-        return {(reader.name, f): f"{reader.name}__{f}" if full_names or taken[f] > 1 or f in row_cols else f
+        return {(reader.name, f): output_name(reader.name, f, full=full_names, shared=taken[f] > 1 or f in row_cols)
                 for reader, features in selected for f in features}
 
     # ---- the batched fetch --------------------------------------------------------------------
