@@ -4,7 +4,10 @@
 - SQLite (the config's `payments` connection): merchants, transactions (with the is_fraud
   label), chargebacks filed weeks after a fraud, and the acquirer's daily chargeback_reports.
 - S3 (the config's s3.endpoint_url): CRM profiles as CSV under raw/profiles/, app sessions as
-  nested JSON lines under raw/events/ (one file per day).
+  nested JSON lines under raw/events/ (one file per day), the app servers' access log lines as
+  text under raw/access_logs/ (one file per run, a couple of malformed lines in a large one).
+- The partner scoring API's records (each merchant's daily risk score) as a JSON list in a file
+  beside the SQLite database, which the demo API (scripts/demo_api.py) serves page by page.
 
 The first run covers the last --days days but stops a day short of now: `--append`, the second
 demo run, adds that newer day (new ids, later timestamps). `--bad-batch` adds one events file
@@ -33,7 +36,10 @@ from typing import Any, Optional
 from featurelake.config import Config, load_config
 from featurelake.errors import FeaturelakeError, JobError, UsageError
 
-BUCKET, PROFILES, EVENTS = "featurelake-demo", "raw/profiles/", "raw/events/"
+BUCKET, PROFILES, EVENTS, ACCESS_LOGS = "featurelake-demo", "raw/profiles/", "raw/events/", "raw/access_logs/"
+API_DATA = "merchant_scores.json"
+"""The demo API's records, in the directory of the SQLite database (scripts/services.py DEMO_API_DATA)."""
+PATHS = {"/home": 30, "/products": 25, "/cart": 12, "/pay": 15, "/login": 10, "/account": 8}
 SIZES = {"small": dict(customers=200, merchants=20, days=30, txns=3_000),
          "medium": dict(customers=1_000, merchants=50, days=90, txns=20_000),
          "large": dict(customers=20_000, merchants=500, days=180, txns=500_000)}
@@ -221,6 +227,51 @@ def _events(rng: random.Random, run_id: str, n: int, txns: list, people: list, s
     return days
 
 
+def _access_lines(rng: random.Random, people: list, start: datetime, end: datetime) -> list[str]:
+    """About ten requests a day, in time order, as the app servers log them; a window of 100 or
+    more lines also gets one malformed line per 100 (a health checker's, one cut short)."""
+    n = max(1, round(10 * (end - start) / timedelta(days=1)))
+    lines = []
+    for t in sorted(_instant(rng, start, end) for _ in range(n)):
+        c = rng.choices(people, [p["activity"] for p in people])[0]
+        path = _pick(rng, PATHS)
+        status = rng.choices([200, 302, 401, 404, 500], [88, 4, 3 if path != "/login" else 20, 3, 2])[0]
+        ms = int(min(rng.lognormvariate(math.log(400 if path == "/pay" else 90), 0.7), 30_000))
+        lines.append(f"{iso(t)} customer={c['customer_id']} {'POST' if path in ('/pay', '/login') else 'GET'} "
+                     f"{path} {status} {ms}ms")
+    for i in range(len(lines) // 100):
+        at = rng.randrange(len(lines))
+        lines.insert(at, f"{iso(end)} - GET /health 200 1ms" if i % 2 == 0 else lines[at][:30])
+    return lines
+
+
+def _scores(seed: int, shops: list, start: datetime, end: datetime) -> list[dict]:
+    """The partner's score of every merchant for day D, issued at 03:00 the next day: those
+    issued in [start, end). A function of the seed, merchant and day only."""
+    out = []
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    while day + timedelta(days=1, hours=3) < end:
+        issued = day + timedelta(days=1, hours=3)
+        if issued >= start:
+            for m in shops:
+                rng = random.Random(f"{seed}:score:{m['merchant_id']}:{day.date()}")
+                score = round(min(max(35 * m["risk"] + rng.gauss(0, 6), 0.0), 100.0), 1)
+                band = "low" if score < 40 else "medium" if score < 70 else "high"
+                at = iso(issued + timedelta(seconds=rng.randrange(600)))
+                out.append({"merchant_id": m["merchant_id"], "score": score, "band": band, "scored_at": at,
+                            "updated_at": at})
+        day += timedelta(days=1)
+    return out
+
+
+def _add_api_records(path: Path, records: list[dict]) -> None:
+    """Adds the records to the API's file, replaced whole (the API reads it on every request)."""
+    old = json.loads(path.read_text()) if path.exists() else []
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(old + records, separators=(",", ":")))
+    tmp.replace(path)
+
+
 def _bad_events(rng: random.Random, run_id: str, people: list, end: datetime) -> list[dict]:
     """What a broken app release sends: null ids, sessions ending before they start, negative
     page counts, an unknown event type."""
@@ -302,8 +353,9 @@ def sqlite_path(config: Config) -> Path:
 def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchants: int = 50, days: int = 90,
              txns: Optional[int] = None, events: Optional[int] = None, append: bool = False,
              bad_batch: bool = False, reset: bool = False, now: Optional[datetime] = None,
-             bucket: str = BUCKET) -> dict:
+             bucket: str = BUCKET, api_data: Optional[Path] = None) -> dict:
     """Writes one batch (the first, or with append=True the next) and returns what it wrote.
+    api_data: the demo API's records file (default: API_DATA beside the SQLite database).
 
     bad_batch adds the bad events file; over existing data without append, it writes only that.
     txns defaults to 20,000 for a first run and to the previous daily rate for an append; events
@@ -313,6 +365,7 @@ def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchant
     s3.ensure_bucket()
     path = sqlite_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
+    api_data = Path(api_data or path.parent / API_DATA)
     db = sqlite3.connect(path)
     try:
         if reset:
@@ -320,6 +373,8 @@ def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchant
                 db.execute(f"DROP TABLE IF EXISTS {table}")
             s3.delete_prefix(PROFILES)
             s3.delete_prefix(EVENTS)
+            s3.delete_prefix(ACCESS_LOGS)
+            api_data.unlink(missing_ok=True)
         db.executescript(SCHEMA)
         last = db.execute("SELECT seed, customers, merchants, window_start, window_end, txns, events "
                           "FROM generator_runs ORDER BY window_end DESC LIMIT 1").fetchone()
@@ -337,14 +392,16 @@ def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchant
         runs = db.execute("SELECT count(*) FROM generator_runs").fetchone()[0]
         run_id = f"r{runs + 1:03d}-{now:%Y%m%dT%H%M%S}"  # file names: a rerun never overwrites a batch
         counts = {"run_id": run_id, "customers": customers, "merchants": merchants, "transactions": 0,
-                  "fraud": 0, "chargebacks": 0, "reports": 0, "profiles": 0, "events": 0, "bad_events": 0}
+                  "fraud": 0, "chargebacks": 0, "reports": 0, "profiles": 0, "events": 0, "bad_events": 0,
+                  "access_lines": 0, "malformed_lines": 0, "scores": 0}
         with db:  # one transaction: a failed upload leaves the database as it was
             if append:
                 start, end = _parse(last[4]), now
                 scale = (end - start) / (_parse(last[4]) - _parse(last[3]))
                 txns = round(last[5] * scale) if txns is None else txns
                 events = round(last[6] / max(last[5], 1) * txns) if events is None else events
-                counts.update(_batch(db, s3, run_id, seed, people, shops, start, end, txns, events, first=False))
+                counts.update(_batch(db, s3, run_id, seed, people, shops, start, end, txns, events, first=False,
+                                     api_data=api_data))
             elif not last:
                 db.executemany("INSERT INTO merchants VALUES (:merchant_id, :name, :category, :country, "
                                ":currency, :created_at)",
@@ -352,21 +409,22 @@ def generate(config: Config, seed: int = 42, *, customers: int = 1_000, merchant
                 txns = 20_000 if txns is None else txns
                 events = 2 * txns if events is None else events
                 counts.update(_batch(db, s3, run_id, seed, people, shops, history_start, now - timedelta(days=1),
-                                     txns, events, first=True))
+                                     txns, events, first=True, api_data=api_data))
             if bad_batch:
                 rng = random.Random(f"{seed}:bad:{run_id}")
                 bad = _bad_events(rng, run_id, people, now)
                 s3.put(f"{EVENTS}events-bad-{run_id}.json", "\n".join(json.dumps(e) for e in bad) + "\n")
                 counts["bad_events"] = len(bad)
-        return {**counts, "database": str(path), "bucket": bucket}
+        return {**counts, "database": str(path), "bucket": bucket, "api_data": str(api_data)}
     finally:
         db.close()
 
 
 def _batch(db: sqlite3.Connection, s3: Storage, run_id: str, seed: int, people: list, shops: list,
-           start: datetime, end: datetime, txns: int, events: int, first: bool) -> dict:
-    """One run's window [start, end): payments, chargebacks and reports into SQLite, profiles and
-    sessions to S3. A first run writes every profile; later ones the ~5% that changed."""
+           start: datetime, end: datetime, txns: int, events: int, first: bool, api_data: Path) -> dict:
+    """One run's window [start, end): payments, chargebacks and reports into SQLite, profiles,
+    sessions and access log lines to S3, merchant scores to the API's file. A first run writes
+    every profile; later ones the ~5% that changed."""
     rng = random.Random(f"{seed}:batch:{db_ts(start)}")
     first_id = db.execute("SELECT coalesce(max(txn_id), 0) + 1 FROM transactions").fetchone()[0]
     rows = _transactions(rng, txns, first_id, people, shops, start, end)
@@ -389,8 +447,14 @@ def _batch(db: sqlite3.Connection, s3: Storage, run_id: str, seed: int, people: 
         s3.put(f"{PROFILES}profiles-{run_id}.csv", _csv(profiles))
     for day, batch in sessions.items():
         s3.put(f"{EVENTS}events-{day}-{run_id}.json", "\n".join(json.dumps(e) for e in batch) + "\n")
+    access = _access_lines(random.Random(f"{seed}:access:{db_ts(start)}"), people, start, end)
+    s3.put(f"{ACCESS_LOGS}access-{run_id}.log", "\n".join(access) + "\n")
+    scores = _scores(seed, shops, start, end)
+    _add_api_records(api_data, scores)
     return {"transactions": len(rows), "fraud": sum(r["is_fraud"] for r in rows), "chargebacks": chargebacks,
             "reports": reports, "profiles": len(profiles), "events": sum(map(len, sessions.values())),
+            "access_lines": len(access), "malformed_lines": sum(" customer=" not in line for line in access),
+            "scores": len(scores),
             "window": [iso(start), iso(end)]}
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Start and stop featurelake's local services: DynamoDB (dynalite), S3 (moto) and PostgreSQL.
+"""Start and stop featurelake's local services: DynamoDB (dynalite), S3 (moto), PostgreSQL and
+the demo's merchant scoring API (scripts/demo_api.py).
 
 Each service is a real, separate process on 127.0.0.1, so the code under test talks to them
 exactly as it talks to AWS and to a production database: over the network, with boto3 and JDBC.
@@ -7,13 +8,14 @@ Nothing here is mocked in-process. This module is stdlib-only on purpose: `make`
 before the virtualenv is complete, and `down` must work even when the venv is gone.
 
     python scripts/services.py install   # dynalite (npm), postgresql and chromium (apt) if missing
-    python scripts/services.py up        # what conf/local.yaml uses, on the demo ports (dynalite 8000, moto 9000)
+    python scripts/services.py up        # what conf/local.yaml uses, on the demo ports (dynalite 8000, moto 9000,
+                                         # the demo API 8088)
     python scripts/services.py up postgres   # named ones (pg on 5433)
     python scripts/services.py status
     python scripts/services.py down
 
 The test fixtures (tests/service_fixtures.py) call start_dynalite / start_moto /
-start_postgres with port=None: a free port, in-memory or throw-away state, stopped at exit.
+start_postgres / start_demo_api with port=None: a free port, in-memory or throw-away state, stopped at exit.
 """
 from __future__ import annotations
 
@@ -39,7 +41,12 @@ DYNALITE_CLI = NODE_PREFIX / "node_modules" / "dynalite" / "cli.js"
 DYNALITE_SPEC = "dynalite@4"
 STATE_DIR = REPO / ".featurelake" / "services"
 HOST = "127.0.0.1"
-DEMO_PORTS = {"dynalite": 8000, "moto": 9000, "postgres": 5433}
+DEMO_PORTS = {"dynalite": 8000, "moto": 9000, "postgres": 5433, "api": 8088}
+DEMO_API = REPO / "scripts" / "demo_api.py"
+DEMO_API_DATA = REPO / ".featurelake" / "merchant_scores.json"
+"""Where generate_data.py writes the API's records for conf/local.yaml (beside its SQLite file)."""
+DEMO_API_TOKEN_ENV, DEMO_API_TOKEN = "FEATURELAKE_DEMO_API_TOKEN", "local-demo-token"
+"""The bearer token of the `up` API: from this variable, else the default conf/local.yaml also uses."""
 PG_USER = PG_PASSWORD = PG_DATABASE = "featurelake"
 START_TIMEOUT = float(os.environ.get("FEATURELAKE_SERVICE_TIMEOUT", "60"))
 
@@ -203,8 +210,10 @@ def _wait_until(name: str, probe, alive, log: str | Path, timeout: float) -> Non
     raise ServiceError(f"{name} did not answer within {timeout:.0f}s (last error: {last})\n{_tail(log)}")
 
 
-def _spawn(name: str, cmd: list[str], port: int, probe, log: str | Path | None, timeout: float) -> Service:
-    """Run `cmd` in its own session, logging to `log` (None: a temp dir that stop() deletes)."""
+def _spawn(name: str, cmd: list[str], port: int, probe, log: str | Path | None, timeout: float,
+           env: dict | None = None) -> Service:
+    """Run `cmd` in its own session, logging to `log` (None: a temp dir that stop() deletes);
+    `env` is added to its environment (secrets go there, never on the command line)."""
     if _port_open(port):
         raise ServiceError(f"cannot start {name}: port {port} on {HOST} is already in use")
     scratch = "" if log else tempfile.mkdtemp(prefix=f"featurelake-{name}-")
@@ -212,7 +221,7 @@ def _spawn(name: str, cmd: list[str], port: int, probe, log: str | Path | None, 
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **(env or {})})
     svc = Service(name, port, f"http://{HOST}:{port}", str(log), proc.pid, scratch=scratch, _proc=proc)
     try:
         _wait_until(name, lambda: probe(port), lambda: proc.poll() is None, log, timeout)
@@ -280,6 +289,24 @@ def start_moto(port: int | None = None, *, log: str | Path | None = None,
     port = port or free_port()
     cmd = [_moto_server(), "-H", HOST, "-p", str(port)]
     return _track(_spawn("moto", cmd, port, _probe_moto, log, timeout))
+
+
+# --------------------------------------------------------------------------- the demo API
+
+
+def _probe_api(port: int) -> None:
+    with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=2) as resp:
+        if json.loads(resp.read()).get("status") != "ok":
+            raise ServiceError("unexpected answer to GET /health")
+
+
+def start_demo_api(port: int | None = None, *, data: str | Path, token: str, log: str | Path | None = None,
+                   timeout: float = START_TIMEOUT) -> Service:
+    """The demo's merchant scoring API (scripts/demo_api.py) on `port`, serving the records in the
+    file `data` (read on every request; absent: none) to requests bearing `token`."""
+    port = port or free_port()
+    cmd = [sys.executable, str(DEMO_API), "--host", HOST, "--port", str(port), "--data", str(data)]
+    return _track(_spawn("api", cmd, port, _probe_api, log, timeout, env={DEMO_API_TOKEN_ENV: token}))
 
 
 # --------------------------------------------------------------------------- postgres
@@ -475,7 +502,8 @@ def _ours(svc: Service) -> bool:
     if svc.name == "postgres":
         svc.pid = _pg_pid(Path(svc.data_dir))
         return _alive(svc.pid)
-    return _alive(svc.pid) and {"dynalite": "dynalite", "moto": "moto_server"}[svc.name] in _cmdline(svc.pid)
+    programs = {"dynalite": "dynalite", "moto": "moto_server", "api": DEMO_API.name}
+    return _alive(svc.pid) and programs[svc.name] in _cmdline(svc.pid)
 
 
 def _running(svc: Service) -> bool:
@@ -486,7 +514,7 @@ def _running(svc: Service) -> bool:
         if svc.name == "postgres":
             _psql(svc, "select 1")
         else:
-            (_probe_dynalite if svc.name == "dynalite" else _probe_moto)(svc.port)
+            {"dynalite": _probe_dynalite, "moto": _probe_moto, "api": _probe_api}[svc.name](svc.port)
         return True
     except Exception:  # noqa: BLE001
         return False
@@ -528,6 +556,8 @@ def up(names: list[str] | None = None) -> None:
         "dynalite": lambda p: start_dynalite(p, log=STATE_DIR / "dynalite.log"),
         "moto": lambda p: start_moto(p, log=STATE_DIR / "moto.log"),
         "postgres": lambda p: start_postgres(p, data_dir=_pg_data_dir()),
+        "api": lambda p: start_demo_api(p, data=DEMO_API_DATA, log=STATE_DIR / "api.log",
+                                        token=os.environ.get(DEMO_API_TOKEN_ENV, DEMO_API_TOKEN)),
     }
     started: list[tuple[str, Service]] = []
     try:

@@ -1,4 +1,5 @@
-"""pytest plugin: real local services (dynalite, moto, PostgreSQL) for the integration tests.
+"""pytest plugin: real local services (dynalite, moto, PostgreSQL, the demo's scoring API) for
+the integration and end-to-end tests.
 
 Load with `pytest_plugins = ["service_fixtures"]`. Each fixture starts its service once per
 session on a free port (so parallel runs and a running `make services-up` never collide) and
@@ -8,7 +9,9 @@ mean the code really talked to DynamoDB, S3 and PostgreSQL APIs.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,35 @@ def postgres_service() -> services.PostgresService:
     svc = _start(services.start_postgres)
     yield svc
     svc.stop()
+
+
+@dataclass
+class DemoApi:
+    """The demo's merchant scoring API: its url, the records file it serves (pass it to
+    generate_data.generate(api_data=...)) and the config connection that reaches it."""
+
+    url: str
+    data: Path
+
+    @property
+    def connection(self) -> str:
+        """The `merchant_api` entry of a config's connections: (its token from the environment)."""
+        return (f'  merchant_api: {{base_url: "{self.url}", '
+                f'token: "${{{services.DEMO_API_TOKEN_ENV}}}", retries: 2, backoff: 0.2}}')
+
+
+@pytest.fixture(scope="session")
+def demo_api(tmp_path_factory) -> DemoApi:
+    """scripts/demo_api.py on a free port, with a random token set in the environment variable the
+    demo's connection reads (FEATURELAKE_DEMO_API_TOKEN), serving a file of its own."""
+    token = f"test-{secrets.token_hex(8)}"
+    old = os.environ.get(services.DEMO_API_TOKEN_ENV)
+    os.environ[services.DEMO_API_TOKEN_ENV] = token
+    data = tmp_path_factory.mktemp("demo_api") / "merchant_scores.json"
+    svc = _start(services.start_demo_api, data=data, token=token)
+    yield DemoApi(svc.url, data)
+    svc.stop()
+    if old is None:
+        os.environ.pop(services.DEMO_API_TOKEN_ENV, None)
+    else:
+        os.environ[services.DEMO_API_TOKEN_ENV] = old

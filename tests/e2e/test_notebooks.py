@@ -101,23 +101,27 @@ def test_03_monitoring(demo_online, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_ingested(tmp_path_factory, spark, s3_endpoint):
-    """The demo's own data (scripts/generate_data.py, a small seeded month) generated into SQLite and
-    the test S3 server, then every group ingested into a fresh lake. Returns the config path."""
+def demo_ingested(tmp_path_factory, spark, s3_endpoint, demo_api):
+    """The demo's own data (scripts/generate_data.py, a small seeded month) generated into SQLite, the
+    test S3 server and the demo API's file, then every group ingested into a fresh lake. Returns the
+    config path."""
     import generate_data
     from featurelake.config import load_config
     from featurelake.store import FeatureStore
 
     tmp = tmp_path_factory.mktemp("demo_ingested")
     conf = write_config(tmp, s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1",
-                        connections='connections:\n  payments: {url: "jdbc:sqlite:payments.db"}')
+                        connections='connections:\n  payments: {url: "jdbc:sqlite:payments.db"}\n' + demo_api.connection)
     generate_data.generate(load_config(conf), seed=42, customers=200, merchants=20, days=30, txns=3000,
-                           now=datetime(2026, 1, 15, tzinfo=timezone.utc), reset=True)
+                           now=datetime(2026, 1, 15, tzinfo=timezone.utc), reset=True, api_data=demo_api.data)
     store = FeatureStore.from_config(conf, repo=ROOT / "features", spark=spark)
     store.apply()
+    results = {}
     for group in store.repo.ordered():
-        result = store.ingest(group.name)
+        results[group.name] = result = store.ingest(group.name)
         assert result.ok, result.summary()
+    # The log-fed group sets its malformed lines aside; the API-fed one reads every page of scores.
+    assert (results["app_access"].rows_rejected, results["merchant_scores"].rows_written) == (3, 20 * 29)
     return conf
 
 

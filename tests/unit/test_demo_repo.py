@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featurelake.definitions import DeltaSource, JdbcSource, S3Source
+from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, S3Source
 from featurelake.repo import load_repository
 
 FEATURES = Path(__file__).resolve().parents[2] / "features"
@@ -25,6 +25,8 @@ def test_loads_at_least_four_groups_over_every_source_kind(repo):
     assert any(isinstance(s, JdbcSource) for s in sources)
     assert {s.format for s in sources if isinstance(s, S3Source)} >= {"csv", "json"}
     assert any(isinstance(s, DeltaSource) and s.group in repo.groups for s in sources)
+    assert any(isinstance(s, S3Source) and s.format == "text" and s.pattern for s in sources)  # log lines
+    assert any(isinstance(s, HttpSource) and s.watermark_param and s.cursor for s in sources)  # a paged API
     assert set(repo.entities) == {"customer", "merchant"}
 
 
@@ -66,3 +68,37 @@ def test_the_generator_is_seeded_and_realistic():
     fraud = sum(r["is_fraud"] for r in rows) / len(rows)
     large = [r["is_fraud"] for r in rows if r["amount"] > 1000]
     assert 0.003 < fraud < 0.03 and sum(large) / len(large) > 2 * fraud
+
+
+def test_the_generator_writes_access_logs_with_a_few_malformed_lines_the_pattern_refuses(repo):
+    import re
+
+    import generate_data as gen
+
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    people, _ = gen.population(7, 100, 5, start)
+    lines = gen._access_lines(gen.random.Random(3), people, start, start + gen.timedelta(days=30))
+    again = gen._access_lines(gen.random.Random(3), people, start, start + gen.timedelta(days=30))
+    pattern = re.compile(repo.group("app_access").source.pattern)
+    bad = [line for line in lines if not pattern.fullmatch(line)]
+    assert lines == again and len(lines) == 303 and len(bad) == 3, bad
+    day = gen._access_lines(gen.random.Random(3), people, start, start + gen.timedelta(days=1))
+    assert all(pattern.fullmatch(line) for line in day)  # a small append stays within the suite's mostly
+
+
+def test_the_demo_api_pages_the_generated_scores_by_cursor_past_updated_since():
+    import demo_api
+    import generate_data as gen
+
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    _, shops = gen.population(7, 10, 4, start)
+    scores = gen._scores(7, shops, start, start + gen.timedelta(days=2, hours=4))
+    assert len(scores) == 4 * 3 and scores == gen._scores(7, shops, start, start + gen.timedelta(days=2, hours=4))
+    assert all(0 <= s["score"] <= 100 and s["band"] in ("low", "medium", "high") for s in scores)
+    first = demo_api.page(scores, None, None, 5)
+    second = demo_api.page(scores, None, first["next_cursor"], 5)
+    third = demo_api.page(scores, None, second["next_cursor"], 5)
+    assert [len(p["data"]) for p in (first, second, third)] == [5, 5, 2] and "next_cursor" not in third
+    since = sorted(s["updated_at"] for s in scores)[7]
+    newer = demo_api.page(scores, since, None, 100)["data"]
+    assert len(newer) == 4 and all(s["updated_at"] > since for s in newer)
