@@ -1,5 +1,5 @@
 """The whole life of the demo features on the embedded default (conf/local.yaml):
-generate data into the local services, apply, ingest every group (one batch fails its suite and
+generate data into the local services (SQLite, S3, the demo scoring API), apply, ingest every group (one batch fails its suite and
 is quarantined on purpose), export to DynamoDB, build and replay a training set, read online
 rows, run the monitors and write the HTML report. A second run is incremental.
 
@@ -55,12 +55,15 @@ def main(argv: Optional[list] = None) -> int:
     from featurelake.config import load_config
 
     config = load_config(args.conf)
-    with stage("1. generate data into SQLite (payments) and S3 (profiles, events)") as notes:
+    with stage("1. generate data into SQLite (payments), S3 (profiles, events, access logs) and the demo API "
+               "(merchant scores)") as notes:
         first = not generate_data.sqlite_path(config).exists()
         sizes = generate_data.SIZES[args.size] if first else {}
         counts = generate_data.generate(config, seed=42, append=not first, **sizes)
         say(notes, f"{'first batch' if first else 'a newer batch'}: {counts['transactions']} payments, "
-                   f"{counts['profiles']} profiles, {counts['events']} app events", keep=True)
+                   f"{counts['profiles']} profiles, {counts['events']} app events, {counts['access_lines']} access "
+                   f"log lines ({counts['malformed_lines']} malformed), {counts['scores']} merchant scores",
+            keep=True)
 
     store = FeatureStore.from_config(args.conf, repo=args.repo)
     with stage("2. apply: register the definitions in the Delta catalogue") as notes:
@@ -75,6 +78,11 @@ def main(argv: Optional[list] = None) -> int:
             result = store.ingest(group.name)
             written += result.rows_written
             say(notes, result.summary())
+            if group.name == "app_access" and result.rows_rejected:
+                say(notes, f"   {result.rows_rejected} log lines did not match the pattern: set aside with their file "
+                           f"and line number in {config.lake('rejected', 'app_access')}")
+            if group.name == "merchant_scores":
+                say(notes, f"   read from the demo API page by page ({result.window or 'all records'})")
         notes.append(f"{len(store.repo.groups)} groups, {written} rows written")
 
     with stage("3b. a bad events file arrives: its batch fails the suite and is quarantined") as notes:

@@ -111,7 +111,8 @@ def demo_ingested(tmp_path_factory, spark, s3_endpoint, demo_api):
 
     tmp = tmp_path_factory.mktemp("demo_ingested")
     conf = write_config(tmp, s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1",
-                        connections='connections:\n  payments: {url: "jdbc:sqlite:payments.db"}\n' + demo_api.connection)
+                        connections='connections:\n  payments: {url: "jdbc:sqlite:payments.db"}\n'
+                                    + demo_api.connection)
     generate_data.generate(load_config(conf), seed=42, customers=200, merchants=20, days=30, txns=3000,
                            now=datetime(2026, 1, 15, tzinfo=timezone.utc), reset=True, api_data=demo_api.data)
     store = FeatureStore.from_config(conf, repo=ROOT / "features", spark=spark)

@@ -35,20 +35,47 @@ def test_postgres_service_accepts_sql_over_tcp(postgres_service):
     assert pg.jdbc_url == f"jdbc:postgresql://127.0.0.1:{pg.port}/featurelake"
 
 
+def test_the_demo_api_answers_pages_only_to_its_token(demo_api):
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    records = [{"merchant_id": i, "score": 1.0, "band": "low", "scored_at": f"2026-01-0{i}T03:00:00.000Z",
+                "updated_at": f"2026-01-0{i}T03:00:00.000Z"} for i in range(1, 4)]
+    demo_api.data.write_text(json.dumps(records))
+
+    def get(query: str, token: str) -> dict:
+        req = urllib.request.Request(f"{demo_api.url}/v1/merchant-scores?{query}",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=5) as answer:
+            return json.loads(answer.read())
+
+    token = os.environ["FEATURELAKE_DEMO_API_TOKEN"]
+    first = get("limit=2", token)
+    assert [r["merchant_id"] for r in first["data"]] == [1, 2] and first["next_cursor"] == "2"
+    assert get(f"limit=2&cursor={first['next_cursor']}", token) == {"data": [records[2]]}
+    assert get("updated_since=2026-01-02T03:00:00.000Z", token) == {"data": [records[2]]}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get("", "not-the-token")
+    assert refused.value.code == 401
+
+
 def test_up_starts_what_the_config_uses_and_a_failed_up_stops_what_it_started(monkeypatch, tmp_path):
     import socket
 
     import services
 
-    assert services.needed(services.REPO / "conf" / "local.yaml") == ["dynalite", "moto"]  # no PostgreSQL
+    assert services.needed(services.REPO / "conf" / "local.yaml") == ["dynalite", "moto", "api"]  # no PostgreSQL
     taken = socket.create_server(("127.0.0.1", 0))
-    ports = {"dynalite": services.free_port(), "moto": taken.getsockname()[1]}
+    ports = {"dynalite": services.free_port(), "api": services.free_port(), "moto": taken.getsockname()[1]}
     monkeypatch.setattr(services, "DEMO_PORTS", ports)
     monkeypatch.setattr(services, "STATE_DIR", tmp_path)
     try:
         with pytest.raises(services.ServiceError, match="already in use"):
-            services.up(["dynalite", "moto"])
+            services.up(["dynalite", "api", "moto"])
         assert not services._port_open(ports["dynalite"])  # stopped again: a retry finds the port free
+        assert not services._port_open(ports["api"])
         assert not list(tmp_path.glob("*.json"))
     finally:
         taken.close()
