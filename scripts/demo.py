@@ -1,7 +1,8 @@
 """The whole life of the demo features on the embedded default (conf/local.yaml):
-generate data into the local services (SQLite, S3, the demo scoring API), apply, ingest every group (one batch fails its suite and
-is quarantined on purpose), export to DynamoDB, build and replay a training set, read online
-rows, run the monitors and write the HTML report. A second run is incremental.
+generate data into the local services (SQLite, S3, the demo scoring API), apply, ingest every
+group (one batch fails its suite and is quarantined on purpose), export to DynamoDB, build and
+replay a training set, read online rows, run the monitors and write the HTML report. A second
+run is incremental.
 
 Run it with `make demo` (which starts the local services first)."""
 from __future__ import annotations
@@ -115,8 +116,9 @@ def main(argv: Optional[list] = None) -> int:
                          F.col("created_at").cast("timestamp").alias("event_ts"), F.col("is_fraud").cast("int"),
                          F.col("amount").cast("double").alias("payment_amount"))  # a request field
                  .where(F.col("txn_id") % 10 == 0))
-        features = ["customer_txn:*", "merchant_risk:chargeback_rate_30d", "customer_profile:segment",
-                    "customer_profile:tenure_days", "customer_sessions:failed_logins_sum_7d", "payment_context:*"]
+        features = ["customer_txn:*", "merchant_risk:chargeback_rate_30d", "merchant_scores:risk_score",
+                    "customer_profile:segment", "customer_profile:tenure_days",
+                    "customer_sessions:failed_logins_sum_7d", "payment_context:*"]
         ts = store.training_set(spine, features=features, timestamp_column="event_ts")
         rows = ts.to_spark().count()
         out = ROOT / ".featurelake" / "training_sets" / ts.id
