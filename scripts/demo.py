@@ -56,7 +56,7 @@ def main(argv: Optional[list] = None) -> int:
     from featurelake.config import load_config
 
     config = load_config(args.conf)
-    with stage("1. generate data into SQLite (payments), S3 (profiles, events, access logs) and the demo API "
+    with stage("1. generate data: SQLite (payments), S3 (profiles, events, access logs), the demo API "
                "(merchant scores)") as notes:
         first = not generate_data.sqlite_path(config).exists()
         sizes = generate_data.SIZES[args.size] if first else {}
