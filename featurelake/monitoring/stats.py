@@ -225,9 +225,16 @@ def record_training_set_statistics(store: "FeatureStore", training_set: Any,
     back); without it the point-in-time rows are computed again."""
     from featurelake.catalog import now
 
+    from featurelake.ondemand import HIDDEN
+
     m = training_set.manifest
-    outputs = [o for p in m["options"]["plan"] for o in _outputs(p)]
-    refs = dict(zip(outputs, m["features"]))  # output column -> group:feature, in build order
+    planned = [o for p in m["options"]["plan"] for o in _outputs(p)]
+    # output column -> group:feature, in build order; inputs read only for request-time features
+    # are not columns of the set, and those features' outputs are (name:output)
+    refs = {o: ref for o, ref in zip(planned, m["features"]) if not o.startswith(HIDDEN)}
+    refs.update({column: f"{name}:{o}" for name, spec in (m["options"].get("on_demand") or {}).items()
+                 for o, column, _ in spec["outputs"]})
+    outputs = list(refs)
     pii = [o for o, ref in refs.items() if _is_pii(store, ref)]
     frame = training_set.to_spark() if rows is None else rows
     stats = batch_statistics(frame, columns=outputs, pii=pii,

@@ -5,6 +5,7 @@ import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from random import Random
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -122,16 +123,46 @@ def demo_ingested(tmp_path_factory, spark, s3_endpoint, demo_api):
     for group in store.repo.ordered():
         results[group.name] = result = store.ingest(group.name)
         assert result.ok, result.summary()
-    # The log-fed group sets its malformed lines aside; the API-fed one reads every page of scores.
-    assert counts["malformed_lines"] and results["app_access"].rows_rejected == counts["malformed_lines"]
-    assert results["merchant_scores"].rows_written == counts["scores"] == 20 * 29  # 29 days of 20 merchants' scores
-    return conf
+    return SimpleNamespace(conf=conf, store=store, counts=counts, results=results)
 
 
 def test_01_training_set(demo_ingested, tmp_path):
     """Builds the fraud training set from the demo features, trains a model, replays it."""
-    nb = run_notebook("01_training_set.ipynb", {"FEATURELAKE_CONF": str(demo_ingested),
+    nb = run_notebook("01_training_set.ipynb", {"FEATURELAKE_CONF": str(demo_ingested.conf),
                                                 "FEATURELAKE_NOTEBOOK_OUT": str(tmp_path)})
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "ROC AUC" in printed and "identical rows" in printed
     assert len(list(tmp_path.glob("ts-*/*.parquet"))) >= 1
+
+
+# ---- the demo's log-fed and API-fed groups, on the same lake (after notebook 01 has read it) -----
+
+def test_access_log_lines_become_rows_and_the_malformed_ones_are_set_aside(demo_ingested):
+    store, counts, result = demo_ingested.store, demo_ingested.counts, demo_ingested.results["app_access"]
+    assert counts["malformed_lines"] >= 1 and counts["access_lines"] > 100
+    good = counts["access_lines"] - counts["malformed_lines"]
+    assert (result.rows_read, result.rows_written, result.rows_rejected) == (
+        counts["access_lines"], good, counts["malformed_lines"]), result.summary()
+    rows = store.read_offline("app_access")
+    assert {r.status_class for r in rows.select("status_class").distinct().collect()} <= {"2xx", "3xx", "4xx", "5xx"}
+    assert rows.where("customer_id IS NULL OR request_ts IS NULL OR latency_ms IS NULL").count() == 0
+    held = store.spark.read.format("delta").load(f"{store.config.root}/rejected/app_access").collect()
+    assert len(held) == counts["malformed_lines"]
+    assert all(r._file.endswith(f"access-{counts['run_id']}.log") and r._reason.startswith("line ")
+               and " customer=" not in r._record for r in held), held
+
+
+def test_merchant_scores_are_read_page_by_page_and_then_only_the_newer_ones(demo_ingested, demo_api):
+    import generate_data
+    from featurelake.config import load_config
+
+    store, counts, first = demo_ingested.store, demo_ingested.counts, demo_ingested.results["merchant_scores"]
+    assert first.rows_written == counts["scores"] == 20 * 29, first.summary()  # 29 days of 20 merchants' scores
+    later = generate_data.generate(load_config(demo_ingested.conf), append=True,
+                                   now=datetime(2026, 1, 17, tzinfo=timezone.utc), api_data=demo_api.data)
+    second = store.ingest("merchant_scores")
+    assert second.ok and second.rows_read == later["scores"] == 20 * 3, second.summary()  # only updated_since
+    assert store.read_offline("merchant_scores").count() == 20 * 32
+    token = store.config.connection("merchant_api").token
+    assert token and token not in first.summary() + second.summary()
+    assert token not in "".join(str(store.catalog.rows(t)) for t in ("groups", "runs"))

@@ -123,6 +123,13 @@ def test_training_set_computes_it_from_the_spine_and_point_in_time_inputs(lake):
     assert spec["version"] == 1 and spec["outputs"][-1] == ["is_big", "is_big", "boolean"]
     replay = lake.load_training_set(ts.id).to_pandas()
     pd.testing.assert_frame_equal(replay, got)
+    # its statistics (recorded by write() when monitoring.statistics is on, off in this lake) cover
+    # the request-time outputs as name:output, and none of the inputs read only for them
+    monitoring.record_training_set_statistics(lake, ts)
+    stats = monitoring.read_statistics(lake, scope="training_set", scope_id=ts.id)
+    assert sorted((r["group"], r["feature"]) for r in stats) == sorted(
+        [("acct", "tier")] + [("ctx", o) for o in ("amount_over_balance", "minutes_open", "next_visit",
+                                                   "channel_vip", "is_big")])
 
 
 def test_one_output_asked_and_names_that_clash(lake):
