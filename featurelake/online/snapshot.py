@@ -172,6 +172,17 @@ def export_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[
     return _select(current, group, features)
 
 
+def keys_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[OnlineFeature], keys: "DataFrame", *,
+               version: int, end: datetime) -> "DataFrame":
+    """The newest row (as of `end`, within the ttl) of each of these keys, as the offline table
+    holds it at `version`: what a stream writes online after a micro-batch. The same columns as
+    export_frame; a group with window aggregations is not streamed online (yet)."""
+    from featurelake.offline import as_of
+
+    table = offline.read(version=version).join(keys, group.keys, "left_semi")
+    return _select(as_of(table, group, end), group, features)
+
+
 def _select(current: "DataFrame", group: "FeatureGroup", features: list[OnlineFeature]) -> "DataFrame":
     """The writer's columns, by position: keys, `_event_us`, `_ing_us`, features (codec.export_sql)."""
     from pyspark.sql import functions as F
