@@ -8,8 +8,8 @@ implausible event time, and rows breaking a critical row expectation of the suit
 between, in set, regex), go to <root>/quarantine/<group> with their offsets, in one append; a
 batch-level critical failure (row count, mean, uniqueness, ...) applies the group's policy to
 the whole micro-batch (quarantine, warn, or fail: the stream stops); the rest is MERGEd into the
-offline table; then the newest offline row of every key the batch touched is written to
-DynamoDB where it is newer than the item there.
+offline table; then the batch's newest row of every key is written to DynamoDB where it is
+newer than the item there.
 
 Exactly once, through crashes (`kill -9` at any moment, then a restart on the same checkpoint):
 - Spark writes a micro-batch's offset range to the checkpoint before running it, and marks it
@@ -19,12 +19,13 @@ Exactly once, through crashes (`kill -9` at any moment, then a restart on the sa
   already there and commits nothing. Rows of one key and time within a batch collapse to one.
 - The rejected and quarantine appends carry Delta's idempotent-writer marks (txnAppId: the
   query's id, kept in the checkpoint; txnVersion: the batch id): a replayed append is skipped.
-- Online, the writer compares each row's (event time, ingestion time) with the item's and writes
-  only a newer one (featurelake.online.writer, compare mode), under the group's export lease so
-  that no other writer interleaves: a replayed batch rewrites nothing, one that died between the
-  MERGE and DynamoDB writes what it had not, and an older event never replaces a newer item.
-  The rows written are read back from the offline table, so DynamoDB holds, per key, exactly the
-  offline table's newest row.
+- Online, each key's newest row of the batch is written where it is newer, by (event time,
+  ingestion time), than the key's item (featurelake.online.writer, compare mode), under the
+  group's export lease so that no other writer interleaves: an older event never replaces a
+  newer item, and a batch that died between the MERGE and DynamoDB writes, when replayed, what
+  it had not. Every batch ends with each key's item equal to the offline table's newest row, so
+  after the next batch the newer of the item and the batch's row is again the offline table's
+  newest: DynamoDB follows the offline table without reading it back.
 
 Progress is a `runs` row (kind "stream") at most every `record_every` seconds and at the end,
 summing the micro-batches since the last one; a crash loses at most that many seconds of
@@ -37,6 +38,7 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake import quarantine
@@ -214,7 +216,7 @@ class _Stream:
         self.clock = RunClock(group.name, "stream", new_id("stream"))
         self.first_batch: Optional[int] = None
         self.last_record = time.monotonic()
-        self.online_ready = False
+        self.online_spec: Optional[dict] = None
         self.lock = threading.Lock()
 
     # -- one micro-batch --------------------------------------------------------------------------
@@ -224,6 +226,11 @@ class _Stream:
         from pyspark.sql import functions as F
 
         t0 = time.monotonic()
+        marks: dict[str, float] = {}
+
+        def mark(phase: str) -> None:
+            marks[phase] = round(time.monotonic() - t0 - sum(marks.values()), 2)
+
         g, r, txn = self.group, self.clock.result, (f"featurelake-{self.group.name}-{self.query_id}", batch_id)
         self.first_batch = batch_id if self.first_batch is None else self.first_batch
         raw = df.persist(StorageLevel.MEMORY_AND_DISK)
@@ -233,6 +240,7 @@ class _Stream:
             counts = raw.agg(F.count(F.lit(1)).alias("n"), F.count(F.when(malformed, 1)).alias("bad"),
                              F.max(F.col(f"{MESSAGE}.offset")).alias("high")).first()
             n, bad = int(counts["n"]), int(counts["bad"])  # type: ignore[index]
+            mark("read")
             r.rows_read += n
             self.result.rows_read += n
             self.result.batches += 1
@@ -246,16 +254,19 @@ class _Stream:
             good = raw.where(~malformed).drop(_CORRUPT, _VALUE)
             out = self._transformed(good).persist(StorageLevel.MEMORY_AND_DISK)
             writable = self._gate(out, batch_id, txn)
+            mark("validate")
             version = None
             if writable is not None:
                 version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version)
                 if version is not None:
                     r.delta_version = self.result.delta_version = version
+                mark("merge")
                 if g.online:
-                    self._online(writable.select(*g.keys).distinct())
-            log.info("%s: micro-batch %d: %d messages, %d rejected, %s (%.1fs)", g.name, batch_id, n, bad,
+                    self._online(writable.drop(MESSAGE), now())
+                    mark("online")
+            log.info("%s: micro-batch %d: %d messages, %d rejected, %s (%.1fs: %s)", g.name, batch_id, n, bad,
                      f"Delta version {version}" if version is not None else "nothing new offline",
-                     time.monotonic() - t0)
+                     time.monotonic() - t0, ", ".join(f"{k} {v:.1f}s" for k, v in marks.items()))
         finally:
             raw.unpersist()
             if out is not None:
@@ -379,10 +390,12 @@ class _Stream:
                 batch_level.append(describe_failure(res))
         return row_level, batch_level
 
-    def _online(self, keys: "DataFrame") -> None:
-        """The newest offline row of each key the batch touched -> DynamoDB, where newer than online."""
+    def _online(self, rows: "DataFrame", merged_at: "datetime") -> None:
+        """The batch's newest row per key -> DynamoDB, where newer than the key's item. The items
+        held, per key, the offline table's newest row before the batch (every batch ends so), so
+        after it the newer of the two is the offline table's newest row: no read of the table."""
         from featurelake.online.export import driver_client, online_spec, same_shape
-        from featurelake.online.snapshot import keys_frame, online_features
+        from featurelake.online.snapshot import batch_frame, online_features
         from featurelake.online.table import Lease, ensure_table, read_meta, write_meta
         from featurelake.online.writer import COUNTERS_SCHEMA, merged, write_batches
 
@@ -390,20 +403,18 @@ class _Stream:
         table_name = f"{dyn.table_prefix}{g.name}"
         client = driver_client(dyn.region, dyn.endpoint_url, self.store.config.ca_bundle())
         features, _ = online_features(g)
-        version = self.table.version()
-        if version is None:
-            return
-        spec = online_spec(g, self.version, self.table.read(version=version), features)
-        if not self.online_ready:
+        if self.online_spec is None:
+            spec = online_spec(g, self.version, self.table.read(), features)
             ensure_table(client, table_name, ttl=g.ttl is not None)
             meta = read_meta(client, table_name)
             if meta is None or not same_shape(meta["spec"], spec):
                 write_meta(client, table_name, spec, None, g.fingerprint)
-            self.online_ready = True
+            self.online_spec = spec
+        spec = self.online_spec
         local = (self.spark.sparkContext.master or "").startswith("local")
         with Lease(client, table_name, f"stream {self.clock.result.run_id}", lease_s=dyn.lease_s,
                    wait_s=dyn.lock_wait_s, local_mode=local) as lease:
-            frame = keys_frame(self.table, g, features, keys, version=version, end=now())
+            frame = batch_frame(rows, g, features, end=merged_at)
             writer_spec = {"group": g.name, "table": table_name, "region": dyn.region,
                            "endpoint_url": dyn.endpoint_url, "ca_bundle": self.store.config.ca_bundle(),
                            "keys": spec["keys"], "features": spec["features"], "ttl_s": spec["ttl_s"],
