@@ -497,14 +497,25 @@ def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", avail
     check_topic(run.spark, conn, source)
     reader = _reader(run.spark, conn, source)
     ready, state = threading.Event(), {}
+    busy, stopping = threading.Lock(), threading.Event()
 
     def on_batch(df: "DataFrame", batch_id: int) -> None:
         ready.wait()
-        try:
-            run.batch(df, batch_id)
-        except BaseException as exc:
-            state["error"] = exc
-            raise
+        with busy:
+            if stopping.is_set():  # not marked done: the next run reads this batch again
+                raise JobError(f"micro-batch {batch_id} not started: the stream is stopping")
+            try:
+                run.batch(df, batch_id)
+            except BaseException as exc:
+                state["error"] = exc
+                raise
+
+    def stop(query: Any) -> None:
+        """Stops between micro-batches: the one running finishes, a later one does not start."""
+        stopping.set()
+        with busy:
+            pass
+        query.stop()
 
     from featurelake.spark import session_setting
 
@@ -524,14 +535,14 @@ def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", avail
                      describe(conn), run.checkpoint)
             if timeout is not None and not available_now:
                 if not query.awaitTermination(int(timeout)):
-                    query.stop()
+                    stop(query)
             else:
                 query.awaitTermination()
     except KeyboardInterrupt:
         if query is not None:
-            query.stop()
+            stop(query)
     except Exception as exc:
-        error = state.get("error") or exc
+        error = state.get("error") or (None if stopping.is_set() else exc)
     finally:
         ready.set()
     if error is not None and not isinstance(error, FeaturelakeError):
