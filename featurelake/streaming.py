@@ -143,9 +143,13 @@ def check_topic(spark: "SparkSession", conn: "ConnectionConfig", source: KafkaSo
     """The topic's partition count, asked of the brokers with Kafka's own admin client (the one
     Spark's connector brings, with the same settings). A topic that does not exist is an error at
     once; brokers that do not answer are asked `attempts` times with backoff, then an error."""
-    from featurelake.spark import jvm
+    from featurelake.spark import KAFKA_CONNECTOR, jvm
 
     vm = jvm(spark)
+    if type(vm.org.apache.kafka.clients.admin.AdminClient).__name__ != "JavaClass":
+        raise ConfigError(f"source {source.name!r}: Spark's Kafka connector is not on the classpath: start the job "
+                          f"with spark-submit --packages {KAFKA_CONNECTOR},... (featurelake adds it to the sessions it "
+                          f"builds itself)")
     props = vm.java.util.Properties()
     for key, value in kafka_options(conn).items():
         props.setProperty(key[len("kafka."):], value)
