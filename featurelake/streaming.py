@@ -241,8 +241,7 @@ class _Stream:
         out = None
         try:
             malformed = self._malformed(raw)
-            counts = raw.agg(F.count(F.lit(1)).alias("n"), F.count(F.when(malformed, 1)).alias("bad"),
-                             F.max(F.col(f"{MESSAGE}.offset")).alias("high")).first()
+            counts = raw.agg(F.count(F.lit(1)).alias("n"), F.count(F.when(malformed, 1)).alias("bad")).first()
             n, bad = int(counts["n"]), int(counts["bad"])  # type: ignore[index]
             mark("read")
             r.rows_read += n
@@ -290,8 +289,9 @@ class _Stream:
         from pyspark.sql import functions as F
 
         fields = self.source.schema or "key string, value string"
-        place = F.concat_ws("/", F.lit("kafka:"), F.col(f"{MESSAGE}.topic"),
-                            F.col(f"{MESSAGE}.partition").cast("string"), F.col(f"{MESSAGE}.offset").cast("string"))
+        place = F.concat(F.lit("kafka:"), F.col(f"{MESSAGE}.topic"), F.lit("/"),  # kafka:TOPIC/PARTITION/OFFSET
+                         F.col(f"{MESSAGE}.partition").cast("string"), F.lit("/"),
+                         F.col(f"{MESSAGE}.offset").cast("string"))
         why = (f"the message is not a JSON object whose values parse as the declared schema ({fields}): "
                f"produce it again, corrected (micro-batch {batch_id})")
         out = rows.select(place.alias("_file"), F.col(_VALUE).alias("_record"), F.lit(why).alias("_reason"),

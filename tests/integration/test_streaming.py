@@ -122,6 +122,7 @@ def test_a_topic_lands_offline_and_online_once_bad_messages_set_aside_with_their
     assert sorted(rejected["_record"].fillna("")) == sorted(bad)
     for _, r in rejected.iterrows():
         assert (r["_topic"], r["_partition"], r["_offset"]) == (store.topic, *places[r["_record"] or ""])
+        assert r["_file"] == f"kafka:{store.topic}/{r['_partition']}/{r['_offset']}"
     # rows with a null key or breaking a critical expectation: quarantined, with offsets too
     quarantined = store.spark.read.format("delta").load(store.config.lake("quarantine", "customer_pay")).toPandas()
     assert len(quarantined) == 2
