@@ -19,7 +19,7 @@ ANY_PY   = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 
 .PHONY: setup demo test test-cluster bench services-install services-up services-down clean
 
-setup: $(VENV)/.installed services-install $(VENV)/.jars
+setup: $(VENV)/.installed services-install $(VENV)/.jars $(VENV)/.kafka
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ $(VENV)/.installed: setup.cfg $(wildcard pyproject.toml) | $(PY)
 # Spark resolves its jars (Delta, hadoop-aws, JDBC driver) into the ivy cache once, not in every test.
 $(VENV)/.jars: $(VENV)/.installed $(wildcard featurelake/spark.py)
 	$(PY) -m featurelake.spark --prefetch
+	touch $@
+
+# The Kafka broker's jars (org.apache.kafka:kafka_2.13 and its dependencies), resolved by the Ivy
+# that pyspark ships, from Maven Central, into the same cache folder as Spark's.
+$(VENV)/.kafka: $(VENV)/.installed scripts/services.py
+	$(PY) scripts/services.py install kafka
 	touch $@
 
 # Idempotent and fast when dynalite (npm) and postgresql (apt) are already there.

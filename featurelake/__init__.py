@@ -9,11 +9,11 @@ Definitions (Entity, FeatureGroup, ...) live in modules of the feature repositor
 helper, `featurelake.online.OnlineClient`, needs only boto3.
 """
 from featurelake.definitions import (Aggregation, DeltaSource, Entity, Feature, FeatureGroup, FeatureService,
-                                     HttpSource, JdbcSource, S3Source)
+                                     HttpSource, JdbcSource, KafkaSource, S3Source)
 from featurelake.errors import FeaturelakeError
 from featurelake.ondemand import OnDemandFeature, on_demand
 from featurelake.store import FeatureStore
 
 __all__ = ["Aggregation", "DeltaSource", "Entity", "Feature", "FeatureGroup", "FeatureService", "FeatureStore",
-           "FeaturelakeError", "HttpSource", "JdbcSource", "OnDemandFeature", "S3Source", "on_demand"]
+           "FeaturelakeError", "HttpSource", "JdbcSource", "KafkaSource", "OnDemandFeature", "S3Source", "on_demand"]
 __version__ = "0.1.0"

@@ -196,6 +196,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _results(args, [store.export(name, full=args.full) for name in _groups(args, store)])
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    store = _store(args)
+    return _results(args, [store.stream(args.group, trigger=args.trigger, available_now=args.available_now)])
+
+
 def cmd_training_set(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.replay:
@@ -312,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("groups", nargs="*")
     sp.add_argument("--all", action="store_true")
     sp.add_argument("--full", action="store_true", help="rewrite every key, not only what changed")
+    sp = verb("stream", cmd_stream, "a Kafka-fed group: offline and online kept current, exactly once")
+    sp.add_argument("group")
+    sp.add_argument("--trigger", default="1s", help="how often a micro-batch starts: 500ms, 1s, 1m (default 1s)")
+    sp.add_argument("--available-now", action="store_true",
+                    help="process what the topic holds, then stop (the scheduled form)")
     sp = verb("training-set", cmd_training_set, "point-in-time training set; prints its id")
     sp.add_argument("--spine", help="spine file (parquet, csv, delta path)")
     sp.add_argument("--features", action="append", help="group:feature or group:* (comma-separated)")

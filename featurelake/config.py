@@ -20,6 +20,8 @@ import yaml
 from featurelake.errors import ConfigError, DefinitionError, did_you_mean
 
 DEFAULT_CONF = "conf/local.yaml"
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -72,6 +74,13 @@ class ConnectionConfig:
     backoff: float = 1.0
     """Seconds before the first HTTP retry (429, 5xx, timeout); doubled each time, capped at 60,
     unless the answer's Retry-After says otherwise."""
+    bootstrap_servers: Optional[str] = None
+    """A Kafka cluster (KafkaSource): host:port[,host:port...]. Its client settings other than
+    the ones below go in `properties` (as Kafka names them: ssl.truststore.location, ...)."""
+    security_protocol: Optional[str] = None
+    """Kafka: PLAINTEXT (the default), SSL, SASL_PLAINTEXT or SASL_SSL."""
+    sasl_mechanism: Optional[str] = None
+    """Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with user and password (from the environment)."""
 
 
 @dataclass
@@ -304,10 +313,37 @@ class _Loader:
                                   f"environment or a file: write password: ${{SOME_ENV_VAR}} or password_file: PATH")
             if kwargs.get("password_file"):
                 kwargs["password"] = self.read_secret(kwargs, node, prefix)
-            if not kwargs.get("url") and not kwargs.get("base_url"):
+            if not kwargs.get("url") and not kwargs.get("base_url") and not kwargs.get("bootstrap_servers"):
                 raise ConfigError(f"{self.where(node, prefix)}: a connection needs a url (jdbc:...) or, for an "
-                                  f"HTTP API, a base_url (https://...)")
+                                  f"HTTP API, a base_url (https://...), or, for Kafka, bootstrap_servers (host:port)")
+            if kwargs.get("bootstrap_servers"):
+                self.check_kafka(kwargs, node, prefix)
         return cls(**kwargs)
+
+    def check_kafka(self, kwargs: dict, node: yaml.Node, prefix: str) -> None:
+        """A Kafka connection: a known security protocol and SASL mechanism, SASL with a user and a
+        password, and no secret among the plain `properties`."""
+        protocol = str(kwargs.get("security_protocol") or "PLAINTEXT").upper()
+        where = self.where(self.child(node, "security_protocol") or node, prefix + ".security_protocol")
+        if protocol not in KAFKA_PROTOCOLS:
+            raise ConfigError(f"{where}: unknown Kafka security protocol {protocol!r}"
+                              f"{did_you_mean(protocol, KAFKA_PROTOCOLS)}")
+        mechanism = kwargs.get("sasl_mechanism")
+        if protocol.startswith("SASL"):
+            if str(mechanism or "").upper() not in KAFKA_SASL:
+                raise ConfigError(f"{where}: {protocol} needs sasl_mechanism: one of {', '.join(KAFKA_SASL)}")
+            if not kwargs.get("user") or not kwargs.get("password"):
+                raise ConfigError(f"{where}: {protocol} needs user and password (password: ${{SOME_ENV_VAR}})")
+        elif mechanism:
+            raise ConfigError(f"{where}: sasl_mechanism is set but the protocol is {protocol}: use SASL_SSL "
+                              f"(or SASL_PLAINTEXT)")
+        props = self.child(node, "properties")
+        for key in kwargs.get("properties") or {}:
+            raw = self.child(props, key)
+            if any(w in str(key).lower() for w in ("password", "jaas", "secret")) and \
+                    (raw is None or "${" not in str(raw.value)):
+                raise ConfigError(f"{self.where(raw or node, f'{prefix}.properties.{key}')}: secrets come only from "
+                                  f"the environment: write {key}: ${{SOME_ENV_VAR}}")
 
     def read_secret(self, kwargs: dict, node: yaml.Node, prefix: str) -> str:
         """The first line of password_file (relative to the config's folder); never echoed."""

@@ -15,7 +15,7 @@ Columns the transform produces beyond these are dropped.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from featurelake.errors import DefinitionError, did_you_mean
 
@@ -52,10 +52,12 @@ def safe_cast(src: Any, dst: Any) -> bool:
     return False
 
 
-def conform(group: "FeatureGroup", df: "DataFrame", naive: Optional[list] = None) -> "DataFrame":
+def conform(group: "FeatureGroup", df: "DataFrame", naive: Optional[list] = None,
+            keep: Sequence[str] = ()) -> "DataFrame":
     """The transform's output cut to keys, timestamp and features, in that order, each of its
     declared type; raises DefinitionError naming the group and the column otherwise. A note for
-    each column of times without a zone (taken as UTC) is added to `naive`, to be said once."""
+    each column of times without a zone (taken as UTC) is added to `naive`, to be said once.
+    `keep`: bookkeeping columns carried after them as they are (a Kafka message's offset)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import TimestampType, _parse_datatype_string
 
@@ -86,4 +88,4 @@ def conform(group: "FeatureGroup", df: "DataFrame", naive: Optional[list] = None
                         f"Feature({name!r}, {found.simpleString()!r})")
             raise DefinitionError(f"{where}: column {name!r} ({role}) is {found.simpleString()} but must be "
                                   f"{declared}: {fix}")
-    return df.select(*columns)
+    return df.select(*columns, *[F.col(f"`{c}`") for c in keep if c in have])

@@ -308,6 +308,110 @@ class HttpSource(Source):
         self.schema = schema
 
 
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_RESERVED_KAFKA_OPTIONS = ("subscribe", "subscribepattern", "assign", "startingoffsets", "endingoffsets",
+                           "kafka.bootstrap.servers", "startingoffsetsbytimestamp", "startingtimestamp")
+_SECRET_WORDS = ("password", "jaas", "secret", "token")
+
+
+def split_schema(text: str, where: str) -> list[tuple[str, str]]:
+    """'customer_id bigint, amount double, tags array<string>' -> [(name, dtype), ...]; a name and
+    a Spark SQL type per top-level comma, each checked (a typo fails when the repository loads)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "<(") - (ch in ">)")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    out = []
+    for part in parts:
+        words = part.strip().split(None, 1)
+        if len(words) != 2:
+            raise DefinitionError(f"{where}: schema entry {part.strip()!r} is not 'name type': write the message's "
+                                  f"fields as a Spark DDL string, e.g. \"customer_id bigint, amount double, "
+                                  f"created_at timestamp\"")
+        name, dtype = words[0].strip("`"), words[1]
+        check_identifier(name, f"{where} schema field")
+        out.append((name, check_dtype(dtype, f"{where} schema field {name!r}")))
+    names = [n for n, _ in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DefinitionError(f"{where}: schema fields {dupes} are declared twice: declare each field once")
+    return out
+
+
+class KafkaSource(Source):
+    """A Kafka topic read by Spark Structured Streaming (`featurelake stream GROUP`): each message's
+    value parsed as `format` with the declared `schema`; a message that does not parse is set
+    aside with its topic, partition and offset. The connection (config `connections:`) holds the
+    bootstrap servers and security settings, its secrets from the environment. `options` are
+    further settings of Spark's Kafka source (maxOffsetsPerTrigger, minPartitions, kafka.* client
+    settings without secrets)."""
+
+    kind = "kafka"
+    FORMATS = ("json", "raw")
+    """json: the value is a JSON object with the schema's fields; raw: the columns are the message's
+    `key` and `value` as strings, parsed by the group's transform."""
+
+    def __init__(self, name: str, *, connection: str, topic: str, format: str = "json",
+                 schema: Optional[str] = None, timestamp_column: Optional[str] = None,
+                 starting_offsets: str = "earliest", options: Optional[dict] = None):
+        super().__init__(name, timestamp_column)
+        where = f"source {name!r}"
+        if not connection or not isinstance(connection, str):
+            raise DefinitionError(f"{where}: connection= names an entry of the config's connections: (with its "
+                                  f"bootstrap_servers), e.g. connection=\"events\"")
+        if not isinstance(topic, str) or not _TOPIC.match(topic) or topic in (".", ".."):
+            raise DefinitionError(f"{where}: topic {topic!r} is not a Kafka topic name: letters, digits, '.', '_' "
+                                  f"and '-', at most 249 of them")
+        if format == "avro":
+            raise DefinitionError(f"{where}: format 'avro' is not supported yet: use format=\"raw\" and decode the "
+                                  f"value in the transform, or send JSON")
+        if format not in self.FORMATS:
+            raise DefinitionError(f"{where}: unknown format {format!r}{did_you_mean(str(format), self.FORMATS)}: "
+                                  f"json (the value is a JSON object) or raw (key and value as strings)")
+        fields: list[tuple[str, str]] = []
+        if format == "json":
+            if not isinstance(schema, str) or not schema.strip():
+                raise DefinitionError(f"{where}: a json source needs schema=, the message's fields as a Spark DDL "
+                                      f"string, e.g. \"customer_id bigint, amount double, created_at timestamp\"")
+            fields = split_schema(schema, where)
+        elif schema is not None:
+            raise DefinitionError(f"{where}: a raw source's columns are key and value (strings): remove schema= "
+                                  f"and parse the value in the transform")
+        names = [n for n, _ in fields] if fields else ["key", "value"]
+        if self.timestamp_column and self.timestamp_column not in names:
+            raise DefinitionError(f"{where}: timestamp_column {self.timestamp_column!r} is not a field of the schema"
+                                  f"{did_you_mean(self.timestamp_column, names)}")
+        if starting_offsets not in ("earliest", "latest"):
+            raise DefinitionError(f"{where}: starting_offsets must be \"earliest\" (the topic's whole retained "
+                                  f"history on the first run) or \"latest\" (only what arrives after it), "
+                                  f"not {starting_offsets!r}")
+        if options is not None and not isinstance(options, dict):
+            raise DefinitionError(f"{where}: options= is a mapping of Spark Kafka source settings, "
+                                  f"e.g. {{\"maxOffsetsPerTrigger\": 10000}}; got {options!r}")
+        for key, value in (options or {}).items():
+            low = str(key).lower()
+            if low in _RESERVED_KAFKA_OPTIONS:
+                raise DefinitionError(f"{where}: option {key!r} is set by featurelake (topic=, starting_offsets= "
+                                      f"and the connection's bootstrap_servers): remove it from options=")
+            if any(word in low for word in _SECRET_WORDS) and "location" not in low and "type" not in low:
+                raise DefinitionError(f"{where}: option {key!r} looks like a secret, and definitions are "
+                                      f"registered in the catalogue: put it in the connection (password: "
+                                      f"${{SOME_ENV_VAR}}) instead")
+            if not isinstance(value, (str, int, float, bool)):
+                raise DefinitionError(f"{where}: option {key!r} must be a plain value, not {value!r}")
+        self.connection, self.topic, self.format, self.schema = connection, topic, format, schema
+        self.starting_offsets = starting_offsets
+        self.options = {str(k): str(v) for k, v in (options or {}).items()}
+
+    @property
+    def fields(self) -> list[str]:
+        """The columns a message becomes, before the transform."""
+        return [n for n, _ in split_schema(self.schema, repr(self.name))] if self.schema else ["key", "value"]
+
+
 Transform = Union[Callable[[Any], Any], str, None]
 
 
@@ -327,8 +431,8 @@ class FeatureGroup:
         if not isinstance(entity, Entity):
             raise DefinitionError(f"{where}: entity must be an Entity, found {type(entity).__name__}")
         if not isinstance(source, Source):
-            raise DefinitionError(f"{where}: source must be an S3Source, JdbcSource, DeltaSource or HttpSource, "
-                                  f"found {type(source).__name__}")
+            raise DefinitionError(f"{where}: source must be an S3Source, JdbcSource, DeltaSource, HttpSource or "
+                                  f"KafkaSource, found {type(source).__name__}")
         if not features or not all(isinstance(f, Feature) for f in features):
             raise DefinitionError(f"{where}: features must be a non-empty list of Feature(...)")
         if transform is not None and not (callable(transform) or isinstance(transform, str)):
@@ -370,6 +474,13 @@ class FeatureGroup:
         both = sorted(set(agg_names) & set(names) | {n for n in agg_names if agg_names.count(n) > 1})
         if both:
             raise DefinitionError(f"{where}: duplicate feature names {both} between features and aggregations")
+        if self.transform is None and isinstance(self.source, KafkaSource):
+            fields = self.source.fields
+            missing = [c for c in self.columns if c not in fields]
+            if missing:
+                raise DefinitionError(f"{where}: without a transform the columns come from the messages of source "
+                                      f"{self.source.name!r}, whose fields are {fields}: {missing} missing; "
+                                      f"declare them in the source's schema= or add a transform that makes them")
         if isinstance(self.transform, str):
             words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", self.transform))
             missing = [c for c in [*self.keys, self.timestamp_column] if c not in words]

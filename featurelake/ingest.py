@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 from featurelake import quarantine
 from featurelake.catalog import new_id, now
 from featurelake.contract import conform
-from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, S3Source, parse_duration
+from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, KafkaSource, S3Source, parse_duration
 from featurelake.errors import FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.logfiles import LINE_COLUMN
 from featurelake.records import RunStatus
@@ -270,7 +270,7 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
             return
         source = source.drop(FILE_COLUMN, CORRUPT_COLUMN, LINE_COLUMN)
         naive: list[str] = []
-        out = conform(g, source if transformed else _transform(g, source, clock.params), naive=naive)
+        out = conform(g, source if transformed else transform_batch(g, source, clock.params), naive=naive)
         for text in naive:
             if text not in r.notes:
                 log.info("%s: %s", g.name, text)
@@ -278,14 +278,14 @@ def _process(ctx: _Context, clock: RunClock, raw: Optional["DataFrame"], *, wind
         if window:
             out = in_window(out, g.timestamp_column, window)
         batch = out.persist(StorageLevel.MEMORY_AND_DISK)
-        unaddressable = _unaddressable(g)
+        no_key = unaddressable(g)
         implausible = _implausible(ctx)
-        keep = ~unaddressable & ~implausible
+        keep = ~no_key & ~implausible
         # The row count, with the statistics' plain aggregates on this first pass (one job less)
         aggregates = plain_aggregates(batch, g) if ctx.store.config.monitoring.statistics else \
             [F.count(F.lit(1)).alias("rows")]
-        totals = batch.agg(F.count(F.when(unaddressable, 1)).alias("_fl_unaddressable"),
-                           F.count(F.when(implausible & ~unaddressable, 1)).alias("_fl_implausible"),
+        totals = batch.agg(F.count(F.when(no_key, 1)).alias("_fl_unaddressable"),
+                           F.count(F.when(implausible & ~no_key, 1)).alias("_fl_implausible"),
                            F.countDistinct(F.when(keep, F.struct(*[F.col(f"`{c}`") for c in
                                                                    [*g.keys, g.timestamp_column]]))
                                            ).alias("_fl_distinct"),
@@ -336,7 +336,7 @@ def _with_unmatched_lines(ctx: _Context, batch: "DataFrame", unmatched: int) -> 
     return batch.unionByName(nulls)
 
 
-def _unaddressable(group: "FeatureGroup") -> "Column":
+def unaddressable(group: "FeatureGroup") -> "Column":
     """Rows that no lookup can reach and no MERGE can match: a null entity key or event time."""
     from pyspark.sql import functions as F
 
@@ -355,7 +355,7 @@ def _implausible(ctx: _Context) -> "Column":
     return (ts < F.lit(low)) | (ts > F.lit(high))
 
 
-def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", unaddressable: int, implausible: int,
+def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", no_key: int, implausible: int,
                txn: Optional[tuple[str, int]]) -> None:
     """Null-key rows go to the quarantine, not the table (a rerun would add them again, as
     null never equals null in the MERGE), and so do rows with an implausible event time (a
@@ -370,13 +370,13 @@ def _set_aside(ctx: _Context, clock: RunClock, rows: "DataFrame", unaddressable:
     out = (f"event time {g.timestamp_column!r} outside the plausible range {low:%Y-%m-%d} .. {high:%Y-%m-%d %H:%M} "
            f"UTC (config validation.event_time: min, max_ahead): fix the source's clock or the value, {then}")
     quarantine.put(ctx.store.spark, quarantine.quarantine_path(ctx.store.config, g.name), rows, r.run_id,
-                   F.when(_unaddressable(g), F.lit(null)).otherwise(F.lit(out)), txn, config=ctx.store.config)
-    r.rows_quarantined += unaddressable + implausible
+                   F.when(unaddressable(g), F.lit(null)).otherwise(F.lit(out)), txn, config=ctx.store.config)
+    r.rows_quarantined += no_key + implausible
     r.rows_out_of_range += implausible
     r.worsen(RunStatus.WARNED)
-    if unaddressable:
+    if no_key:
         log.warning("%s: %d rows with a null entity key or event timestamp set aside in the quarantine (run %s)",
-                    g.name, unaddressable, r.run_id)
+                    g.name, no_key, r.run_id)
     if implausible:
         log.warning("%s: %d rows with an event time outside %s .. %s set aside in the quarantine (run %s)",
                     g.name, implausible, low, high, r.run_id)
@@ -464,7 +464,7 @@ def _count(df: "DataFrame", watermark_column: Optional[str]) -> tuple[int, Optio
     return int(row["n"]), row["files"], row["high"], int(row["corrupt"])
 
 
-def _transform(group: "FeatureGroup", df: "DataFrame", params: dict) -> "DataFrame":
+def transform_batch(group: "FeatureGroup", df: "DataFrame", params: dict) -> "DataFrame":
     """The group's function, or its SQL over a temporary view named after the source. Parameters
     the transforms helpers fit on the batch (means, quantiles) are added to `params`."""
     from pyspark.sql import DataFrame
@@ -551,6 +551,10 @@ def _read(ctx: _Context, window: Window, watermark: Optional[str] = None,
         from featurelake.httpread import read_http
 
         return read_http(spark, ctx.store, src, watermark, window)
+    if isinstance(src, KafkaSource):
+        raise UsageError(f"feature group {ctx.group.name!r} reads the Kafka topic {src.topic!r}: run `featurelake "
+                         f"stream {ctx.group.name}` (add --available-now for a scheduled run that stops when it has "
+                         f"caught up); `ingest` reads files, tables and APIs")
     raise UsageError(f"feature group {ctx.group.name!r}: unknown source kind {type(src).__name__}")
 
 

@@ -29,6 +29,8 @@ BOOKKEEPING = ["_ingested_at", "_run_id", "_event_date", "_definition_version"]
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 MAX_FILE_ROWS = 5_000_000
 """A first write splits an event date's rows into files of at most this many."""
+MAX_PRUNING_DATES = 1000
+"""A MERGE names the batch's event dates (up to this many) so that Delta reads only their partitions."""
 _COMMIT_LOCKS: dict = {}
 _COMMIT_LOCKS_GUARD = threading.Lock()
 
@@ -175,13 +177,19 @@ class OfflineTable:
 
         if not self.exists() and self._create(batch, meta):
             return self._committed(meta)
-        target = self.read()
+        # The batch's event dates, as literals: Delta then reads only those partitions of the table
+        # (a stream's micro-batch holds a day or two of a table of years), where a join condition
+        # alone makes MERGE and the anti-join below read every file.
+        dates = [r[0] for r in batch.select("_event_date").distinct().collect()]
+        in_dates = F.col("_event_date").isin(dates) if len(dates) <= MAX_PRUNING_DATES else F.lit(True)
+        target = self.read().where(in_dates)
         present = set(target.columns)  # a new column (schema evolution) is not in the table yet
         batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
         if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
             return None
         cond = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols]
-                      + [F.col("t._event_date") == F.col("s._event_date")])
+                      + [F.col("t._event_date") == F.col("s._event_date")]
+                      + ([F.col("t._event_date").isin(dates)] if len(dates) <= MAX_PRUNING_DATES else []))
         changed = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()
                                               for c in value_cols], F.lit(False))
         (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()

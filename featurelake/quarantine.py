@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from featurelake.config import Config
 
 COLUMNS = ["_run_id", "_reason", "_quarantined_at"]
+MESSAGE_COLUMNS = ["_topic", "_partition", "_offset"]
+"""Where a streamed row came from: its Kafka message (quarantined and rejected rows keep them)."""
 
 
 def quarantine_path(config: "Config", group: str) -> str:
@@ -48,11 +50,13 @@ def reject(spark: "SparkSession", path: str, rows: "DataFrame", run_id: str,
            txn: Optional[tuple[str, int]] = None, config: Optional["Config"] = None) -> None:
     """Appends source records that broke the data contract (columns _file, _record, _reason) to
     <root>/rejected/<group>: they never reached the transform, so they are kept as text, to be
-    corrected in their file and delivered again, not re-ingested from here."""
+    corrected in their file and delivered again, not re-ingested from here. A Kafka message's
+    record also keeps its place in the topic (columns _topic, _partition, _offset)."""
     from pyspark.sql import functions as F
 
+    place = [F.col(c) for c in MESSAGE_COLUMNS if c in rows.columns]
     rows = (rows.select(F.col("_file").cast("string"), F.col("_record").cast("string"),
-                        F.substring(F.col("_reason"), 1, 4000).alias("_reason"))
+                        F.substring(F.col("_reason"), 1, 4000).alias("_reason"), *place)
             .withColumn("_run_id", F.lit(run_id)).withColumn("_rejected_at", F.current_timestamp()))
     writer = rows.write.format("delta").mode("append").option("mergeSchema", "true")
     if txn is not None:
@@ -74,4 +78,4 @@ def take(spark: "SparkSession", path: str, group: str, run_id: str) -> "DataFram
         known = [r["_run_id"] for r in table.select("_run_id").distinct().limit(20).collect()]
         raise NotFoundError(f"no rows of run {run_id!r} in the quarantine of group {group!r} at {path}; "
                             f"runs with quarantined rows: {', '.join(sorted(known)) or 'none'}")
-    return rows.drop(*COLUMNS)
+    return rows.drop(*COLUMNS, *MESSAGE_COLUMNS)

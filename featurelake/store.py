@@ -143,6 +143,15 @@ class FeatureStore:
         return ingest(self, group, start=start, end=end, from_quarantine=from_quarantine, chunk=chunk)
 
     @at_utc
+    def stream(self, group: str, *, trigger: str = "1s", available_now: bool = False,
+               timeout: Optional[float] = None) -> Any:
+        """A Kafka-fed group kept current offline and online, exactly once: until stopped (or for
+        `timeout` seconds), or with `available_now` until what the topic holds is processed."""
+        from featurelake.streaming import stream
+
+        return stream(self, group, trigger=trigger, available_now=available_now, timeout=timeout)
+
+    @at_utc
     def validate(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None) -> Any:
         """Runs the group's suite on its pending source window, writing nothing."""
         from featurelake.ingest import validate_only

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Start and stop featurelake's local services: DynamoDB (dynalite), S3 (moto), PostgreSQL and
-the demo's merchant scoring API (scripts/demo_api.py).
+"""Start and stop featurelake's local services: DynamoDB (dynalite), S3 (moto), PostgreSQL, an
+Apache Kafka broker (KRaft mode, no ZooKeeper) and the demo's merchant scoring API (scripts/demo_api.py).
 
 Each service is a real, separate process on 127.0.0.1, so the code under test talks to them
 exactly as it talks to AWS and to a production database: over the network, with boto3 and JDBC.
@@ -8,14 +8,15 @@ Nothing here is mocked in-process. This module is stdlib-only on purpose: `make`
 before the virtualenv is complete, and `down` must work even when the venv is gone.
 
     python scripts/services.py install   # dynalite (npm), postgresql and chromium (apt) if missing
+    python scripts/services.py install kafka   # the broker's jars (Maven Central, through Ivy)
     python scripts/services.py up        # what conf/local.yaml uses, on the demo ports (dynalite 8000, moto 9000,
                                          # the demo API 8088)
-    python scripts/services.py up postgres   # named ones (pg on 5433)
+    python scripts/services.py up postgres   # named ones (pg on 5433, kafka on 9092)
     python scripts/services.py status
     python scripts/services.py down
 
-The test fixtures (tests/service_fixtures.py) call start_dynalite / start_moto /
-start_postgres / start_demo_api with port=None: a free port, in-memory or throw-away state, stopped at exit.
+The test fixtures (tests/service_fixtures.py) call start_dynalite / start_moto / start_postgres /
+start_kafka / start_demo_api with port=None: a free port, in-memory or throw-away state, stopped at exit.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ DYNALITE_CLI = NODE_PREFIX / "node_modules" / "dynalite" / "cli.js"
 DYNALITE_SPEC = "dynalite@4"
 STATE_DIR = REPO / ".featurelake" / "services"
 HOST = "127.0.0.1"
-DEMO_PORTS = {"dynalite": 8000, "moto": 9000, "postgres": 5433, "api": 8088}
+DEMO_PORTS = {"dynalite": 8000, "moto": 9000, "postgres": 5433, "api": 8088, "kafka": 9092}
 DEMO_API = REPO / "scripts" / "demo_api.py"
 DEMO_API_DATA = REPO / ".featurelake" / "merchant_scores.json"
 """Where generate_data.py writes the API's records for conf/local.yaml (beside its SQLite file)."""
@@ -49,6 +50,15 @@ DEMO_API_TOKEN_ENV, DEMO_API_TOKEN = "FEATURELAKE_DEMO_API_TOKEN", "local-demo-t
 """The bearer token of the `up` API: from this variable, else the default conf/local.yaml also uses."""
 PG_USER = PG_PASSWORD = PG_DATABASE = "featurelake"
 START_TIMEOUT = float(os.environ.get("FEATURELAKE_SERVICE_TIMEOUT", "60"))
+KAFKA_VERSION = "4.0.1"
+KAFKA_MODULES = [("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+                 ("org.slf4j", "slf4j-simple", "2.0.16")]  # the broker's log lines, to its log file
+"""The broker and its dependencies, from Maven Central through Ivy (the resolver Spark uses for
+its own packages); slf4j-simple gives the broker's lines a place to go (its errors at start-up)."""
+IVY_CACHE = Path(os.environ.get("FEATURELAKE_IVY") or Path.home() / ".cache" / "featurelake" / "ivy")
+"""The same folder as featurelake.spark.IVY_CACHE (this module imports nothing of featurelake)."""
+KAFKA_LIB = IVY_CACHE / f"kafka-broker-{KAFKA_VERSION}"
+KAFKA_HEAP = os.environ.get("FEATURELAKE_KAFKA_HEAP", "512m")
 
 
 class ServiceError(RuntimeError):
@@ -118,6 +128,22 @@ class PostgresService(Service):
 
     def state(self) -> dict:
         return {**super().state(), "data_dir": self.data_dir, "bin_dir": self.bin_dir}
+
+
+@dataclass(eq=False)
+class KafkaService(Service):
+    """A single-node Kafka broker in KRaft mode (broker and controller in one JVM); `url` is its
+    bootstrap servers, host:port, as a Kafka client wants them."""
+
+    controller_port: int = 0
+    data_dir: str = ""
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def state(self) -> dict:
+        return {**super().state(), "controller_port": self.controller_port, "data_dir": self.data_dir}
 
 
 _LIVE: set[Service] = set()
@@ -289,6 +315,95 @@ def start_moto(port: int | None = None, *, log: str | Path | None = None,
     port = port or free_port()
     cmd = [_moto_server(), "-H", HOST, "-p", str(port)]
     return _track(_spawn("moto", cmd, port, _probe_moto, log, timeout))
+
+
+# --------------------------------------------------------------------------- kafka
+
+
+def _probe_kafka(port: int) -> None:
+    """An ApiVersions request (v0) in Kafka's wire protocol: the broker answers it only once its
+    request handlers run, after it has joined its controller's metadata (an open port is earlier)."""
+    import struct
+
+    client = b"featurelake-probe"
+    request = struct.pack(">hhih", 18, 0, 7, len(client)) + client
+    with socket.create_connection((HOST, port), timeout=2) as conn:
+        conn.sendall(struct.pack(">i", len(request)) + request)
+        head = b""
+        while len(head) < 10:
+            chunk = conn.recv(10 - len(head))
+            if not chunk:
+                raise ServiceError("the broker closed the connection")
+            head += chunk
+    _size, correlation, error = struct.unpack(">iih", head)
+    if correlation != 7 or error != 0:
+        raise ServiceError(f"unexpected ApiVersions answer (correlation {correlation}, error {error})")
+
+
+def _kafka_classpath() -> str:
+    return str(KAFKA_LIB / "*")
+
+
+def _kafka_properties(port: int, controller_port: int, data: Path) -> str:
+    """One node as broker and controller; topics are created explicitly (a producer's typo must not
+    create one); internal topics with one replica, as one broker allows."""
+    return "\n".join([
+        "process.roles=broker,controller", "node.id=1", f"controller.quorum.voters=1@{HOST}:{controller_port}",
+        f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{HOST}:{port}", "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT", f"log.dirs={data / 'logs'}", "num.partitions=1",
+        "auto.create.topics.enable=false", "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1", "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0", "offsets.topic.num.partitions=4",
+        "log.segment.bytes=16777216", ""])
+
+
+def start_kafka(port: int | None = None, data_dir: str | Path | None = None, *, log: str | Path | None = None,
+                timeout: float = START_TIMEOUT) -> KafkaService:
+    """A Kafka broker (KRaft, no ZooKeeper) on `port`, its controller on another free port.
+
+    data_dir=None: a throw-away log directory in a temp dir, deleted by stop(). A given data_dir
+    is formatted once and reused, so its topics survive stop/start; the log is data_dir/kafka.log."""
+    install_kafka()
+    java = shutil.which("java")
+    if not java:
+        raise ServiceError("java (17+) is needed for the Kafka broker, as for Spark: install it first")
+    port = port or free_port()
+    controller = free_port()
+    while controller == port:
+        controller = free_port()
+    temp = data_dir is None
+    data = Path(tempfile.mkdtemp(prefix="featurelake-kafka-") if temp else data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    props = data / "server.properties"
+    props.write_text(_kafka_properties(port, controller, data))
+    log = Path(log or data / "kafka.log")
+    if not (data / "logs" / "meta.properties").exists():
+        import base64
+        import uuid
+
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        res = subprocess.run([java, "-Xmx256m", "-cp", _kafka_classpath(), "kafka.tools.StorageTool", "format",
+                              f"--cluster-id={cluster}", "-c", str(props)], capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            if temp:
+                shutil.rmtree(data, ignore_errors=True)
+            raise ServiceError(f"formatting the Kafka log directory {data} failed:\n{res.stdout[-2000:]}"
+                               f"{res.stderr[-2000:]}")
+    cmd = [java, f"-Xmx{KAFKA_HEAP}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+           "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true",
+           "-cp", _kafka_classpath(), "kafka.Kafka", str(props)]
+    try:
+        svc = _spawn("kafka", cmd, port, _probe_kafka, log, timeout)
+    except BaseException:
+        if temp:
+            shutil.rmtree(data, ignore_errors=True)
+        raise
+    kafka = KafkaService("kafka", port, f"{HOST}:{port}", svc.log, svc.pid, scratch=str(data) if temp else "",
+                         _proc=svc._proc, controller_port=controller, data_dir=str(data))
+    return _track(kafka)
 
 
 # --------------------------------------------------------------------------- the demo API
@@ -467,6 +582,45 @@ def install_postgres() -> str:
     return bin_dir
 
 
+def _ivy_jar() -> Path:
+    """Ivy, as pyspark ships it (the resolver behind spark.jars.packages), from this interpreter's
+    site-packages or the repository's .venv."""
+    roots = [Path(p) for p in sys.path if p.endswith("site-packages")]
+    roots += sorted((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    for root in roots:
+        found = sorted((root / "pyspark" / "jars").glob("ivy-*.jar"))
+        if found:
+            return found[-1]
+    raise ServiceError("Ivy (pyspark's jars/ivy-*.jar) not found: run `make setup` first, which installs pyspark")
+
+
+def install_kafka() -> Path:
+    """The broker's jars (KAFKA_MODULES and their dependencies) into KAFKA_LIB, resolved by Ivy
+    from Maven Central into its own cache beside Spark's; a no-op once they are there."""
+    done = KAFKA_LIB / ".resolved"
+    if done.exists():
+        return KAFKA_LIB
+    java = shutil.which("java")
+    if not java:
+        raise ServiceError("java (17+) is needed to resolve and run the Kafka broker: install it first")
+    KAFKA_LIB.mkdir(parents=True, exist_ok=True)
+    deps = "\n".join(f'    <dependency org="{o}" name="{n}" rev="{v}" conf="default->default"/>'
+                      for o, n, v in KAFKA_MODULES)
+    with tempfile.TemporaryDirectory(prefix="featurelake-ivy-") as tmp:
+        ivy_xml = Path(tmp) / "ivy.xml"
+        ivy_xml.write_text('<ivy-module version="2.0">\n  <info organisation="featurelake" module="kafka-broker"/>\n'
+                           f"  <dependencies>\n{deps}\n  </dependencies>\n</ivy-module>\n")
+        cmd = [java, "-jar", str(_ivy_jar()), "-ivy", str(ivy_xml), "-cache", str(IVY_CACHE / "kafka-cache"),
+               "-retrieve", str(KAFKA_LIB / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"), "-sync"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    jars = list(KAFKA_LIB.glob("*.jar"))
+    if res.returncode != 0 or not any(j.name.startswith("org.apache.kafka_kafka_2.13-") for j in jars):
+        raise ServiceError(f"resolving {KAFKA_MODULES[0][1]}:{KAFKA_VERSION} from Maven Central failed:\n"
+                           f"{res.stdout[-3000:]}{res.stderr[-2000:]}")
+    done.write_text(f"{len(jars)} jars\n")
+    return KAFKA_LIB
+
+
 def install(names: list[str] | None = None) -> None:
     """Idempotent; a no-op taking milliseconds when everything is already there. `names`: only
     what those services need (`up` of the demo's services installs no PostgreSQL or chromium)."""
@@ -475,6 +629,8 @@ def install(names: list[str] | None = None) -> None:
             install_dynalite()
         if "postgres" in names:
             install_postgres()
+        if "kafka" in names:
+            install_kafka()
         return
     install_dynalite()
     install_postgres()
@@ -494,7 +650,8 @@ def _load(name: str) -> Service | None:
         state = json.loads(_state_file(name).read_text())
     except (OSError, ValueError):
         return None
-    return PostgresService(**state) if name == "postgres" else Service(**state)
+    cls = {"postgres": PostgresService, "kafka": KafkaService}.get(name, Service)
+    return cls(**state)
 
 
 def _ours(svc: Service) -> bool:
@@ -502,7 +659,7 @@ def _ours(svc: Service) -> bool:
     if svc.name == "postgres":
         svc.pid = _pg_pid(Path(svc.data_dir))
         return _alive(svc.pid)
-    programs = {"dynalite": "dynalite", "moto": "moto_server", "api": DEMO_API.name}
+    programs = {"dynalite": "dynalite", "moto": "moto_server", "api": DEMO_API.name, "kafka": "kafka.Kafka"}
     return _alive(svc.pid) and programs[svc.name] in _cmdline(svc.pid)
 
 
@@ -514,7 +671,8 @@ def _running(svc: Service) -> bool:
         if svc.name == "postgres":
             _psql(svc, "select 1")
         else:
-            {"dynalite": _probe_dynalite, "moto": _probe_moto, "api": _probe_api}[svc.name](svc.port)
+            {"dynalite": _probe_dynalite, "moto": _probe_moto, "api": _probe_api,
+             "kafka": _probe_kafka}[svc.name](svc.port)
         return True
     except Exception:  # noqa: BLE001
         return False
@@ -558,6 +716,7 @@ def up(names: list[str] | None = None) -> None:
         "postgres": lambda p: start_postgres(p, data_dir=_pg_data_dir()),
         "api": lambda p: start_demo_api(p, data=DEMO_API_DATA, log=STATE_DIR / "api.log",
                                         token=os.environ.get(DEMO_API_TOKEN_ENV, DEMO_API_TOKEN)),
+        "kafka": lambda p: start_kafka(p, data_dir=STATE_DIR / "kafka"),
     }
     started: list[tuple[str, Service]] = []
     try:

@@ -1,4 +1,4 @@
-"""pytest plugin: real local services (dynalite, moto, PostgreSQL, the demo's scoring API) for
+"""pytest plugin: real local services (dynalite, moto, PostgreSQL, a Kafka broker, the demo's scoring API) for
 the integration and end-to-end tests.
 
 Load with `pytest_plugins = ["service_fixtures"]`. Each fixture starts its service once per
@@ -61,6 +61,14 @@ def s3_endpoint() -> str:
 def postgres_service() -> services.PostgresService:
     """A throw-away PostgreSQL: .host .port .user .password .database .jdbc_url .dsn .env()."""
     svc = _start(services.start_postgres)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> services.KafkaService:
+    """A throw-away Kafka broker (KRaft): .bootstrap_servers; topics are created explicitly."""
+    svc = _start(services.start_kafka)
     yield svc
     svc.stop()
 

@@ -231,11 +231,8 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     if version is None:  # there was one when the export began: deleted since
         raise JobError(f"feature group {group.name!r}: its offline table is gone: run `featurelake ingest "
                        f"{group.name}`, then export again")
-    keys, feats = column_dtypes(offline.read(version=version), group, features)
-    spec = {"format": codec.FORMAT, "group": group.name, "group_version": group_version, "keys": keys,
-            "features": feats, "timestamp_column": group.timestamp_column,
-            "ttl_s": int(group.ttl.total_seconds()) if group.ttl else None,
-            "aggregations": any(f.kind == "aggregation" for f in features)}
+    spec = online_spec(group, group_version, offline.read(version=version), features)
+    keys, feats = spec["keys"], spec["features"]
     mark("snapshot")
     since = None
     if meta is not None and last and not full:
@@ -243,7 +240,7 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
             raise JobError(f"online table {result.table_name} was last exported from Delta version "
                            f"{last['to_version']}, newer than the offline table's {version}: does another lake "
                            f"write to the same table_prefix? Fix the config, or pass --full to rewrite it")
-        if _shape(meta["spec"]) == _shape(spec):
+        if same_shape(meta["spec"], spec):
             since = Since(int(last["to_version"]), datetime.fromisoformat(last["as_of"]))
         else:
             result.notes.append("the group's online shape changed since the last export: full export")
@@ -317,10 +314,21 @@ def write_tasks(sc: Any, offline: "OfflineTable") -> int:
     return max(1, min(sc.defaultParallelism, -(-offline.size_bytes() // WRITE_TASK_BYTES)))
 
 
-def _shape(spec: dict) -> dict:
-    """What the items' layout depends on: not the group's version number (a new description makes
-    a new version, and must not force a full export)."""
-    return {k: v for k, v in spec.items() if k != "group_version"}
+def online_spec(group: "FeatureGroup", group_version: int, offline_frame: Any, features: list) -> dict:
+    """The online table's layout, as its metadata item records it for OnlineClient: keys and
+    features with their dtypes (from the offline table's schema), the event-time column, the ttl."""
+    keys, feats = column_dtypes(offline_frame, group, features)
+    return {"format": codec.FORMAT, "group": group.name, "group_version": group_version, "keys": keys,
+            "features": feats, "timestamp_column": group.timestamp_column,
+            "ttl_s": int(group.ttl.total_seconds()) if group.ttl else None,
+            "aggregations": any(f.kind == "aggregation" for f in features)}
+
+
+def same_shape(a: dict, b: dict) -> bool:
+    """Two specs lay items out alike: the group's version number aside (a new description makes a
+    new version, and must not force a full export)."""
+    return {k: v for k, v in a.items() if k != "group_version"} == {k: v for k, v in b.items()
+                                                                   if k != "group_version"}
 
 
 def _record(store: "FeatureStore", result: ExportResult, group_version: Optional[int], started: datetime) -> None:

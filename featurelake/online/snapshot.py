@@ -172,6 +172,24 @@ def export_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[
     return _select(current, group, features)
 
 
+def batch_frame(rows: "DataFrame", group: "FeatureGroup", features: list[OnlineFeature], *,
+                end: datetime) -> "DataFrame":
+    """The newest of a batch's rows per key as of `end` (within the ttl; a later one of equal event
+    time wins, as in the MERGE), stamped as ingested at `end`: what a stream writes online after
+    merging the batch, where newer than the key's item. The same columns as export_frame."""
+    from pyspark.sql import Window, functions as F
+
+    ts = F.col(f"`{group.timestamp_column}`")
+    rows = rows.where(ts <= _ts_lit(end))
+    if group.ttl is not None:
+        rows = rows.where(ts >= _ts_lit(end - group.ttl))
+    order = Window.partitionBy(*group.keys).orderBy(ts.desc(), F.col("_fl_order").desc())
+    newest = (rows.withColumn("_fl_order", F.monotonically_increasing_id())
+              .withColumn("_fl_rank", F.row_number().over(order)).where("_fl_rank = 1")
+              .drop("_fl_rank", "_fl_order").withColumn("_ingested_at", _ts_lit(end)))
+    return _select(newest, group, features)
+
+
 def _select(current: "DataFrame", group: "FeatureGroup", features: list[OnlineFeature]) -> "DataFrame":
     """The writer's columns, by position: keys, `_event_us`, `_ing_us`, features (codec.export_sql)."""
     from pyspark.sql import functions as F

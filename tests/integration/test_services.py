@@ -35,6 +35,34 @@ def test_postgres_service_accepts_sql_over_tcp(postgres_service):
     assert pg.jdbc_url == f"jdbc:postgresql://127.0.0.1:{pg.port}/featurelake"
 
 
+def test_kafka_broker_keeps_what_a_producer_sends(kafka_broker):
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    servers = kafka_broker.bootstrap_servers
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": servers})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True})
+    for i in range(10):
+        producer.produce(topic, key=str(i % 2), value=f"event {i}")
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "test", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    seen = []
+    try:
+        for _ in range(60):
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                seen.append(msg.value().decode())
+            if len(seen) == 10:
+                break
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(f"event {i}" for i in range(10))
+    assert "unknown_topic" not in admin.list_topics(timeout=10).topics  # no topic is created by accident
+
+
 def test_the_demo_api_answers_pages_only_to_its_token(demo_api):
     import json
     import os

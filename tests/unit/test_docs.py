@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE = re.compile(r"`([^`\n]+)`")
-JOBS = ("ingest.py", "export_online.py")
+JOBS = ("ingest.py", "export_online.py", "stream.py")
 GUIDES = ["concepts.md", "adding-a-feature-group.md", "scheduling.md", "cluster.md", "online-service.md",
-          "iam.md", "configuration.md", "reliability.md", "monitoring.md"]
+          "iam.md", "configuration.md", "reliability.md", "monitoring.md", "streaming.md"]
 
 
 def rel(doc: Path) -> str:
@@ -67,7 +67,7 @@ def featurelake_argv(command: str) -> list[str] | None:
 
 
 def job_argv(tokens: list[str]) -> tuple[str, list[str]] | None:
-    """(job file name, its arguments) when the tokens run jobs/ingest.py or jobs/export_online.py."""
+    """(job file name, its arguments) when the tokens run one of the JOBS (jobs/ingest.py, ...)."""
     for i, token in enumerate(tokens):
         if Path(token).name in JOBS and Path(token).parent.name == "jobs":
             return Path(token).name, tokens[i + 1:]
@@ -159,7 +159,7 @@ def test_every_job_command_in_the_docs_parses(monkeypatch):
     import featurelake.cli
 
     lines = job_lines()
-    assert {job for _, job, _ in lines} == set(JOBS), "the docs should show both jobs"
+    assert {job for _, job, _ in lines} == set(JOBS), "the docs should show every job"
     forwarded: list = []
     monkeypatch.setattr(featurelake.cli, "main", lambda argv=None: forwarded.append(argv) or 0)
     parser = build_parser()

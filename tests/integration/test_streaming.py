@@ -1,0 +1,184 @@
+"""`stream`: a real Kafka broker -> the offline Delta table and DynamoDB (dynalite), each compared
+with a brute-force oracle computed in pandas from the events the test sent."""
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from conftest import write_config
+from kafka_events import create_topic, event, produce
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+REPO = '''
+from featurelake import Entity, Feature, FeatureGroup, KafkaSource
+
+customer = Entity("customer", join_keys=["customer_id"])
+payments = KafkaSource("payments", connection="events", topic="{topic}",
+                       schema="customer_id bigint, amount double, created_at timestamp, channel string")
+customer_pay = FeatureGroup("customer_pay", entity=customer, source=payments, timestamp_column="created_at",
+                            features=[Feature("amount", "double"), Feature("channel", "string")], ttl="3650d")
+'''
+SUITE = """expectations:
+  - type: expect_column_values_to_be_between
+    kwargs: {column: amount, min_value: 0, max_value: 100000}
+"""
+
+
+def newest(events: list[dict]) -> pd.DataFrame:
+    """The oracle: valid events, one per (key, time), then the newest per key."""
+    df = pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"], keep="last")
+    return df.sort_values("created_at").groupby("customer_id").tail(1).set_index("customer_id").sort_index()
+
+
+@pytest.fixture
+def stream_store(tmp_path, spark, kafka_broker, dynamodb_endpoint):
+    from featurelake.store import FeatureStore
+
+    topic = create_topic(kafka_broker.bootstrap_servers)
+    repo = tmp_path / "features"
+    (repo / "expectations").mkdir(parents=True)
+    (repo / "groups.py").write_text(REPO.format(topic=topic))
+    (repo / "expectations" / "customer_pay.yml").write_text(SUITE)
+    prefix = f"s{uuid.uuid4().hex[:8]}_"
+    conf = write_config(tmp_path, connections=f"connections:\n  events: {{bootstrap_servers: "
+                                              f"\"{kafka_broker.bootstrap_servers}\"}}",
+                        online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
+                               f"    table_prefix: {prefix}\n    lease_s: 6")
+    store = FeatureStore.from_config(conf, repo=repo, spark=spark)
+    store.apply()
+    store.conf_path, store.topic = conf, topic
+    return store
+
+
+def offline_rows(store) -> pd.DataFrame:
+    df = store.read_offline("customer_pay").select("customer_id", "created_at", "amount", "channel").toPandas()
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
+    return df
+
+
+def online_rows(store, keys) -> dict:
+    from featurelake.online.client import OnlineClient
+
+    with OnlineClient.from_config(store.conf_path) as client:
+        rows = client.get_many("customer_pay", [{"customer_id": int(k)} for k in keys], with_event_time=True)
+    return {int(k): r for k, r in zip(keys, rows)}
+
+
+def assert_online_is_newest(store, events: list[dict]) -> None:
+    want = newest(events)
+    got = online_rows(store, want.index)
+    for key, row in want.iterrows():
+        item = got[key]
+        assert item is not None, key
+        assert (item["amount"], item["channel"]) == (row["amount"], row["channel"]), (key, item, row.to_dict())
+        assert pd.Timestamp(item["created_at"]) == row["created_at"], (key, item)
+
+
+def test_a_topic_lands_offline_and_online_once_bad_messages_set_aside_with_their_offsets(stream_store, kafka_broker):
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    store, servers = stream_store, kafka_broker.bootstrap_servers
+    rnd = random.Random(24)
+    good: list[dict] = []
+    messages = []
+    for i in range(120):  # 30 keys, event times shuffled: later messages often carry older events
+        cid = rnd.randrange(30)
+        at = T0 + timedelta(minutes=rnd.randrange(10_000))
+        row = {"customer_id": cid, "amount": round(rnd.uniform(1, 500), 2), "created_at": pd.Timestamp(at),
+               "channel": rnd.choice(["web", "app"])}
+        messages.append(event(cid, row["amount"], at, row["channel"]))
+        good.append(row)
+        if i % 10 == 0:  # a producer's retry: the same message twice
+            messages.append(messages[-1])
+    bad = ['{"customer_id": 3, "amount": "lots", "created_at": "2026-03-01T00:00:00Z"}',  # wrong type
+           '{"customer_id": 4, "amount": 1.0, ',  # not JSON
+           ""]                                                                              # empty
+    null_key = '{"amount": 5.0, "created_at": "2026-03-02T00:00:00Z", "channel": "web"}'
+    negative = '{"customer_id": 5, "amount": -7.5, "created_at": "2026-03-03T00:00:00Z", "channel": "app"}'
+    messages[40:40] = [("3", bad[0]), ("4", bad[1]), ("9", bad[2]), ("x", null_key), ("5", negative)]
+    sent = produce(servers, store.topic, messages)
+
+    result = store.stream("customer_pay", available_now=True)
+    assert result.rows_read == len(messages) and result.rows_rejected == 3 and result.rows_quarantined == 2
+    assert result.status == "warned" and result.runs, result.summary()
+
+    # offline: every valid event once, duplicates collapsed
+    want = pd.DataFrame(good).drop_duplicates(["customer_id", "created_at"], keep="last")
+    got = offline_rows(store)
+    assert len(got) == len(want) and not got.duplicated(["customer_id", "created_at"]).any()
+    merged = want.merge(got, on=["customer_id", "created_at"], suffixes=("", "_got"))
+    assert len(merged) == len(want) and (merged["amount"] == merged["amount_got"]).all()
+    # online: the newest event per key, as the offline rule gives
+    assert_online_is_newest(store, good)
+
+    # messages that do not parse: rejected with their topic, partition and offset
+    places = {text: (p, o) for text, p, o in sent}
+    rejected = store.spark.read.format("delta").load(store.config.lake("rejected", "customer_pay")).toPandas()
+    assert sorted(rejected["_record"].fillna("")) == sorted(bad)
+    for _, r in rejected.iterrows():
+        assert (r["_topic"], r["_partition"], r["_offset"]) == (store.topic, *places[r["_record"] or ""])
+        assert r["_file"] == f"kafka:{store.topic}/{r['_partition']}/{r['_offset']}"
+    # rows with a null key or breaking a critical expectation: quarantined, with offsets too
+    quarantined = store.spark.read.format("delta").load(store.config.lake("quarantine", "customer_pay")).toPandas()
+    assert len(quarantined) == 2
+    by_offset = {(r["_partition"], r["_offset"]): r for _, r in quarantined.iterrows()}
+    assert "null entity key" in by_offset[places[null_key]]["_reason"]
+    assert "expect_column_values_to_be_between" in by_offset[places[negative]]["_reason"]
+
+    # the run rows: kind stream, in the catalogue
+    runs = store.catalog.read("runs").where(F.col("kind") == "stream").toPandas()
+    assert set(runs["run_id"]) == set(result.runs) and runs["rows_read"].sum() == len(messages)
+
+    # later: older events for known keys (must not move online back), newer ones, duplicates
+    version = DeltaTable.forPath(store.spark, store.config.lake("offline", "customer_pay")).history(1).first().version
+    current = newest(good)
+    late, more = [], []
+    for cid, row in list(current.iterrows())[:10]:
+        older = {"customer_id": cid, "amount": 999.0, "created_at": row["created_at"] - pd.Timedelta(days=3),
+                 "channel": "late"}
+        late.append(older)
+        more.append(event(cid, older["amount"], older["created_at"].to_pydatetime(), "late"))
+    for cid, row in list(current.iterrows())[10:15]:
+        newer = {"customer_id": cid, "amount": 1.25, "created_at": row["created_at"] + pd.Timedelta(hours=1),
+                 "channel": "new"}
+        late.append(newer)
+        more.append(event(cid, newer["amount"], newer["created_at"].to_pydatetime(), "new"))
+    more += messages[:5]  # a replay of old messages: nothing new
+    produce(servers, store.topic, more)
+    again = store.stream("customer_pay", available_now=True)
+    assert again.rows_read == len(more) and again.rows_rejected == 0
+    everything = good + late
+    assert len(offline_rows(store)) == len(pd.DataFrame(everything).drop_duplicates(["customer_id", "created_at"]))
+    assert_online_is_newest(store, everything)
+    assert again.not_newer >= 10  # the late events' keys: their items online were newer
+
+    # nothing new in the topic: a continuous run (500 ms trigger) for a few seconds reads nothing,
+    # commits nothing, and stops between micro-batches
+    third = store.stream("customer_pay", trigger="500ms", timeout=6)
+    assert third.ok and third.rows_read == 0 and third.delta_version is None, third.summary()
+    assert DeltaTable.forPath(store.spark, store.config.lake("offline", "customer_pay")).history(1).first().version \
+        == version + 1
+
+
+def test_a_missing_topic_or_a_broker_that_does_not_answer_is_a_clear_error(stream_store, kafka_broker):
+    import services
+
+    from featurelake.config import ConnectionConfig
+    from featurelake.errors import JobError
+    from featurelake.streaming import check_topic
+
+    store = stream_store
+    source = store.group("customer_pay").source
+    conn = store.config.connection("events")
+    assert check_topic(store.spark, conn, source) == 2
+    source.topic = "no_such_topic"
+    with pytest.raises(JobError, match="topic 'no_such_topic' does not exist on Kafka at 127.0.0.1:"):
+        check_topic(store.spark, conn, source)
+    down = ConnectionConfig(bootstrap_servers=f"127.0.0.1:{services.free_port()}")
+    with pytest.raises(JobError, match="did not answer after 2 attempts"):
+        check_topic(store.spark, down, source, attempts=2, timeout_s=2)
