@@ -413,6 +413,8 @@ class KafkaSource(Source):
 
 
 Transform = Union[Callable[[Any], Any], str, None]
+DEFAULT_LATENESS = "1h"
+"""How late a stream's event may be before the run counts it late (FeatureGroup allowed_lateness)."""
 
 
 class FeatureGroup:
@@ -425,7 +427,7 @@ class FeatureGroup:
                  owner: str = "", tags: Optional[dict] = None, description: str = "",
                  expectations: Optional[str] = None, validation: Optional[str] = None,
                  freshness_sla: Optional[str] = None, allow_online_pii: bool = False,
-                 on_bad_file: str = "quarantine"):
+                 on_bad_file: str = "quarantine", allowed_lateness: Optional[str] = None):
         self.name = check_identifier(name, "feature group")
         where = f"feature group {name!r}"
         if not isinstance(entity, Entity):
@@ -453,6 +455,12 @@ class FeatureGroup:
         self.online, self.owner, self.tags, self.description = online, owner, dict(tags or {}), description
         self.expectations, self.validation, self.allow_online_pii = expectations, validation, allow_online_pii
         self.on_bad_file = on_bad_file
+        # a stream's events older than its newest minus this are counted late (still written offline)
+        if allowed_lateness is not None and not isinstance(source, KafkaSource):
+            raise DefinitionError(f"{where}: allowed_lateness applies to a group over a KafkaSource (a stream); "
+                                  f"this group reads a {source.kind} source: remove allowed_lateness=")
+        self.allowed_lateness_text = allowed_lateness
+        self.allowed_lateness = parse_duration(allowed_lateness or DEFAULT_LATENESS, f"{where} allowed_lateness")
         self._check()
 
     def _check(self) -> None:
@@ -531,7 +539,8 @@ class FeatureGroup:
                 "tags": self.tags, "description": self.description, "expectations": self.expectations,
                 "validation": self.validation, "freshness_sla": self.freshness_sla_text,
                 "allow_online_pii": self.allow_online_pii,
-                **({"on_bad_file": self.on_bad_file} if self.on_bad_file != "quarantine" else {})}
+                **({"on_bad_file": self.on_bad_file} if self.on_bad_file != "quarantine" else {}),
+                **({"allowed_lateness": self.allowed_lateness_text} if self.allowed_lateness_text else {})}
 
     @property
     def fingerprint(self) -> str:

@@ -29,7 +29,13 @@ Exactly once, through crashes (`kill -9` at any moment, then a restart on the sa
 
 Progress is a `runs` row (kind "stream") at most every `record_every` seconds and at the end,
 summing the micro-batches since the last one; a crash loses at most that many seconds of
-progress records, never data. Window aggregations over a stream are not written online yet.
+progress records, never data.
+
+Window features: after the MERGE, the items of the batch's keys are recomputed from the offline
+table as of each key's newest event by the training sets' engine (featurelake.streamwindows),
+then written with the same compare. Late events (older than the group's newest event minus
+allowed_lateness) are merged like any other and counted in the run (params.late_rows); online
+they only ever refresh a key's item as of its newest event, never move it back.
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake import quarantine
 from featurelake.catalog import new_id, now
-from featurelake.definitions import KafkaSource
+from featurelake.definitions import DEFAULT_LATENESS, KafkaSource
 from featurelake.errors import ConfigError, FeaturelakeError, JobError, UsageError, ValidationFailed, root_message
 from featurelake.records import RunStatus
 from featurelake.retry import retry
@@ -84,6 +90,8 @@ class StreamResult:
     rows_quarantined: int = 0
     items_written: int = 0
     not_newer: int = 0
+    late_rows: int = 0
+    """Rows older than the group's newest event minus allowed_lateness: written offline, counted."""
     delta_version: Optional[int] = None
     runs: list = field(default_factory=list)
     failures: list = field(default_factory=list)
@@ -99,7 +107,7 @@ class StreamResult:
         lines = [f"{self.group}: {self.status}, topic {self.topic}: {self.batches} micro-batches, {self.rows_read} "
                  f"messages read, {self.rows_written} rows written ({version}), {self.rows_rejected} rejected "
                  f"(not parsable), {self.rows_quarantined} quarantined, {self.items_written} items online "
-                 f"({self.not_newer} not newer than online), {self.duration_s:.1f}s"]
+                 f"({self.not_newer} not newer than online), {self.late_rows} late, {self.duration_s:.1f}s"]
         lines += [f"  - {f}" for f in self.failures[:20]]
         if self.error:
             lines.append(f"  error: {self.error}")
@@ -222,6 +230,9 @@ class _Stream:
         self.last_record = time.monotonic()
         self.online_spec: Optional[dict] = None
         self.lock = threading.Lock()
+        self.newest_us: Optional[int] = None
+        """The group's newest event time seen (offline, not after now), µs: lateness is against it."""
+        self.period = _Period()
 
     # -- one micro-batch --------------------------------------------------------------------------
 
@@ -263,6 +274,9 @@ class _Stream:
                 version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version)
                 if version is not None:
                     r.delta_version = self.result.delta_version = version
+                late = self._late(writable)
+                self.period.late_rows += late
+                self.result.late_rows += late
                 mark("merge")
                 if g.online:
                     self._online(writable.drop(MESSAGE), now())
@@ -274,8 +288,31 @@ class _Stream:
             raw.unpersist()
             if out is not None:
                 out.unpersist()
+            self.period.add(time.monotonic() - t0)
         if time.monotonic() - self.last_record >= self.record_every:
             self.record(batch_id)
+
+    def _late(self, rows: "DataFrame") -> int:
+        """The merged rows older than the group's newest event (the offline table's, this batch
+        included, future-dated ones aside) minus allowed_lateness. They stay offline like any row;
+        online they refresh their key's item as of its newest event, never move it back."""
+        from pyspark.sql import functions as F
+
+        g = self.group
+        us = F.unix_micros(F.col(f"`{g.timestamp_column}`"))
+        end_us = int(now().timestamp() * 1_000_000)
+        seen = self.table.read() if self.newest_us is None else rows  # the table once, then each batch
+        newest = seen.where(us <= F.lit(end_us)).agg(F.max(us)).first()[0]  # type: ignore[index]
+        if newest is not None:
+            self.newest_us = max(int(newest), self.newest_us or 0)
+        if self.newest_us is None:
+            return 0
+        threshold = self.newest_us - int(g.allowed_lateness.total_seconds() * 1_000_000)
+        late = rows.where(us < F.lit(threshold)).count()
+        if late:
+            log.warning("%s: %d late rows (older than the newest event minus allowed_lateness %s): written offline, "
+                        "online items never move back", g.name, late, g.allowed_lateness_text or DEFAULT_LATENESS)
+        return late
 
     def _malformed(self, raw: "DataFrame") -> "Column":
         from pyspark.sql import functions as F
@@ -418,15 +455,28 @@ class _Stream:
         local = (self.spark.sparkContext.master or "").startswith("local")
         with Lease(client, table_name, f"stream {self.clock.result.run_id}", lease_s=dyn.lease_s,
                    wait_s=dyn.lock_wait_s, local_mode=local) as lease:
-            frame = batch_frame(rows, g, features, end=merged_at)
+            history = None
+            if g.aggregations:
+                from featurelake.streamwindows import window_frame
+
+                both = window_frame(self.table, g, features, rows, end=merged_at)
+                if both is None:
+                    return
+                frame, history = both
+            else:
+                frame = batch_frame(rows, g, features, end=merged_at)
             writer_spec = {"group": g.name, "table": table_name, "region": dyn.region,
                            "endpoint_url": dyn.endpoint_url, "ca_bundle": self.store.config.ca_bundle(),
                            "keys": spec["keys"], "features": spec["features"], "ttl_s": spec["ttl_s"],
                            "lease_token": lease.token, "check_every": 5.0, "as_of_ms": None,
                            "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": None,
                            "compare": True}
-            value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
-                           .collect())
+            try:
+                value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec),
+                                                COUNTERS_SCHEMA).collect())
+            finally:
+                if history is not None:
+                    history.unpersist()
             if lease.lost:
                 raise JobError(f"stream of {g.name!r}: the online table's lease passed to another writer during a "
                                f"write; restart the stream (it carries on from its checkpoint)")
@@ -460,7 +510,8 @@ class _Stream:
                                  **({"offsets": (progress.get("sources") or [{}])[0].get("endOffset"),
                                      "lag": (progress.get("sources") or [{}])[0].get("metrics"),
                                      "input_rows_per_second": progress.get("inputRowsPerSecond"),
-                                     "durations_ms": progress.get("durationMs")} if progress else {})}
+                                     "durations_ms": progress.get("durationMs")} if progress else {}),
+                                 **self.period.params(self.group, self.newest_us)}
             self.clock.finish()
             try:
                 self.store.catalog.add(self.clock.record(self.version))
@@ -470,6 +521,7 @@ class _Stream:
             self._worst(r.status)
             self.clock = RunClock(self.group.name, "stream", new_id("stream"))
             self.first_batch = None
+            self.period = _Period()
             self.last_record = time.monotonic()
 
     def _worst(self, status: str) -> None:
@@ -477,6 +529,30 @@ class _Stream:
                                 RunStatus.FAILED: 3}
         if rank.get(status, 0) > rank.get(self.result.status, 0):
             self.result.status = status
+
+
+@dataclass
+class _Period:
+    """The micro-batches since the last progress record: what its `runs` row's params say."""
+
+    batches: int = 0
+    late_rows: int = 0
+    batch_s: float = 0.0
+    batch_s_max: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.batches += 1
+        self.batch_s += seconds
+        self.batch_s_max = max(self.batch_s_max, seconds)
+
+    def params(self, group: "FeatureGroup", newest_us: Optional[int]) -> dict:
+        from datetime import timezone
+
+        newest = None if newest_us is None else datetime.fromtimestamp(newest_us / 1e6, tz=timezone.utc).isoformat()
+        return {"batches": self.batches, "late_rows": self.late_rows,
+                "allowed_lateness": group.allowed_lateness_text or DEFAULT_LATENESS,
+                "batch_seconds": round(self.batch_s, 3), "batch_seconds_max": round(self.batch_s_max, 3),
+                "newest_event": newest}
 
 
 def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", available_now: bool = False,
@@ -489,9 +565,6 @@ def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", avail
     if not isinstance(source, KafkaSource):
         raise UsageError(f"feature group {group.name!r} reads a {source.kind} source, not a Kafka topic: run "
                          f"`featurelake ingest {group.name}`; `stream` is for groups over a KafkaSource")
-    if group.aggregations and group.online:
-        raise UsageError(f"feature group {group.name!r}: window aggregations over a stream are not written online "
-                         f"yet: stream a group without aggregations=, or set online=False and export on a schedule")
     conn = store.config.connection(source.connection)
     if not conn.bootstrap_servers:
         raise ConfigError(f"connection {source.connection!r} in {store.config.path} has no bootstrap_servers: "

@@ -4,7 +4,12 @@ The lag is now minus the newest event time in the offline table: what a model re
 group sees. The last successful ingest and export come from the catalogue, to tell "the source
 stopped sending" (ingest runs, no new events) from "the job stopped running" (no runs). A partial
 export (some items written, some refused) counts as the last export, with a note: its items are
-online."""
+online.
+
+A group over a Kafka topic is kept online by its stream, not by exports: its line shows the
+stream's last progress record instead (kind "stream" in `runs`, written at most every
+`record_every` seconds): micro-batches, messages, late rows, and how far behind the topic's end
+Spark's last micro-batch was (offsets)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,6 +38,9 @@ class GroupFreshness:
     last_ingest_attempt: Optional[dict] = None
     last_export: Optional[dict] = None
     last_export_attempt: Optional[dict] = None
+    stream: Optional[dict] = None
+    """A stream group's last progress record: ended_at, status, batches, rows_read, late_rows,
+    offsets_behind, batch_seconds_max, newest_event. None for a scheduled group."""
     notes: list = field(default_factory=list)
 
     @property
@@ -60,9 +68,16 @@ class GroupFreshness:
         ingest = self.last_ingest or {}
         export = self.last_export or {}
         line = (f"{self.group:<24} {self.status.upper():<6} lag {human_duration(_s(self.lag)):>7} "
-                f"/ SLA {self.sla_text or '-':<4} newest event {_t(self.newest_event)}  "
-                f"last ingest {_t(ingest.get('ended_at'))}  "
-                f"last export {_t(export.get('as_of')) if self.online else 'n/a (offline only)'}")
+                f"/ SLA {self.sla_text or '-':<4} newest event {_t(self.newest_event)}  ")
+        if self.stream is not None:
+            s = self.stream
+            behind = s.get("offsets_behind")
+            line += (f"stream {s.get('status')} at {_t(s.get('ended_at'))}: {s.get('batches')} micro-batches, "
+                     f"{s.get('rows_read')} messages, {s.get('late_rows')} late, "
+                     f"{'?' if behind is None else behind} offsets behind, slowest batch {s.get('batch_seconds_max')}s")
+        else:
+            line += (f"last ingest {_t(ingest.get('ended_at'))}  "
+                     f"last export {_t(export.get('as_of')) if self.online else 'n/a (offline only)'}")
         return "\n".join([line] + [f"    note: {n}" for n in self.notes])
 
     def to_dict(self) -> dict:
@@ -71,7 +86,7 @@ class GroupFreshness:
                 "newest_event": self.newest_event, "offline_version": self.offline_version, "online": self.online,
                 "last_ingest": self.last_ingest, "last_ingest_attempt": self.last_ingest_attempt,
                 "last_export": self.last_export, "last_export_attempt": self.last_export_attempt,
-                "notes": self.notes}
+                "stream": self.stream, "notes": self.notes}
 
 
 def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
@@ -88,10 +103,13 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
     exports = _latest(store, Export, names, ("as_of", "started_at"),
                       ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name",
                        "error"], written=ONLINE)
+    streams = _streams(store, [n for n in names if store.group(n).source.kind == "kafka"])
     results = []
     for name in names:
         g = store.group(name)
         r = GroupFreshness(name, g.freshness_sla, g.freshness_sla_text, bool(g.online))
+        if g.source.kind == "kafka":
+            r.stream = streams.get(name)
         r.offline_version, newest = _newest_event(store, g)
         if r.offline_version is not None:
             r.newest_event = _utc(newest)
@@ -110,9 +128,12 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
                            f"ended {r.last_ingest_attempt['status']}")
         if r.offline_version is None:
             r.notes.append(f"no offline table: run `featurelake ingest {name}`")
-        elif r.last_ingest is None:
+        elif r.last_ingest is None and g.source.kind != "kafka":
             r.notes.append("no successful ingest run recorded in the catalogue")
-        if r.online:
+        if g.source.kind == "kafka":
+            if r.stream is None:
+                r.notes.append(f"no stream progress recorded: run `featurelake stream {name}`")
+        elif r.online:
             r.last_export = exports.get((name, True))
             r.last_export_attempt = exports.get((name, False)) or r.last_export
             r.notes += _export_notes(name, r.last_export, r.last_export_attempt)
@@ -127,6 +148,29 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
             r.notes.append("ingest runs on time but brings no newer events: check the source")
         results.append(r)
     return MonitorReport("freshness", results, generated_at=now, params={"groups": names})
+
+
+def _streams(store: "FeatureStore", names: list[str]) -> dict:
+    """group -> its newest stream progress record (runs of kind stream), in the report's words."""
+    if not names:
+        return {}
+    newest: dict = {}
+    for run in store.catalog.records(Run, lambda r: r.group in names and r.kind == "stream"):
+        when = run.ended_at or run.started_at
+        if when is not None and (run.group not in newest or when >= newest[run.group][0]):
+            newest[run.group] = (when, run)
+    out = {}
+    for name, (when, run) in newest.items():
+        params = run.params or {}
+        lag = params.get("lag") or {}
+        behind = lag.get("maxOffsetsBehindLatest") if isinstance(lag, dict) else None
+        out[name] = {"run_id": run.run_id, "ended_at": when, "status": run.status, "rows_read": run.rows_read,
+                     "rows_written": run.rows_written, "batches": params.get("batches"),
+                     "late_rows": params.get("late_rows"),
+                     "offsets_behind": None if behind is None else int(float(behind)),
+                     "batch_seconds_max": params.get("batch_seconds_max"), "newest_event": params.get("newest_event"),
+                     "error": run.error}
+    return out
 
 
 def _export_notes(group: str, last: Optional[dict], attempt: Optional[dict]) -> list[str]:

@@ -2,6 +2,7 @@
 with a brute-force oracle computed in pandas from the events the test sent."""
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -36,13 +37,18 @@ def newest(events: list[dict]) -> pd.DataFrame:
 
 @pytest.fixture
 def stream_store(tmp_path, spark, kafka_broker, dynamodb_endpoint):
+    return make_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, REPO, {"customer_pay": SUITE})
+
+
+def make_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, groups: str, suites: dict):
     from featurelake.store import FeatureStore
 
     topic = create_topic(kafka_broker.bootstrap_servers)
     repo = tmp_path / "features"
     (repo / "expectations").mkdir(parents=True)
-    (repo / "groups.py").write_text(REPO.format(topic=topic))
-    (repo / "expectations" / "customer_pay.yml").write_text(SUITE)
+    (repo / "groups.py").write_text(groups.format(topic=topic))
+    for name, suite in suites.items():
+        (repo / "expectations" / f"{name}.yml").write_text(suite)
     prefix = f"s{uuid.uuid4().hex[:8]}_"
     conf = write_config(tmp_path, connections=f"connections:\n  events: {{bootstrap_servers: "
                                               f"\"{kafka_broker.bootstrap_servers}\"}}",
@@ -182,3 +188,107 @@ def test_a_missing_topic_or_a_broker_that_does_not_answer_is_a_clear_error(strea
     down = ConnectionConfig(bootstrap_servers=f"127.0.0.1:{services.free_port()}")
     with pytest.raises(JobError, match="did not answer after 2 attempts"):
         check_topic(store.spark, down, source, attempts=2, timeout_s=2)
+
+
+WINDOWED = '''
+from featurelake import Aggregation, Entity, Feature, FeatureGroup, KafkaSource
+
+customer = Entity("customer", join_keys=["customer_id"])
+payments = KafkaSource("payments", connection="events", topic="{topic}",
+                       schema="customer_id bigint, amount double, created_at timestamp, channel string")
+customer_win = FeatureGroup("customer_win", entity=customer, source=payments, timestamp_column="created_at",
+                            features=[Feature("amount", "double"), Feature("channel", "string")], ttl="3650d",
+                            aggregations=[Aggregation("amount", ["sum", "count", "max"], windows=["1h", "1d"])])
+'''
+WINDOWS = {"1h": pd.Timedelta(hours=1), "1d": pd.Timedelta(days=1)}
+
+
+def windowed_oracle(events: list[dict]) -> pd.DataFrame:
+    """Per key, as of its newest event t: the newest row and sum/count/max of amount over (t - w, t]."""
+    df = pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"], keep="last")
+    out = {}
+    for cid, rows in df.groupby("customer_id"):
+        t = rows["created_at"].max()
+        last = rows[rows["created_at"] == t].iloc[-1]
+        item = {"created_at": t, "amount": last["amount"], "channel": last["channel"]}
+        for name, w in WINDOWS.items():
+            inside = rows[(rows["created_at"] > t - w) & (rows["created_at"] <= t)]["amount"]
+            item.update({f"amount_sum_{name}": inside.sum(), f"amount_count_{name}": len(inside),
+                         f"amount_max_{name}": inside.max()})
+        out[int(cid)] = item
+    return pd.DataFrame.from_dict(out, orient="index").sort_index()
+
+
+def assert_windows_match(store, events: list[dict]) -> pd.DataFrame:
+    """Online items == the pandas oracle == training_set, each as of the key's newest event."""
+    from featurelake.online.client import OnlineClient
+
+    want = windowed_oracle(events)
+    spine = pd.DataFrame({"customer_id": want.index.astype("int64"), "event_ts": want["created_at"].values})
+    ts = store.training_set(spine, ["customer_win:*"], timestamp_column="event_ts").to_pandas()
+    ts = ts.set_index("customer_id").sort_index()
+    with OnlineClient.from_config(store.conf_path) as client:
+        online = client.get_many("customer_win", [{"customer_id": int(k)} for k in want.index], with_event_time=True)
+    columns = [c for c in want.columns if c != "created_at"]
+    for (cid, row), item in zip(want.iterrows(), online):
+        assert item is not None, cid
+        assert pd.Timestamp(item["created_at"]) == row["created_at"], (cid, item, row.to_dict())
+        for c in columns:
+            assert item[c] == row[c] == ts.loc[cid, c], (cid, c, item[c], row[c], ts.loc[cid, c])
+    return want
+
+
+def test_window_features_online_equal_training_set_late_events_offline_never_back_online(
+        tmp_path, spark, kafka_broker, dynamodb_endpoint):
+    from pyspark.sql import functions as F
+
+    from featurelake.monitoring.freshness import freshness
+
+    store = make_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, WINDOWED, {})
+    servers, rnd = kafka_broker.bootstrap_servers, random.Random(7)
+    newest_at = T0 + timedelta(days=2)  # the group's newest event; key k's newest is 5k minutes before
+    events: list[dict] = []
+
+    def add(cid: int, at: datetime, amount: float, channel: str) -> tuple[str, str]:
+        events.append({"customer_id": cid, "amount": amount, "created_at": pd.Timestamp(at), "channel": channel})
+        return event(cid, amount, at, channel)
+
+    first = [add(k, newest_at - timedelta(minutes=rnd.randrange(40, 2880)), float(rnd.randrange(1, 100)), "web")
+             for k in range(8) for _ in range(8)]
+    first += [add(k, newest_at - timedelta(minutes=5 * k), float(rnd.randrange(1, 100)), "app") for k in range(8)]
+    rnd.shuffle(first)  # out of order within the topic
+    produce(servers, store.topic, first)
+    result = store.stream("customer_win", available_now=True)
+    assert result.ok and result.late_rows == sum(e["created_at"] < pd.Timestamp(newest_at - timedelta(hours=1))
+                                                 for e in events), result.summary()
+    before = assert_windows_match(store, events)
+
+    # later: events 3 h before their key's newest (late: beyond the 1 h allowed), one 5 days before
+    # (late, outside every window), events 25 min before their key's newest (out of order, not late),
+    # and newer events for two keys (the group's newest moves 10 min on)
+    second = [add(k, before.loc[k, "created_at"] - pd.Timedelta(hours=3), 500.0, "late") for k in range(4)]
+    second += [add(0, before.loc[0, "created_at"] - pd.Timedelta(days=5), 900.0, "late")]
+    second += [add(k, before.loc[k, "created_at"] - pd.Timedelta(minutes=25), 7.0, "ooo") for k in (4, 5)]
+    second += [add(k, newest_at + timedelta(minutes=10), 3.0, "new") for k in (6, 7)]
+    produce(servers, store.topic, second)
+    again = store.stream("customer_win", available_now=True)
+    assert again.ok and again.rows_read == len(second) and again.late_rows == 5, again.summary()
+    after = assert_windows_match(store, events)
+    # online never moved back: keys 0..5 keep their newest event; their 1d windows took the late rows in
+    assert (after.loc[0:5, "created_at"] == before.loc[0:5, "created_at"]).all()
+    assert (after.loc[0:3, "amount_sum_1d"] == before.loc[0:3, "amount_sum_1d"] + 500).all()
+    assert (after.loc[0:3, "amount_sum_1h"] == before.loc[0:3, "amount_sum_1h"]).all()
+    assert (after.loc[6:7, "created_at"] == pd.Timestamp(newest_at + timedelta(minutes=10))).all()
+    # offline: every event once, the late ones included
+    offline = store.read_offline("customer_win").toPandas()
+    assert len(offline) == len(pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"]))
+
+    # progress in the catalogue: the late rows and the micro-batches, shown by monitor freshness
+    runs = store.catalog.read("runs").where(F.col("group") == "customer_win").toPandas()
+    params = [json.loads(p) if isinstance(p, str) else p for p in runs["params"]]
+    assert sum(p["late_rows"] for p in params) == result.late_rows + 5 and all(p["batches"] >= 1 for p in params)
+    report = freshness(store, ["customer_win"])
+    (fresh,) = report.results
+    assert fresh.stream is not None and fresh.stream["late_rows"] == 5 and fresh.stream["rows_read"] == len(second)
+    assert not any("never exported" in n for n in fresh.notes), fresh.notes
+    assert "stream" in fresh.summary()

@@ -96,3 +96,23 @@ def test_triggers():
     for bad in ("0s", "1 s", "fast", "1d"):
         with pytest.raises(UsageError, match="--trigger"):
             trigger_seconds(bad)
+
+
+def test_allowed_lateness_defaults_to_an_hour_and_is_checked_like_other_durations():
+    from datetime import timedelta
+
+    from featurelake import S3Source
+
+    feats = [Feature("amount", "double")]
+    g = FeatureGroup("pay", entity=customer, source=source(), timestamp_column="created_at", features=feats)
+    assert g.allowed_lateness == timedelta(hours=1) and "allowed_lateness" not in g.to_dict()
+    g = FeatureGroup("pay", entity=customer, source=source(), timestamp_column="created_at", features=feats,
+                     allowed_lateness="15m")
+    assert g.allowed_lateness == timedelta(minutes=15) and g.to_dict()["allowed_lateness"] == "15m"
+    with pytest.raises(DefinitionError, match="feature group 'pay' allowed_lateness: bad duration 'soon'"):
+        FeatureGroup("pay", entity=customer, source=source(), timestamp_column="created_at", features=feats,
+                     allowed_lateness="soon")
+    files = S3Source("files", path="s3a://b/p", format="parquet")
+    with pytest.raises(DefinitionError, match="allowed_lateness applies to a group over a KafkaSource"):
+        FeatureGroup("pay", entity=customer, source=files, timestamp_column="created_at", features=feats,
+                     allowed_lateness="1h")
