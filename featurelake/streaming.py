@@ -92,6 +92,8 @@ class StreamResult:
     not_newer: int = 0
     late_rows: int = 0
     """Rows older than the group's newest event minus allowed_lateness: written offline, counted."""
+    phase_seconds: dict = field(default_factory=dict)
+    """Seconds spent in each phase of the micro-batches (read, validate, merge, online), summed."""
     delta_version: Optional[int] = None
     runs: list = field(default_factory=list)
     failures: list = field(default_factory=list)
@@ -274,12 +276,14 @@ class _Stream:
                 version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version)
                 if version is not None:
                     r.delta_version = self.result.delta_version = version
-                late = self._late(writable)
+                mark("merge")
+                merged_at = now()
+                first_us, late = self._late(writable, merged_at)
                 self.period.late_rows += late
                 self.result.late_rows += late
-                mark("merge")
-                if g.online:
-                    self._online(writable.drop(MESSAGE), now())
+                mark("late")
+                if g.online and first_us is not None:
+                    self._online(writable.drop(MESSAGE), merged_at, first_us)
                     mark("online")
             log.info("%s: micro-batch %d: %d messages, %d rejected, %s (%.1fs: %s)", g.name, batch_id, n, bad,
                      f"Delta version {version}" if version is not None else "nothing new offline",
@@ -288,31 +292,36 @@ class _Stream:
             raw.unpersist()
             if out is not None:
                 out.unpersist()
-            self.period.add(time.monotonic() - t0)
+            self.period.add(time.monotonic() - t0, marks)
+            for phase, seconds in marks.items():
+                self.result.phase_seconds[phase] = round(self.result.phase_seconds.get(phase, 0.0) + seconds, 2)
         if time.monotonic() - self.last_record >= self.record_every:
             self.record(batch_id)
 
-    def _late(self, rows: "DataFrame") -> int:
-        """The merged rows older than the group's newest event (the offline table's, this batch
-        included, future-dated ones aside) minus allowed_lateness. They stay offline like any row;
-        online they refresh their key's item as of its newest event, never move it back."""
+    def _late(self, rows: "DataFrame", end: "datetime") -> tuple[Optional[int], int]:
+        """(the batch's oldest event time at or before `end` in µs, None: no such row; the count
+        of its late rows). Late: older than the group's newest event (the offline table's, this
+        batch included, future-dated ones aside) minus allowed_lateness. They stay offline like
+        any row; online they refresh their key's item as of its newest event, never move it back."""
         from pyspark.sql import functions as F
 
         g = self.group
         us = F.unix_micros(F.col(f"`{g.timestamp_column}`"))
-        end_us = int(now().timestamp() * 1_000_000)
-        seen = self.table.read() if self.newest_us is None else rows  # the table once, then each batch
-        newest = seen.where(us <= F.lit(end_us)).agg(F.max(us)).first()[0]  # type: ignore[index]
+        end_us = int(end.timestamp() * 1_000_000)
+        current = rows.where(us <= F.lit(end_us))
+        first, newest = current.agg(F.min(us), F.max(us)).first()  # type: ignore[misc]
+        if self.newest_us is None:  # the offline table's newest, once per stream (it holds this batch)
+            newest = self.table.read().where(us <= F.lit(end_us)).agg(F.max(us)).first()[0]  # type: ignore[index]
         if newest is not None:
             self.newest_us = max(int(newest), self.newest_us or 0)
         if self.newest_us is None:
-            return 0
+            return None, 0
         threshold = self.newest_us - int(g.allowed_lateness.total_seconds() * 1_000_000)
         late = rows.where(us < F.lit(threshold)).count()
         if late:
             log.warning("%s: %d late rows (older than the newest event minus allowed_lateness %s): written offline, "
                         "online items never move back", g.name, late, g.allowed_lateness_text or DEFAULT_LATENESS)
-        return late
+        return (None if first is None else int(first)), late
 
     def _malformed(self, raw: "DataFrame") -> "Column":
         from pyspark.sql import functions as F
@@ -431,10 +440,12 @@ class _Stream:
                 batch_level.append(describe_failure(res))
         return row_level, batch_level
 
-    def _online(self, rows: "DataFrame", merged_at: "datetime") -> None:
+    def _online(self, rows: "DataFrame", merged_at: "datetime", first_us: int) -> None:
         """The batch's newest row per key -> DynamoDB, where newer than the key's item. The items
         held, per key, the offline table's newest row before the batch (every batch ends so), so
-        after it the newer of the two is the offline table's newest row: no read of the table."""
+        after it the newer of the two is the offline table's newest row: no read of the table.
+        With window features, the touched keys' items recomputed from the table instead
+        (featurelake.streamwindows), as of each key's newest event."""
         from featurelake.online.export import driver_client, online_spec, same_shape
         from featurelake.online.snapshot import batch_frame, online_features
         from featurelake.online.table import Lease, ensure_table, read_meta, write_meta
@@ -459,10 +470,7 @@ class _Stream:
             if g.aggregations:
                 from featurelake.streamwindows import window_frame
 
-                both = window_frame(self.table, g, features, rows, end=merged_at)
-                if both is None:
-                    return
-                frame, history = both
+                frame, history = window_frame(self.table, g, features, rows, end=merged_at, first_us=first_us)
             else:
                 frame = batch_frame(rows, g, features, end=merged_at)
             writer_spec = {"group": g.name, "table": table_name, "region": dyn.region,
@@ -539,11 +547,14 @@ class _Period:
     late_rows: int = 0
     batch_s: float = 0.0
     batch_s_max: float = 0.0
+    phases: dict = field(default_factory=dict)
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, marks: dict) -> None:
         self.batches += 1
         self.batch_s += seconds
         self.batch_s_max = max(self.batch_s_max, seconds)
+        for phase, s in marks.items():
+            self.phases[phase] = round(self.phases.get(phase, 0.0) + s, 2)
 
     def params(self, group: "FeatureGroup", newest_us: Optional[int]) -> dict:
         from datetime import timezone
@@ -552,7 +563,7 @@ class _Period:
         return {"batches": self.batches, "late_rows": self.late_rows,
                 "allowed_lateness": group.allowed_lateness_text or DEFAULT_LATENESS,
                 "batch_seconds": round(self.batch_s, 3), "batch_seconds_max": round(self.batch_s_max, 3),
-                "newest_event": newest}
+                "phase_seconds": self.phases, "newest_event": newest}
 
 
 def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", available_now: bool = False,

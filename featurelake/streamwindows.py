@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from functools import reduce
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -51,11 +51,11 @@ def plan_of(group: "FeatureGroup", features: list["OnlineFeature"]) -> "GroupPla
 
 
 def window_frame(offline: "OfflineTable", group: "FeatureGroup", features: list["OnlineFeature"],
-                 rows: "DataFrame", *, end: datetime) -> Optional[tuple["DataFrame", "DataFrame"]]:
+                 rows: "DataFrame", *, end: datetime, first_us: int) -> tuple["DataFrame", "DataFrame"]:
     """The items of the keys in `rows` (a merged micro-batch), as of each key's newest offline
     event at or before `end`, stamped as ingested at `end`, in the writer's columns (as
     snapshot.export_frame gives them); and the rows read back, cached: unpersist them after the
-    write. None when the batch has no row at or before `end`."""
+    write. `first_us`: the batch's oldest event time at or before `end`, in µs."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -64,9 +64,6 @@ def window_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[
 
     keys, ts = group.keys, group.timestamp_column
     rows = rows.where(F.col(f"`{ts}`") <= _ts_lit(end))
-    first_us = rows.agg(F.min(F.unix_micros(F.col(f"`{ts}`")))).first()[0]  # type: ignore[index]
-    if first_us is None:
-        return None
     lo = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(first_us)) - widest(group)
     touched = rows.select(*keys).distinct()
     table = offline.read().where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys]))

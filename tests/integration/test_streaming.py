@@ -37,10 +37,10 @@ def newest(events: list[dict]) -> pd.DataFrame:
 
 @pytest.fixture
 def stream_store(tmp_path, spark, kafka_broker, dynamodb_endpoint):
-    return make_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, REPO, {"customer_pay": SUITE})
+    return kafka_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, REPO, {"customer_pay": SUITE})
 
 
-def make_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, groups: str, suites: dict):
+def kafka_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, groups: str, suites: dict):
     from featurelake.store import FeatureStore
 
     topic = create_topic(kafka_broker.bootstrap_servers)
@@ -244,7 +244,7 @@ def test_window_features_online_equal_training_set_late_events_offline_never_bac
 
     from featurelake.monitoring.freshness import freshness
 
-    store = make_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, WINDOWED, {})
+    store = kafka_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, WINDOWED, {})
     servers, rnd = kafka_broker.bootstrap_servers, random.Random(7)
     newest_at = T0 + timedelta(days=2)  # the group's newest event; key k's newest is 5k minutes before
     events: list[dict] = []
