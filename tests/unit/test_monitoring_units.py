@@ -141,3 +141,14 @@ def test_every_name_and_note_in_a_page_is_escaped():
     for report in (drift, MonitorReport("skew", [skew]), fresh):
         page = render(report)
         assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page, report.check
+
+
+def test_a_stream_group_shows_its_last_progress_record_instead_of_ingest_and_export():
+    stream = {"run_id": "stream-1", "ended_at": datetime(2026, 3, 1, 12, 5, tzinfo=timezone.utc),
+              "status": "succeeded", "rows_read": 40, "rows_written": 38, "batches": 3, "late_rows": 2,
+              "offsets_behind": 0, "batch_seconds_max": 4.2, "newest_event": "2026-03-01T12:04:00+00:00",
+              "error": None}
+    r = GroupFreshness("payments", timedelta(minutes=5), "5m", True, lag=timedelta(seconds=70), stream=stream)
+    line = r.summary()
+    assert "stream succeeded at 2026-03-01 12:05: 3 micro-batches, 40 messages, 2 late, 0 offsets behind" in line
+    assert "last export" not in line and r.to_dict()["stream"]["late_rows"] == 2 and r.ok
