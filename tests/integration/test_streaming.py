@@ -2,7 +2,6 @@
 with a brute-force oracle computed in pandas from the events the test sent."""
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -219,14 +218,16 @@ def windowed_oracle(events: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(out, orient="index").sort_index()
 
 
-def assert_windows_match(store, events: list[dict]) -> pd.DataFrame:
-    """Online items == the pandas oracle == training_set, each as of the key's newest event."""
+def assert_windows_match(store, events: list[dict], training_set: bool = True) -> pd.DataFrame:
+    """Online items == the pandas oracle (== training_set), each as of the key's newest event."""
     from featurelake.online.client import OnlineClient
 
     want = windowed_oracle(events)
-    spine = pd.DataFrame({"customer_id": want.index.astype("int64"), "event_ts": want["created_at"].values})
-    ts = store.training_set(spine, ["customer_win:*"], timestamp_column="event_ts").to_pandas()
-    ts = ts.set_index("customer_id").sort_index()
+    ts = want
+    if training_set:
+        spine = pd.DataFrame({"customer_id": want.index.astype("int64"), "event_ts": want["created_at"].values})
+        ts = store.training_set(spine, ["customer_win:*"], timestamp_column="event_ts").to_pandas()
+        ts = ts.set_index("customer_id").sort_index()
     with OnlineClient.from_config(store.conf_path) as client:
         online = client.get_many("customer_win", [{"customer_id": int(k)} for k in want.index], with_event_time=True)
     columns = [c for c in want.columns if c != "created_at"]
@@ -240,9 +241,8 @@ def assert_windows_match(store, events: list[dict]) -> pd.DataFrame:
 
 def test_window_features_online_equal_training_set_late_events_offline_never_back_online(
         tmp_path, spark, kafka_broker, dynamodb_endpoint):
-    from pyspark.sql import functions as F
-
     from featurelake.monitoring.freshness import freshness
+    from featurelake.records import Run
 
     store = kafka_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, WINDOWED, {})
     servers, rnd = kafka_broker.bootstrap_servers, random.Random(7)
@@ -261,7 +261,7 @@ def test_window_features_online_equal_training_set_late_events_offline_never_bac
     result = store.stream("customer_win", available_now=True)
     assert result.ok and result.late_rows == sum(e["created_at"] < pd.Timestamp(newest_at - timedelta(hours=1))
                                                  for e in events), result.summary()
-    before = assert_windows_match(store, events)
+    before = assert_windows_match(store, events, training_set=False)  # training_set: after the late events
 
     # later: events 3 h before their key's newest (late: beyond the 1 h allowed), one 5 days before
     # (late, outside every window), events 25 min before their key's newest (out of order, not late),
@@ -284,8 +284,7 @@ def test_window_features_online_equal_training_set_late_events_offline_never_bac
     assert len(offline) == len(pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"]))
 
     # progress in the catalogue: the late rows and the micro-batches, shown by monitor freshness
-    runs = store.catalog.read("runs").where(F.col("group") == "customer_win").toPandas()
-    params = [json.loads(p) if isinstance(p, str) else p for p in runs["params"]]
+    params = [r.params for r in store.catalog.records(Run, lambda r: r.group == "customer_win")]
     assert sum(p["late_rows"] for p in params) == result.late_rows + 5 and all(p["batches"] >= 1 for p in params)
     report = freshness(store, ["customer_win"])
     (fresh,) = report.results
