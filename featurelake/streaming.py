@@ -303,21 +303,25 @@ class _Stream:
         of its late rows). Late: older than the group's newest event (the offline table's, this
         batch included, future-dated ones aside) minus allowed_lateness. They stay offline like
         any row; online they refresh their key's item as of its newest event, never move it back."""
-        from pyspark.sql import functions as F
+        from pyspark.sql import Window, functions as F
 
         g = self.group
         us = F.unix_micros(F.col(f"`{g.timestamp_column}`"))
         end_us = int(end.timestamp() * 1_000_000)
-        current = rows.where(us <= F.lit(end_us))
-        first, newest = current.agg(F.min(us), F.max(us)).first()  # type: ignore[misc]
+        lateness = int(g.allowed_lateness.total_seconds() * 1_000_000)
         if self.newest_us is None:  # the offline table's newest, once per stream (it holds this batch)
             newest = self.table.read().where(us <= F.lit(end_us)).agg(F.max(us)).first()[0]  # type: ignore[index]
+            self.newest_us = None if newest is None else int(newest)
+        # one job: the batch's times (future-dated ones aside: never late), their max beside each
+        # (one partition of one column: a micro-batch's times; a literal key keeps Spark from warning)
+        times = rows.select(us.alias("u")).where(F.col("u") <= F.lit(end_us))
+        everything = Window.partitionBy(F.lit(0))
+        times = times.withColumn("m", F.greatest(F.max("u").over(everything), F.lit(self.newest_us or 0)))
+        first, newest, late = times.agg(F.min("u"), F.max("m"),  # type: ignore[misc]
+                                        F.count(F.when(F.col("u") < F.col("m") - F.lit(lateness), 1))).first()
         if newest is not None:
             self.newest_us = max(int(newest), self.newest_us or 0)
-        if self.newest_us is None:
-            return None, 0
-        threshold = self.newest_us - int(g.allowed_lateness.total_seconds() * 1_000_000)
-        late = rows.where(us < F.lit(threshold)).count()
+        late = int(late or 0)
         if late:
             log.warning("%s: %d late rows (older than the newest event minus allowed_lateness %s): written offline, "
                         "online items never move back", g.name, late, g.allowed_lateness_text or DEFAULT_LATENESS)
