@@ -45,7 +45,7 @@ def ensure_topic(servers: str, topic: str, partitions: int = 2) -> None:
 def produce(servers: str, topic: str, keys: list[int], seconds: float, rate: float,
             sent: dict[int, list[tuple[datetime, float]]], lock: threading.Lock, seed: int = 7) -> int:
     """Sends `rate` payments a second for `seconds`, each stamped now; records (created_at, sent at)
-    per customer for the watcher. Returns how many were sent."""
+    per customer of `sent`'s keys (those the watcher reads). Returns how many were sent."""
     from confluent_kafka import Producer
 
     rng = random.Random(seed)
@@ -57,8 +57,9 @@ def produce(servers: str, topic: str, keys: list[int], seconds: float, rate: flo
         at = datetime.now(timezone.utc)
         body = {"payment_id": first_id + n, "customer_id": customer, "amount": round(rng.lognormvariate(4.5, 1.0), 2),
                 "channel": rng.choice(CHANNELS), "created_at": at.isoformat().replace("+00:00", "Z")}
-        with lock:
-            sent.setdefault(customer, []).append((at, time.time()))
+        if customer in sent:
+            with lock:
+                sent[customer].append((at, time.time()))
         producer.produce(topic, key=str(customer), value=json.dumps(body))
         producer.poll(0)
         n += 1
@@ -68,14 +69,17 @@ def produce(servers: str, topic: str, keys: list[int], seconds: float, rate: flo
     return n
 
 
-def watch(client: Any, group: str, keys: list[int], watched: int, seconds: float, rate: float, servers: str,
-          topic: str, drain: float = 60.0, say: Callable[[str], None] = print) -> Live:
-    """Produces for `seconds` and reads every customer's online row every 0.2 s until each payment
-    sent is seen (or `drain` seconds after the last send)."""
+def watch(client: Any, group: str, keys: list[int], watched: Optional[int], seconds: float, rate: float,
+          servers: str, topic: str, drain: float = 60.0, tracked: Optional[list[int]] = None,
+          say: Callable[[str], None] = print) -> Live:
+    """Produces to `keys` for `seconds` and reads the `tracked` customers' online rows (default
+    all) every 0.2 s until each payment sent to them is seen (or `drain` s after the last send);
+    prints the `watched` customer's row when it changes."""
     from featurelake.errors import NotFoundError
 
     live, lock = Live(), threading.Lock()
-    sent: dict[int, list[tuple[datetime, float]]] = {}
+    tracked = keys if tracked is None else tracked
+    sent: dict[int, list[tuple[datetime, float]]] = {k: [] for k in tracked}
     done = threading.Event()
 
     def send() -> None:
@@ -90,16 +94,16 @@ def watch(client: Any, group: str, keys: list[int], watched: int, seconds: float
     deadline: Optional[float] = None
     while True:
         try:
-            rows = client.get_many(group, [{"customer_id": k} for k in keys], with_event_time=True)
+            rows = client.get_many(group, [{"customer_id": k} for k in tracked], with_event_time=True)
         except NotFoundError:  # no micro-batch has created the online table yet
-            rows = [None] * len(keys)
+            rows = [None] * len(tracked)
         now = time.time()
-        for key, row in zip(keys, rows):
+        for key, row in zip(tracked, rows):
             if row is None:
                 continue
             online_at = _instant(row["created_at"])
             with lock:
-                pending = sent.get(key, [])
+                pending = sent[key]
                 live.latencies += [now - at_sent for at, at_sent in pending if at <= online_at]
                 sent[key] = [(at, at_sent) for at, at_sent in pending if at > online_at]
             if key == watched and row != last_seen:
