@@ -201,16 +201,16 @@ class FeastSide:
     def push_setup(self, dir: str, dynamodb_endpoint: str, batch_path: str) -> dict:
         """A second repository for the push path: a push source over Feast's file offline store
         (whose offline_write_batch exists; the Spark store's does not) and DynamoDB online."""
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
         import yaml
         from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
         from feast.types import Float64, Int64, String
 
         os.makedirs(dir, exist_ok=True)
-        empty = pd.DataFrame({"payment_id": pd.Series([], dtype="int64"), "customer_id": pd.Series([], dtype="int64"),
-                              "amount": pd.Series([], dtype="float64"), "channel": pd.Series([], dtype="object"),
-                              "event_ts": pd.Series([], dtype="datetime64[us, UTC]")})
-        empty.to_parquet(batch_path, index=False)
+        schema = pa.schema([("payment_id", pa.int64()), ("customer_id", pa.int64()), ("amount", pa.float64()),
+                            ("channel", pa.string()), ("event_ts", pa.timestamp("us", tz="UTC"))])
+        pq.write_table(schema.empty_table(), batch_path)
         config = {"project": "benchpush", "registry": os.path.join(dir, "registry.db"), "provider": "local",
                   "offline_store": {"type": "file"},
                   "online_store": {"type": "dynamodb", "region": "us-east-1", "endpoint_url": dynamodb_endpoint},

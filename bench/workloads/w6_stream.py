@@ -245,5 +245,5 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
     df = pd.DataFrame(rows).rename(columns={"created_at": "event_ts"})
-    df["event_ts"] = pd.to_datetime(df["event_ts"], utc=True)
+    df["event_ts"] = pd.to_datetime(df["event_ts"], utc=True).astype("datetime64[us, UTC]")
     df.to_parquet(path, index=False)
