@@ -9,6 +9,8 @@ line on stdin with one JSON line on stdout (everything else it or Spark prints g
     {"cmd": "online", "refs": [...], "key": "customer_id", "requests": [[k, ...], ...]}
                                                    -> {"latencies_ms": [...], "cpu_s": ...}
     {"cmd": "online_values", "refs": [...], "key": ..., "keys": [...]}  -> {"rows": {...}}
+    {"cmd": "push_setup", "dir": ..., "dynamodb_endpoint": ..., "batch_path": PATH}
+    {"cmd": "push", "events": PATH, "chunk": N}                           -> {"seconds"}
     {"cmd": "quit"}
 
 The feature repository is built in `dir` through Feast's Python API (FeatureStore.apply), with
@@ -193,6 +195,48 @@ class FeastSide:
 
         cfg = self.store.config
         return {"tables": {v: _get_table_name(cfg.online_store, cfg, self.views[v]) for v in views}}
+
+    # ---- workload 6: push ---------------------------------------------------------------------
+
+    def push_setup(self, dir: str, dynamodb_endpoint: str, batch_path: str) -> dict:
+        """A second repository for the push path: a push source over Feast's file offline store
+        (whose offline_write_batch exists; the Spark store's does not) and DynamoDB online."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import yaml
+        from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+        from feast.types import Float64, Int64, String
+
+        os.makedirs(dir, exist_ok=True)
+        schema = pa.schema([("payment_id", pa.int64()), ("customer_id", pa.int64()), ("amount", pa.float64()),
+                            ("channel", pa.string()), ("event_ts", pa.timestamp("us", tz="UTC"))])
+        pq.write_table(schema.empty_table(), batch_path)
+        config = {"project": "benchpush", "registry": os.path.join(dir, "registry.db"), "provider": "local",
+                  "offline_store": {"type": "file"},
+                  "online_store": {"type": "dynamodb", "region": "us-east-1", "endpoint_url": dynamodb_endpoint},
+                  "entity_key_serialization_version": 3}
+        with open(os.path.join(dir, "feature_store.yaml"), "w") as f:
+            yaml.safe_dump(config, f)
+        self.push_store = FeatureStore(repo_path=dir)
+        customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+        batch = FileSource(name="live_batch", path=batch_path, timestamp_field="event_ts")
+        push = PushSource(name="live_push", batch_source=batch)
+        view = FeatureView(name="live", entities=[customer], ttl=timedelta(0), source=push, online=True,
+                           schema=[Field(name="customer_id", dtype=Int64), Field(name="payment_id", dtype=Int64),
+                                   Field(name="amount", dtype=Float64), Field(name="channel", dtype=String)])
+        self.push_store.apply([customer, batch, push, view])
+        return {}
+
+    def push(self, events: str, chunk: int) -> dict:
+        """The payments pushed in order, `chunk` at a time, to the online and the offline store."""
+        import pandas as pd
+        from feast.data_source import PushMode
+
+        df = pd.read_parquet(events)
+        t0 = time.perf_counter()
+        for i in range(0, len(df), chunk):
+            self.push_store.push("live_push", df.iloc[i:i + chunk], to=PushMode.ONLINE_AND_OFFLINE)
+        return {"seconds": time.perf_counter() - t0}
 
     def versions(self) -> dict:
         import feast

@@ -31,9 +31,9 @@ from bench.common import Context, Row, machine, machine_line  # noqa: E402
 from bench.data import Data  # noqa: E402
 from bench.scales import SCALES  # noqa: E402
 
-WORKLOADS = {1: "w1_training", 2: "w2_windows", 3: "w3_export", 4: "w4_online", 5: "w5_ingest"}
+WORKLOADS = {1: "w1_training", 2: "w2_windows", 3: "w3_export", 4: "w4_online", 5: "w5_ingest", 6: "w6_stream"}
 DATASETS = {1: ["spine", "cust", "merch", "pair"], 2: ["spine", "txn", "txn2x"], 3: ["profile"],
-            4: ["profile", "wide"], 5: ["ingest", "ingest_bad"]}
+            4: ["profile", "wide"], 5: ["ingest", "ingest_bad"], 6: []}
 
 
 def log(msg: str) -> None:
@@ -43,7 +43,7 @@ def log(msg: str) -> None:
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
-    p.add_argument("--workloads", default="1,2,3,4,5", help="comma-separated, of 1..5 (default all)")
+    p.add_argument("--workloads", default="1,2,3,4,5,6", help="comma-separated, of 1..6 (default all)")
     p.add_argument("--runs", type=int, help="timed runs per measurement (default: the scale's, 3)")
     p.add_argument("--no-feast", action="store_true", help="skip Feast (featurelake against the floors only)")
     p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,

@@ -170,6 +170,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return _results(args, [store.ingest(args.groups[0], from_quarantine=args.from_quarantine)])
     results, worst = [], 0
     for name in _groups(args, store):
+        if args.all and store.group(name).streamed:
+            log.info("%s reads a Kafka topic: `featurelake stream %s` keeps it current, not ingest", name, name)
+            continue
         try:
             result = store.ingest(name, start=_time(args.start, "--start"), end=_time(args.end, "--end"),
                                   chunk=args.chunk)

@@ -548,6 +548,11 @@ class FeatureGroup:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
+    def streamed(self) -> bool:
+        """Fed by a Kafka topic through `featurelake stream`, not by `ingest`."""
+        return isinstance(self.source, KafkaSource)
+
+    @property
     def upstream_groups(self) -> list[str]:
         return [self.source.group] if isinstance(self.source, DeltaSource) and self.source.group else []
 

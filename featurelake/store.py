@@ -144,12 +144,13 @@ class FeatureStore:
 
     @at_utc
     def stream(self, group: str, *, trigger: str = "1s", available_now: bool = False,
-               timeout: Optional[float] = None) -> Any:
-        """A Kafka-fed group kept current offline and online, exactly once: until stopped (or for
-        `timeout` seconds), or with `available_now` until what the topic holds is processed."""
+               timeout: Optional[float] = None, until: Any = None) -> Any:
+        """A Kafka-fed group kept current offline and online, exactly once: until stopped (Ctrl-C,
+        or `until`, a threading.Event, set), for `timeout` seconds, or with `available_now` until
+        what the topic holds is processed."""
         from featurelake.streaming import stream
 
-        return stream(self, group, trigger=trigger, available_now=available_now, timeout=timeout)
+        return stream(self, group, trigger=trigger, available_now=available_now, timeout=timeout, until=until)
 
     @at_utc
     def validate(self, group: str, *, start: Optional[datetime] = None, end: Optional[datetime] = None) -> Any:

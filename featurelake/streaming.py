@@ -571,9 +571,11 @@ class _Period:
 
 
 def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", available_now: bool = False,
-           timeout: Optional[float] = None, record_every: float = 30.0) -> StreamResult:
-    """Runs the group's stream: until stopped (Ctrl-C), for `timeout` seconds, or with
-    `available_now` until the topic's messages present at the start are processed."""
+           timeout: Optional[float] = None, until: Optional[threading.Event] = None,
+           record_every: float = 30.0) -> StreamResult:
+    """Runs the group's stream: until stopped (Ctrl-C, or `until` set by another thread), for
+    `timeout` seconds, or with `available_now` until the topic's messages present at the start
+    are processed."""
     t0 = time.monotonic()
     group = store.group(group_name)
     source = group.source
@@ -625,11 +627,14 @@ def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", avail
             ready.set()
             log.info("%s: streaming topic %s from %s (checkpoint %s)", group.name, source.topic,
                      describe(conn), run.checkpoint)
-            if timeout is not None and not available_now:
-                if not query.awaitTermination(int(timeout)):
-                    stop(query)
-            else:
+            if available_now:
                 query.awaitTermination()
+            else:
+                end = None if timeout is None else time.monotonic() + timeout
+                while not query.awaitTermination(1):
+                    if (until is not None and until.is_set()) or (end is not None and time.monotonic() >= end):
+                        stop(query)
+                        break
     except KeyboardInterrupt:
         if query is not None:
             stop(query)

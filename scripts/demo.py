@@ -1,8 +1,8 @@
 """The whole life of the demo features on the embedded default (conf/local.yaml):
 generate data into the local services (SQLite, S3, the demo scoring API), apply, ingest every
 group (one batch fails its suite and is quarantined on purpose), export to DynamoDB, build and
-replay a training set, read online rows, run the monitors and write the HTML report. A second
-run is incremental.
+replay a training set, read online rows, run the monitors and write the HTML report, then stream
+payments from Kafka to DynamoDB and time them. A second run is incremental.
 
 Run it with `make demo` (which starts the local services first)."""
 from __future__ import annotations
@@ -76,6 +76,8 @@ def main(argv: Optional[list] = None) -> int:
     with stage("3. ingest every group, in dependency order") as notes:
         written = 0
         for group in store.repo.ordered():
+            if group.streamed:  # fed by its Kafka topic in stage 8
+                continue
             result = store.ingest(group.name)
             written += result.rows_written
             say(notes, result.summary())
@@ -84,7 +86,7 @@ def main(argv: Optional[list] = None) -> int:
                            f"and line number in {config.lake('rejected', 'app_access')}")
             if group.name == "merchant_scores":
                 say(notes, f"   read from the demo API page by page ({result.window or 'all records'})")
-        notes.append(f"{len(store.repo.groups)} groups, {written} rows written")
+        notes.append(f"{sum(not g.streamed for g in store.repo.groups.values())} groups, {written} rows written")
 
     with stage("3b. a bad events file arrives: its batch fails the suite and is quarantined") as notes:
         bad = generate_data.generate(config, bad_batch=True)
@@ -101,7 +103,7 @@ def main(argv: Optional[list] = None) -> int:
 
     with stage("4. export the newest row of every entity to DynamoDB") as notes:
         for group in store.repo.ordered():
-            if group.online:
+            if group.online and not group.streamed:  # a stream writes its own online rows
                 result = store.export(group.name)
                 say(notes, result.summary())
         notes.append("online groups exported")
@@ -167,6 +169,9 @@ def main(argv: Optional[list] = None) -> int:
             say(notes, f"report: {path}")
         notes.append(f"reports in {report_dir}")
 
+    with stage("8. stream: payments from Kafka to the offline table and DynamoDB as they happen") as notes:
+        live_stage(store, config, args, notes)
+
     print("\n== summary")
     for name, elapsed, note in SUMMARY:
         print(f"   {elapsed:6.1f}s  {name.split(': ')[0]:<40} {note}")
@@ -175,9 +180,57 @@ def main(argv: Optional[list] = None) -> int:
           "   featurelake catalog show customer_txn    one group, its features and versions\n"
           "   featurelake online get customer_txn --key customer_id=1\n"
           f"   open {ROOT / '.featurelake' / 'reports' / 'drift.html'}\n"
+          "   featurelake stream customer_live --trigger 500ms   keep it running, Ctrl-C to stop\n"
           "   notebooks/01_training_set.ipynb, 02_online_lookup.ipynb, 03_monitoring.ipynb\n"
           "   run `make demo` again: a newer batch, ingested and exported incrementally")
     return 0
+
+
+def live_stage(store: FeatureStore, config, args: argparse.Namespace, notes: list) -> None:
+    """Payments sent for LIVE_SECONDS while `stream customer_live` runs in this process; prints
+    one customer's online row as it changes, then the send-to-online latency."""
+    import threading
+
+    import demo_stream
+    from featurelake.online import OnlineClient
+
+    group = store.group("customer_live")
+    servers = config.connection(group.source.connection).bootstrap_servers
+    demo_stream.ensure_topic(servers, group.source.topic)
+    stop, outcome = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = store.stream(group.name, trigger="500ms", until=stop)
+        except BaseException as exc:  # shown below; the watcher stops on its own drain
+            outcome["error"] = exc
+
+    streamer = threading.Thread(target=run, name="demo-stream", daemon=True)
+    streamer.start()
+    name, waited = f"featurelake_stream_{group.name}", time.monotonic()
+    while not any(q.name == name and q.lastProgress for q in store.spark.streams.active):  # its first batch done
+        if "error" in outcome or not streamer.is_alive() or time.monotonic() - waited > 300:
+            stop.set()
+            streamer.join()
+            raise outcome.get("error") or RuntimeError(f"the stream of {group.name} did not start within 300 s")
+        time.sleep(0.5)
+    client = OnlineClient.from_config(args.conf)
+    say(notes, f"sending {LIVE_RATE:g} payments/s for {LIVE_SECONDS:g} s to topic {group.source.topic} "
+               f"while `featurelake stream {group.name} --trigger 500ms` runs; customer 1 online:")
+    live = demo_stream.watch(client, group.name, list(range(1, 51)), 1, LIVE_SECONDS, LIVE_RATE, servers,
+                             group.source.topic, say=print)
+    stop.set()
+    streamer.join()
+    client.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    p50, p99 = live.percentile(50), live.percentile(99)
+    say(notes, f"{live.sent} payments sent, {len(live.latencies)} read back online, {live.unseen} not yet; "
+               f"send -> online p50 {p50 or 0:.1f} s, p99 {p99 or 0:.1f} s", keep=True)
+    say(notes, outcome["result"].summary())
+
+
+LIVE_SECONDS, LIVE_RATE = 30.0, 20.0
 
 
 if __name__ == "__main__":

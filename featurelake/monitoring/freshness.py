@@ -103,12 +103,12 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
     exports = _latest(store, Export, names, ("as_of", "started_at"),
                       ["export_id", "status", "as_of", "started_at", "to_version", "items_written", "table_name",
                        "error"], written=ONLINE)
-    streams = _streams(store, [n for n in names if store.group(n).source.kind == "kafka"])
+    streams = _streams(store, [n for n in names if store.group(n).streamed])
     results = []
     for name in names:
         g = store.group(name)
         r = GroupFreshness(name, g.freshness_sla, g.freshness_sla_text, bool(g.online))
-        if g.source.kind == "kafka":
+        if g.streamed:
             r.stream = streams.get(name)
         r.offline_version, newest = _newest_event(store, g)
         if r.offline_version is not None:
@@ -128,9 +128,9 @@ def freshness(store: "FeatureStore", groups: Optional[Sequence[str]] = None,
                            f"ended {r.last_ingest_attempt['status']}")
         if r.offline_version is None:
             r.notes.append(f"no offline table: run `featurelake ingest {name}`")
-        elif r.last_ingest is None and g.source.kind != "kafka":
+        elif r.last_ingest is None and not g.streamed:
             r.notes.append("no successful ingest run recorded in the catalogue")
-        if g.source.kind == "kafka":
+        if g.streamed:
             if r.stream is None:
                 r.notes.append(f"no stream progress recorded: run `featurelake stream {name}`")
         elif r.online:

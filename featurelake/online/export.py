@@ -124,8 +124,9 @@ def export(store: "FeatureStore", group_name: str, *, full: bool = False,
         return result
     offline = store.offline(group.name)
     if not offline.exists():
+        verb = "stream" if group.streamed else "ingest"
         raise NotFoundError(f"feature group {group.name!r} has no offline table yet: run "
-                            f"`featurelake ingest {group.name}` before exporting it")
+                            f"`featurelake {verb} {group.name}` before exporting it")
     features, held = online_features(group)
     if held:
         result.notes.append(f"PII features kept offline: {', '.join(held)} (set allow_online_pii=True to export)")

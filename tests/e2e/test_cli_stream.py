@@ -57,6 +57,13 @@ def test_a_topic_that_does_not_exist_exits_1_naming_it(project, capsys):
     assert "topic 'payments_nowhere' does not exist on Kafka at 127.0.0.1:" in capsys.readouterr().err
 
 
+def test_ingest_all_leaves_a_stream_group_to_stream_and_naming_it_says_so(project, capsys):
+    args = ["--conf", project["conf"], "--repo", project["repo"], "--json"]
+    assert main([*args, "ingest", "--all"]) == 0 and capsys.readouterr().out.strip() == "[]"
+    assert main([*args, "ingest", "customer_pay"]) == 2
+    assert "run `featurelake stream customer_pay`" in capsys.readouterr().err
+
+
 def start(project: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "featurelake.cli", "--conf", project["conf"], "--repo", project["repo"],
            "stream", "customer_pay", "--available-now"]

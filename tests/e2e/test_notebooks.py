@@ -121,6 +121,8 @@ def demo_ingested(tmp_path_factory, spark, s3_endpoint, demo_api):
     store.apply()
     results = {}
     for group in store.repo.ordered():
+        if group.streamed:  # customer_live: tests/integration/test_streaming.py
+            continue
         results[group.name] = result = store.ingest(group.name)
         assert result.ok, result.summary()
     return SimpleNamespace(conf=conf, store=store, counts=counts, results=results)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, S3Source
+from featurelake.definitions import DeltaSource, HttpSource, JdbcSource, KafkaSource, S3Source
 from featurelake.repo import load_repository
 
 FEATURES = Path(__file__).resolve().parents[2] / "features"
@@ -27,6 +27,8 @@ def test_loads_at_least_four_groups_over_every_source_kind(repo):
     assert any(isinstance(s, DeltaSource) and s.group in repo.groups for s in sources)
     assert any(isinstance(s, S3Source) and s.format == "text" and s.pattern for s in sources)  # log lines
     assert any(isinstance(s, HttpSource) and s.watermark_param and s.cursor for s in sources)  # a paged API
+    assert [g.name for g in repo.groups.values() if g.streamed] == ["customer_live"]  # make demo's stage 8
+    assert isinstance(repo.group("customer_live").source, KafkaSource)
     assert set(repo.entities) == {"customer", "merchant"}
 
 

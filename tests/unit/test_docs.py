@@ -276,7 +276,7 @@ def test_the_guide_s_other_kinds_of_source_declare_valid_sources():
     text = (ROOT / "docs" / "adding-a-feature-group.md").read_text()
     part = text[text.index("### Other kinds of source"):text.index("\n## 2.")]
     blocks = re.findall(r"```python\n(.*?)```", part, flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     sys.path.insert(0, str(ROOT / "features"))  # the examples import the demo's entities
     try:
         scope: dict = {}
@@ -286,5 +286,5 @@ def test_the_guide_s_other_kinds_of_source_declare_valid_sources():
         sys.path.remove(str(ROOT / "features"))
     kinds = {name: type(v).__name__ for name, v in scope.items() if isinstance(v, Source)}
     assert kinds == {"trips": "S3Source", "payouts": "S3Source", "access_log": "S3Source", "orders": "DeltaSource",
-                     "txn_rows": "DeltaSource", "rates": "HttpSource"}
+                     "txn_rows": "DeltaSource", "rates": "HttpSource", "payment_events": "KafkaSource"}
     assert scope["access_log"].pattern and scope["app_access"].source is scope["access_log"]
