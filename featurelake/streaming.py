@@ -70,6 +70,8 @@ _CORRUPT = "_fl_corrupt"
 _VALUE = "_fl_value"
 _REASON = "_reason"
 _TRIGGER = re.compile(r"^(\d+)(ms|s|m|h)$")
+DRIVER_ITEMS = 20_000
+"""Micro-batches of up to this many messages write their items from the driver, not the executors."""
 START_ATTEMPTS = 3
 """Tries to reach the broker and find the topic before a stream gives up (exit code 1)."""
 
@@ -283,7 +285,7 @@ class _Stream:
                 self.result.late_rows += late
                 mark("late")
                 if g.online and first_us is not None:
-                    self._online(writable.drop(MESSAGE), merged_at, first_us)
+                    self._online(writable.drop(MESSAGE), merged_at, first_us, n)
                     mark("online")
             log.info("%s: micro-batch %d: %d messages, %d rejected, %s (%.1fs: %s)", g.name, batch_id, n, bad,
                      f"Delta version {version}" if version is not None else "nothing new offline",
@@ -444,16 +446,18 @@ class _Stream:
                 batch_level.append(describe_failure(res))
         return row_level, batch_level
 
-    def _online(self, rows: "DataFrame", merged_at: "datetime", first_us: int) -> None:
+    def _online(self, rows: "DataFrame", merged_at: "datetime", first_us: int, messages: int) -> None:
         """The batch's newest row per key -> DynamoDB, where newer than the key's item. The items
         held, per key, the offline table's newest row before the batch (every batch ends so), so
         after it the newer of the two is the offline table's newest row: no read of the table.
         With window features, the touched keys' items recomputed from the table instead
-        (featurelake.streamwindows), as of each key's newest event."""
+        (featurelake.streamwindows), as of each key's newest event. A micro-batch of at most
+        DRIVER_ITEMS messages is written from the driver: Python workers for a few hundred items
+        cost more than the writes."""
         from featurelake.online.export import driver_client, online_spec, same_shape
         from featurelake.online.snapshot import batch_frame, online_features
         from featurelake.online.table import Lease, ensure_table, read_meta, write_meta
-        from featurelake.online.writer import COUNTERS_SCHEMA, merged, write_batches
+        from featurelake.online.writer import COUNTERS_SCHEMA, merged, write_batches, write_partition
 
         g, dyn = self.group, self.store.config.online.dynamodb
         table_name = f"{dyn.table_prefix}{g.name}"
@@ -484,8 +488,11 @@ class _Stream:
                            "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": None,
                            "compare": True}
             try:
-                value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec),
-                                                COUNTERS_SCHEMA).collect())
+                if messages <= DRIVER_ITEMS:  # at most one item a message
+                    value = merged([write_partition(iter(frame.collect()), writer_spec)])
+                else:
+                    value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec),
+                                                    COUNTERS_SCHEMA).collect())
             finally:
                 if history is not None:
                     history.unpersist()

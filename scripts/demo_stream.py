@@ -109,8 +109,11 @@ def watch(client: Any, group: str, keys: list[int], watched: Optional[int], seco
             if key == watched and row != last_seen:
                 last_seen = row
                 live.changes.append(row)
+                windows = "".join(f", {row[c]} payments for {row[s]:.2f} in the last {w}"
+                                  for w, c, s in (("5m", "amount_count_5m", "amount_sum_5m"),
+                                                  ("1h", "amount_count_1h", "amount_sum_1h")) if row.get(c))
                 say(f"   {datetime.now(timezone.utc):%H:%M:%S} customer {key}: payment {row['payment_id']} of "
-                    f"{row['amount']:.2f} via {row['channel']} (made {_instant(row['created_at']):%H:%M:%S})")
+                    f"{row['amount']:.2f} via {row['channel']} (made {_instant(row['created_at']):%H:%M:%S}){windows}")
         if done.is_set():
             deadline = deadline or time.monotonic() + drain
             with lock:
