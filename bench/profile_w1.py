@@ -68,7 +68,7 @@ def main() -> None:
     refs, columns = ([f"txn:{f}" for f in flside.AGG_FEATURES], flside.AGG_FEATURES) if windows else \
         ([f"{group}:*"], features(group))
     spent: dict = {}
-    for owner, name in ((training, "copy_spine"), (catalog.Catalog, "record"), (training, "_audit"),
+    for owner, name in ((training, "copy_spine"), (catalog.Catalog, "add"), (training, "_audit"),
                         (catalog.Catalog, "version_of")):
         timed(owner, name, spent)
     spine, noop = data.path("spine"), lambda df: df.write.format("noop").mode("overwrite").save()

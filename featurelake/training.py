@@ -15,10 +15,10 @@ import logging
 import os
 import re
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import reduce
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from featurelake.catalog import current_user, new_id, now
 from featurelake.definitions import output_name
@@ -266,18 +266,17 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     check_spine(df, plans, timestamp_column)
     on_demand = ondemand.offline_spec(store.catalog, store.repo, chosen, plans, df.columns, full_names)
     df = ondemand.conform_spine(df, store.repo, chosen)
-    service_versions = services.versions(store.catalog, used)
-    group_versions, table_versions = _servable(store, plans), {}
-    for plan in plans:
-        version = store.offline(plan.group).version()
-        if version is None:
-            raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
-                                f"{store.offline(plan.group).path}: run `featurelake ingest {plan.group}`")
-        table_versions[plan.group] = version
-        _check_columns(store, plan, version)
     ts_id = new_id("ts")
     spine_path = store.config.lake("training_sets", ts_id, "spine")
-    stats = copy_spine(df, spine_path, plans, timestamp_column)
+    with ThreadPoolExecutor(1) as pool:  # the copy's jobs run while the catalogue and the tables are read
+        copying = pool.submit(copy_spine, df, spine_path, plans, timestamp_column)
+        try:
+            service_versions = services.versions(store.catalog, used)
+            group_versions, table_versions = _servable(store, plans), _table_versions(store, plans)
+        except Exception:
+            _discard(store, ts_id, copying)
+            raise
+        stats = copying.result()
     log.info("training set %s: %s spine rows copied to %s; reading %s", ts_id, f"{stats['rows']:,}", spine_path,
              ", ".join(f"{g} @{v}" for g, v in table_versions.items()))
     copy = spark.read.format("delta").load(spine_path)
@@ -298,15 +297,38 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     try:  # planned before the set is registered: a set that cannot be computed registers nothing
         frame = _compute(store, copy, manifest_plans(manifest), manifest)
     except Exception:
-        from featurelake.sources import delete_path
-
-        delete_path(spark, store.config.lake("training_sets", ts_id))
+        _discard(store, ts_id)
         raise
     with ThreadPoolExecutor(2) as pool:  # two Delta tables: their commits never conflict
         for done in [pool.submit(store.catalog.add, TrainingSetManifest(**manifest)),
                      pool.submit(_audit, store, manifest, "training_set")]:
             done.result()
     return TrainingSet(store, manifest, frame)
+
+
+def _table_versions(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[str, int]:
+    """Each group's current offline table version, which holds every column the plan reads."""
+    versions = {}
+    for plan in plans:
+        version = store.offline(plan.group).version()
+        if version is None:
+            raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
+                                f"{store.offline(plan.group).path}: run `featurelake ingest {plan.group}`")
+        versions[plan.group] = version
+        _check_columns(store, plan, version)
+    return versions
+
+
+def _discard(store: "FeatureStore", ts_id: str, copying: Optional["Future"] = None) -> None:
+    """Deletes a set that will not be registered: its spine copy, once the copy has stopped."""
+    from featurelake.sources import delete_path
+
+    if copying is not None:
+        try:
+            copying.result()
+        except Exception:  # the reason the set is refused is raised, not the copy's
+            log.debug("spine copy of refused training set %s failed too", ts_id, exc_info=True)
+    delete_path(store.spark, store.config.lake("training_sets", ts_id))
 
 
 def _servable(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[str, int]:

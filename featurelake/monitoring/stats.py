@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 from featurelake.errors import NotFoundError
@@ -94,30 +95,33 @@ def feature_columns(df: "DataFrame", group: Optional["FeatureGroup"] = None,
 def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
                      columns: Optional[Sequence[str]] = None, pii: Optional[Iterable[str]] = None,
                      bins: int = HISTOGRAM_BINS, top: int = TOP_VALUES,
-                     sample_rows: Optional[int] = SAMPLE_ROWS, plain: Optional[dict] = None) -> dict[str, dict]:
+                     sample_rows: Optional[int] = SAMPLE_ROWS, plain: Optional[dict] = None,
+                     rows: Optional[int] = None) -> dict[str, dict]:
     """feature -> {kind, dtype, count, non_null, null_fraction, approx_distinct, and for numeric
     ones min, max, mean, stddev, quantiles, histogram; for categorical ones top_values}.
 
     Reads df three times (see the module docstring), twice when the caller passes `plain`: the row
     of plain_aggregates(df, ...), computed in a pass of its own. Cache df first when it is expensive
     to recompute. Quantiles and histograms are over a sample when df has more than sample_rows rows
-    (0 or None: every row). Top values of PII features (Feature tags {"pii": "true"}) are masked."""
+    (0 or None: every row). Top values of PII features (Feature tags {"pii": "true"}) are masked.
+    `rows`, df's row count when the caller knows it (a training set's spine rows), lets the first
+    two jobs run side by side (when it proves wrong, the second runs again with the true count)."""
     from pyspark.sql import functions as F
 
     cols = feature_columns(df, group, columns, pii)
-    row = dict(plain) if plain is not None else one_row(df.agg(*_plain(cols))).asDict()
+    guessed, early = None, {}
+    if plain is None and rows is not None:  # the count known: the two aggregations run side by side
+        guessed = _fraction(rows, sample_rows)
+        with ThreadPoolExecutor(2) as pool:
+            counted, sketched = pool.submit(lambda: one_row(df.agg(*_plain(cols))).asDict()), \
+                pool.submit(_sketches, df, cols, guessed)
+            row, early = counted.result(), sketched.result()
+    else:
+        row = dict(plain) if plain is not None else one_row(df.agg(*_plain(cols))).asDict()
     rows = int(row["rows"])
-    fraction = sample_rows / rows if sample_rows and rows > sample_rows else 1.0
+    fraction = _fraction(rows, sample_rows)
+    row.update(early if fraction == guessed else _sketches(df, cols, fraction))
     sampled = F.rand(SEED) < F.lit(fraction) if fraction < 1 else F.lit(True)
-    sketches = []
-    for i, (name, kind, dtype, _) in enumerate(cols):
-        if kind != OTHER:
-            sketches += [F.approx_count_distinct(F.col(f"`{name}`")).alias(f"d{i}")]
-        if kind == NUMERIC:  # percentile_approx skips nulls: only the sample's values are inserted
-            value = F.when(F.col("_fl_sampled"), numeric_value(name, dtype))
-            sketches += [F.percentile_approx(value, list(QUANTILES), ACCURACY).alias(f"q{i}")]
-    if sketches:
-        row.update(one_row(df.select("*", sampled.alias("_fl_sampled")).agg(*sketches)).asDict())
     stats: dict[str, dict] = {}
     for i, (name, kind, dtype, masked) in enumerate(cols):
         non_null = int(row[f"n{i}"])
@@ -158,6 +162,27 @@ def _plain(cols: list) -> list["Column"]:
             plain += [F.min(v).alias(f"min{i}"), F.max(v).alias(f"max{i}"), F.avg(v).alias(f"mean{i}"),
                       F.stddev_samp(v).alias(f"sd{i}")]
     return plain
+
+
+def _fraction(rows: int, sample_rows: Optional[int]) -> float:
+    return sample_rows / rows if sample_rows and rows > sample_rows else 1.0
+
+
+def _sketches(df: "DataFrame", cols: list, fraction: float) -> dict:
+    """The second job: distinct counts, and quantiles of the sampled rows."""
+    from pyspark.sql import functions as F
+
+    sampled = F.rand(SEED) < F.lit(fraction) if fraction < 1 else F.lit(True)
+    sketches = []
+    for i, (name, kind, dtype, _) in enumerate(cols):
+        if kind != OTHER:
+            sketches += [F.approx_count_distinct(F.col(f"`{name}`")).alias(f"d{i}")]
+        if kind == NUMERIC:  # percentile_approx skips nulls: only the sample's values are inserted
+            value = F.when(F.col("_fl_sampled"), numeric_value(name, dtype))
+            sketches += [F.percentile_approx(value, list(QUANTILES), ACCURACY).alias(f"q{i}")]
+    if not sketches:
+        return {}
+    return one_row(df.select("*", sampled.alias("_fl_sampled")).agg(*sketches)).asDict()
 
 
 def _add_distributions(df: "DataFrame", cols: list, stats: dict, bins: int, top: int, sampled: "Column") -> None:
@@ -237,7 +262,7 @@ def record_training_set_statistics(store: "FeatureStore", training_set: Any,
     outputs = list(refs)
     pii = [o for o, ref in refs.items() if _is_pii(store, ref)]
     frame = training_set.to_spark() if rows is None else rows
-    stats = batch_statistics(frame, columns=outputs, pii=pii,
+    stats = batch_statistics(frame, columns=outputs, pii=pii, rows=int(m["spine_rows"]),
                              sample_rows=store.config.monitoring.statistics_sample_rows)
     stamp = now()
     store.catalog.add(*[Statistic("training_set", training_set.id, group, feature, stamp, {**s, "column": o})
