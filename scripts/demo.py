@@ -215,6 +215,8 @@ def live_stage(store: FeatureStore, config, args: argparse.Namespace, notes: lis
             raise outcome.get("error") or RuntimeError(f"the stream of {group.name} did not start within 300 s")
         time.sleep(0.5)
     client = OnlineClient.from_config(args.conf)
+    warm = demo_stream.warm_up(servers, group.source.topic, client, group.name, 1)
+    say(notes, f"a first payment took {warm:.1f} s to be online (the process's first micro-batch warms the JVM up)")
     say(notes, f"sending {LIVE_RATE:g} payments/s for {LIVE_SECONDS:g} s to topic {group.source.topic} "
                f"while `featurelake stream {group.name} --trigger 500ms` runs; customer 1 online:")
     live = demo_stream.watch(client, group.name, list(range(1, 51)), 1, LIVE_SECONDS, LIVE_RATE, servers,

@@ -31,7 +31,16 @@ class Live:
 
 
 def ensure_topic(servers: str, topic: str, partitions: int = 2) -> None:
+    import socket
+
     from confluent_kafka.admin import AdminClient, NewTopic
+
+    host, _, port = servers.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise SystemExit(f"the Kafka broker at {servers} does not answer ({exc}): start it with "
+                         f"`make services-up` (or `python scripts/services.py up kafka`)") from None
 
     admin = AdminClient({"bootstrap.servers": servers})
     future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
@@ -40,6 +49,31 @@ def ensure_topic(servers: str, topic: str, partitions: int = 2) -> None:
     except Exception as exc:  # KafkaException: TOPIC_ALREADY_EXISTS on a second run is fine
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise
+
+
+def warm_up(servers: str, topic: str, client: Any, group: str, key: int, timeout: float = 300.0) -> float:
+    """One payment sent and waited for online: the process's first micro-batch pays the JVM's
+    warm-up (tens of seconds here), which the steady latency should not include. -> seconds."""
+    from confluent_kafka import Producer
+
+    from featurelake.errors import NotFoundError
+
+    at = datetime.now(timezone.utc)
+    body = {"payment_id": int(time.time() * 1000) * 1000 - 1, "customer_id": key, "amount": 1.0, "channel": "app",
+            "created_at": at.isoformat().replace("+00:00", "Z")}
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce(topic, key=str(key), value=json.dumps(body))
+    producer.flush(30)
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            row = client.get(group, {"customer_id": key}, with_event_time=True)
+        except NotFoundError:
+            row = None
+        if row is not None and _instant(row["created_at"]) >= at:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise RuntimeError(f"a payment sent to {topic} was not online in {group} within {timeout:g} s")
 
 
 def produce(servers: str, topic: str, keys: list[int], seconds: float, rate: float,
