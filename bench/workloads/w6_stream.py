@@ -226,7 +226,8 @@ def run(ctx: Context) -> list[Row]:
     tighter = "floor A" if rate["floor A"] <= rate["floor B"] else "floor B"
     notes = [f"events/s: featurelake {rate['featurelake']:,.0f}, floor A (Spark -> Delta) {rate['floor A']:,.0f}, "
              f"floor B (dynalite writes {len(items):,} items) {rate['floor B']:,.0f}",
-             f"freshness at {size['rate']} payments/s, 500 ms trigger: p50 {fresh['p50']} s, p99 {fresh['p99']} s "
+             f"freshness at {size['rate']} payments/s, 500 ms trigger: p50 {fresh['p50'] or 0:.2f} s, "
+             f"p99 {fresh['p99'] or 0:.2f} s "
              f"({fresh['tracked_seen']} tracked payments seen, {fresh['unseen']} not; after a first payment that "
              f"took {fresh['warm_up_s']} s, the process's first micro-batch)",
              *[f"{k}: {'ok' if v['ok'] else 'FAILED'} {json.dumps(v, default=str)[:300]}" for k, v in checks.items()]]
