@@ -94,7 +94,7 @@ def test_up_starts_what_the_config_uses_and_a_failed_up_stops_what_it_started(mo
 
     import services
 
-    assert services.needed(services.REPO / "conf" / "local.yaml") == ["dynalite", "moto", "api", "kafka"]  # no PostgreSQL
+    assert services.needed(services.REPO / "conf" / "local.yaml") == ["dynalite", "moto", "api", "kafka"]  # no pg
     taken = socket.create_server(("127.0.0.1", 0))
     ports = {"dynalite": services.free_port(), "api": services.free_port(), "moto": taken.getsockname()[1]}
     monkeypatch.setattr(services, "DEMO_PORTS", ports)
