@@ -189,43 +189,20 @@ def main(argv: Optional[list] = None) -> int:
 def live_stage(store: FeatureStore, config, args: argparse.Namespace, notes: list) -> None:
     """Payments sent for LIVE_SECONDS while `stream customer_live` runs in this process; prints
     one customer's online row as it changes, then the send-to-online latency."""
-    import threading
-
     import demo_stream
     from featurelake.online import OnlineClient
 
     group = store.group("customer_live")
     servers = config.connection(group.source.connection).bootstrap_servers
     demo_stream.ensure_topic(servers, group.source.topic)
-    stop, outcome = threading.Event(), {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = store.stream(group.name, trigger="500ms", until=stop)
-        except BaseException as exc:  # shown below; the watcher stops on its own drain
-            outcome["error"] = exc
-
-    streamer = threading.Thread(target=run, name="demo-stream", daemon=True)
-    streamer.start()
-    name, waited = f"featurelake_stream_{group.name}", time.monotonic()
-    while not any(q.name == name and q.lastProgress for q in store.spark.streams.active):  # its first batch done
-        if "error" in outcome or not streamer.is_alive() or time.monotonic() - waited > 300:
-            stop.set()
-            streamer.join()
-            raise outcome.get("error") or RuntimeError(f"the stream of {group.name} did not start within 300 s")
-        time.sleep(0.5)
-    client = OnlineClient.from_config(args.conf)
-    warm = demo_stream.warm_up(servers, group.source.topic, client, group.name, 1)
-    say(notes, f"a first payment took {warm:.1f} s to be online (the process's first micro-batch warms the JVM up)")
-    say(notes, f"sending {LIVE_RATE:g} payments/s for {LIVE_SECONDS:g} s to topic {group.source.topic} "
-               f"while `featurelake stream {group.name} --trigger 500ms` runs; customer 1 online:")
-    live = demo_stream.watch(client, group.name, list(range(1, 51)), 1, LIVE_SECONDS, LIVE_RATE, servers,
-                             group.source.topic, say=print)
-    stop.set()
-    streamer.join()
-    client.close()
-    if "error" in outcome:
-        raise outcome["error"]
+    with demo_stream.streaming(store, group.name) as outcome, OnlineClient.from_config(args.conf) as client:
+        warm = demo_stream.warm_up(servers, group.source.topic, client, group.name, 1)
+        say(notes, f"a first payment took {warm:.1f} s to be online (the process's first micro-batch warms the JVM "
+                   f"up)")
+        say(notes, f"sending {LIVE_RATE:g} payments/s for {LIVE_SECONDS:g} s to topic {group.source.topic} "
+                   f"while `featurelake stream {group.name} --trigger 500ms` runs; customer 1 online:")
+        live = demo_stream.watch(client, group.name, list(range(1, 51)), 1, LIVE_SECONDS, LIVE_RATE, servers,
+                                 group.source.topic, say=print)
     p50, p99 = live.percentile(50), live.percentile(99)
     say(notes, f"{live.sent} payments sent, {len(live.latencies)} read back online, {live.unseen} not yet; "
                f"send -> online p50 {p50 or 0:.1f} s, p99 {p99 or 0:.1f} s", keep=True)

@@ -7,9 +7,10 @@ import json
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 CHANNELS = ("app", "web", "pos")
 
@@ -28,6 +29,36 @@ class Live:
             return None
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+@contextmanager
+def streaming(store: Any, group: str, trigger: str = "500ms", start_timeout: float = 300.0) -> Iterator[dict]:
+    """`store.stream(group)` in a thread of this process, entered once its first trigger has run;
+    stopped between micro-batches on exit. Yields a dict that holds the StreamResult ("result")
+    after the exit, whose error, if any, is raised."""
+    stop, outcome = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = store.stream(group, trigger=trigger, until=stop)
+        except BaseException as exc:  # raised in the caller's thread below
+            outcome["error"] = exc
+
+    streamer = threading.Thread(target=run, name=f"stream-{group}", daemon=True)
+    streamer.start()
+    name, started = f"featurelake_stream_{group}", time.monotonic()
+    try:
+        while not any(q.name == name and q.lastProgress for q in store.spark.streams.active):
+            if not streamer.is_alive() or time.monotonic() - started > start_timeout:
+                raise outcome.get("error") or RuntimeError(f"the stream of {group} did not start within "
+                                                           f"{start_timeout:g} s")
+            time.sleep(0.5)
+        yield outcome
+    finally:
+        stop.set()
+        streamer.join()
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 def ensure_topic(servers: str, topic: str, partitions: int = 2) -> None:

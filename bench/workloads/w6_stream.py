@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -129,32 +128,12 @@ def freshness(ctx: Context, servers: str, size: dict) -> dict:
     topic = f"w6_live_{uuid.uuid4().hex[:6]}"
     demo_stream.ensure_topic(servers, topic)
     store = project(ctx, servers, topic, "freshness")
-    stop, outcome = threading.Event(), {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = store.stream("live", trigger="500ms", until=stop)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    streamer = threading.Thread(target=run, daemon=True)
-    streamer.start()
-    started = time.monotonic()
-    while not any(q.name == "featurelake_stream_live" and q.lastProgress for q in ctx.spark.streams.active):
-        if not streamer.is_alive() or time.monotonic() - started > 300:
-            stop.set()
-            raise RuntimeError(f"the stream did not start: {outcome.get('error')}")
-        time.sleep(0.5)
     keys = list(range(1, size["keys"] + 1))
     tracked = random.Random(3).sample(keys, min(200, len(keys)))
-    with OnlineClient.from_config(store.conf_path) as client:
+    with demo_stream.streaming(store, "live") as outcome, OnlineClient.from_config(store.conf_path) as client:
         warm = demo_stream.warm_up(servers, topic, client, "live", keys[0])
         live = demo_stream.watch(client, "live", keys, None, size["seconds"], size["rate"], servers, topic,
                                  tracked=tracked, say=lambda _: None)
-    stop.set()
-    streamer.join()
-    if "error" in outcome:
-        raise outcome["error"]
     return {"p50": live.percentile(50), "p99": live.percentile(99), "sent": live.sent, "warm_up_s": round(warm, 1),
             "tracked_seen": len(live.latencies), "unseen": live.unseen,
             "batches": outcome["result"].batches}
