@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlparse
 
@@ -127,6 +127,27 @@ def newest(path: str, config: Optional["Config"], column: str) -> tuple[Optional
         return None, None
     data = _query(table, f"SELECT max({_name(column)}) AS newest FROM t")
     return int(table.version()), _column(data.column(0))[0]
+
+
+def newest_micros(path: str, config: Optional["Config"], column: str, at_most_us: int) -> Optional[int]:
+    """The greatest value of a timestamp column not after at_most_us, as µs since the epoch (None:
+    no such row, or no table yet): a stream's first lateness reference, read in milliseconds where a
+    Spark scan of the table took seconds."""
+    from datetime import timezone
+
+    table = open_table(path, config)
+    if table is None:
+        return None
+    data = _query(table, f"SELECT max({_name(column)}) AS newest FROM t "
+                         f"WHERE {_name(column)} <= to_timestamp_micros({int(at_most_us)})")
+    value = data.column(0).to_pylist()[0]
+    if value is None:
+        return None
+    value = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return (value - datetime(1970, 1, 1, tzinfo=timezone.utc)) // _MICROSECOND
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _query(table: "DeltaTable", sql: str) -> Any:

@@ -110,6 +110,25 @@ class OfflineTable:
             reader = reader.option("timestampAsOf", str(timestamp))
         return reader.table(self.table_name) if self.table_name else reader.load(self.path)
 
+    def newest_micros(self, column: str, at_most_us: int) -> Optional[int]:
+        """The greatest value of a timestamp column not after at_most_us, in µs (None: no such row),
+        through delta-rs where it can read the table, else with Spark."""
+        from pyspark.sql import functions as F
+
+        from featurelake import lakeread
+        from featurelake.errors import JobError
+
+        why = "storage.database names metastore tables" if self.table_name else lakeread.spark_reason(self.path)
+        if why is None:
+            try:
+                return lakeread.newest_micros(self.path, self.config, column, at_most_us)
+            except JobError as exc:  # a protocol or storage delta-rs cannot read: Spark can
+                lakeread.fallback(self.path, str(exc))
+
+        us = F.unix_micros(F.col(f"`{column}`"))
+        newest = self.read().where(us <= F.lit(at_most_us)).agg(F.max(us)).first()[0]  # type: ignore[index]
+        return None if newest is None else int(newest)
+
     def history(self) -> list[dict]:
         if not self.exists():
             return []
@@ -129,7 +148,8 @@ class OfflineTable:
                     f"cannot hold: either name the changed feature differently (a new column), or create a new "
                     f"group (e.g. '{self.group.name}_v2') and backfill it")
 
-    def merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int] = None) -> Optional[int]:
+    def merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int] = None,
+              dates: Optional[list] = None, newer: Optional[tuple[str, int]] = None) -> Optional[int]:
         """Upserts a batch on (keys, event time). Identical rows are left alone, so a rerun commits
         nothing; a changed row for an existing (key, time) replaces it (the old stays in history).
         Returns the Delta version written, or None when nothing changed.
@@ -142,12 +162,19 @@ class OfflineTable:
         definition_version, when given, is stored in `_definition_version` and compared like a
         value: a backfill by a newer definition rewrites the rows an older one computed.
 
+        dates, when the caller knows them, are the batch's UTC event dates (saves a job). newer,
+        a Delta transaction id (application, version), says that every row of the batch is newer
+        than every row of the table (a stream's in-order micro-batch): none of its (key, time)
+        can be there yet, so it is appended, without comparing, once per transaction id (Delta
+        skips a replay, and fails one of two writers racing with the same id).
+
         Runs at UTC whatever the caller's session zone: Spark binds a DataFrame's time zone when
         the plan is built, and `_event_date` is the event's UTC date."""
         with in_utc(self.spark):
-            return self._merge(batch, run_id, definition_version)
+            return self._merge(batch, run_id, definition_version, dates, newer)
 
-    def _merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int]) -> Optional[int]:
+    def _merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int],
+               dates: Optional[list], newer: Optional[tuple[str, int]]) -> Optional[int]:
         from pyspark.sql import Window, functions as F
 
         g = self.group
@@ -164,36 +191,60 @@ class OfflineTable:
                  .withColumn("_event_date", F.to_date(g.timestamp_column)))
         self.check_schema(batch)
         meta = f"run_id={run_id}"
-        # One commit at a time per session carries this run's id in its commit info.
-        with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta), \
-                committing(self.config, self.path, f"feature group {g.name} run {run_id}"):
-            return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols),
-                              f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
+        # Every attempt reads the batch several times (its dates, the comparison, the MERGE): the
+        # window above is worked out once.
+        batch = batch.persist()
+        try:
+            # One commit at a time per session carries this run's id in its commit info.
+            with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta), \
+                    committing(self.config, self.path, f"feature group {g.name} run {run_id}"):
+                return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols, dates, newer),
+                                  f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
+        finally:
+            batch.unpersist()
 
-    def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list) -> Optional[int]:
+    def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list,
+                    dates: Optional[list], newer: Optional[tuple[str, int]]) -> Optional[int]:
         """One attempt, against the table as it is now: what another run wrote since the last
-        attempt is already there, and _changes leaves it out."""
+        attempt is already there, and _changes leaves it out.
+
+        Most batches only add (key, time) pairs, as a stream's micro-batch or a day's ingest do:
+        those take Delta's insert-only MERGE, one join and a write, where a MERGE that may
+        update first finds the files it touches, then rewrites them. Both read the table, so a
+        concurrent commit to the same dates still fails the later writer, which tries again."""
         from pyspark.sql import functions as F
 
         if not self.exists() and self._create(batch, meta):
             return self._committed(meta)
+        if newer is not None:
+            writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta")
+                      .mode("append").option("mergeSchema", "true").option("userMetadata", meta)
+                      .option("txnAppId", newer[0]).option("txnVersion", str(newer[1])))
+            writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
+            return self._committed(meta)
         # The batch's event dates, as literals: Delta then reads only those partitions of the table
         # (a stream's micro-batch holds a day or two of a table of years), where a join condition
-        # alone makes MERGE and the anti-join below read every file.
-        dates = [r[0] for r in batch.select("_event_date").distinct().collect()]
+        # alone makes MERGE and the comparison below read every file.
+        if dates is None:
+            dates = [r[0] for r in batch.select("_event_date").distinct().collect()]
         in_dates = F.col("_event_date").isin(dates) if len(dates) <= MAX_PRUNING_DATES else F.lit(True)
         target = self.read().where(in_dates)
         present = set(target.columns)  # a new column (schema evolution) is not in the table yet
-        batch = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
-        if batch.isEmpty():  # Delta commits a version even for a MERGE that changes nothing
+        new, changed = _compare(batch, target, [*key_cols, "_event_date"], value_cols)
+        if not new and not changed:  # Delta commits a version even for a MERGE that changes nothing
             return None
         cond = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols]
                       + [F.col("t._event_date") == F.col("s._event_date")]
                       + ([F.col("t._event_date").isin(dates)] if len(dates) <= MAX_PRUNING_DATES else []))
-        changed = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()
+        if not changed:
+            (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
+             .whenNotMatchedInsertAll().execute())
+            return self._committed(meta)
+        source = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
+        differs = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()
                                               for c in value_cols], F.lit(False))
-        (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
-         .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
+        (self._delta().alias("t").merge(source.alias("s"), cond).withSchemaEvolution()
+         .whenMatchedUpdateAll(condition=differs).whenNotMatchedInsertAll().execute())
         return self._committed(meta)
 
     def _create(self, batch: "DataFrame", meta: str) -> bool:
@@ -221,8 +272,12 @@ class OfflineTable:
         (another job may have committed since); None when that commit changed no row."""
         from pyspark.sql import functions as F
 
-        row = (self._delta().history(50).where(F.col("userMetadata") == meta).orderBy(F.col("version").desc())
-               .select("version", "operation", "operationMetrics").first())
+        row = None
+        for last in (1, 50):  # mostly the newest commit: reading one is quicker than fifty
+            row = (self._delta().history(last).where(F.col("userMetadata") == meta)
+                   .orderBy(F.col("version").desc()).select("version", "operation", "operationMetrics").first())
+            if row is not None:
+                break
         if row is None or (row["operation"] == "MERGE" and not commit_rows("MERGE", row["operationMetrics"] or {})):
             return None
         return int(row["version"])
@@ -250,12 +305,31 @@ class OfflineTable:
 def _changes(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> "DataFrame":
     """The batch's rows that are new or differ from the table (a column the table lacks yet
     differs when not null), so that a rerun finds nothing to do."""
+    return batch.alias("s").join(target.alias("t"), _identical(batch, target, key_cols, value_cols), "left_anti")
+
+
+def _compare(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> tuple[int, int]:
+    """(the batch's rows whose keys the table lacks, those whose keys it holds with other values),
+    in one job."""
+    from pyspark.sql import functions as F
+
+    keys = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols])
+    held = target.select(*key_cols, *[c for c in value_cols if c in target.columns], F.lit(True).alias("_held"))
+    joined = batch.alias("s").join(held.alias("t"), keys, "left")
+    same = _identical(batch, target, key_cols, value_cols)
+    row = joined.agg(F.count(F.when(F.col("t._held").isNull(), 1)).alias("new"),
+                     F.count(F.when(F.col("t._held") & ~same, 1)).alias("changed")).first()
+    return int(row["new"]), int(row["changed"])  # type: ignore[index]
+
+
+def _identical(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> "Column":
+    """s and t hold the same row (a column the table lacks yet: the same when null)."""
     from pyspark.sql import functions as F
 
     present = set(target.columns)
     same = [_same(c, batch) for c in key_cols]
     same += [_same(c, batch) if c in present else F.col(f"s.`{c}`").isNull() for c in value_cols]
-    return batch.alias("s").join(target.alias("t"), reduce(lambda a, b: a & b, same), "left_anti")
+    return reduce(lambda a, b: a & b, same)
 
 
 def _same(column: str, batch: "DataFrame") -> "Column":

@@ -72,6 +72,8 @@ _REASON = "_reason"
 _TRIGGER = re.compile(r"^(\d+)(ms|s|m|h)$")
 DRIVER_ITEMS = 20_000
 """Micro-batches of up to this many messages write their items from the driver, not the executors."""
+_FOREVER_US = 253_402_300_799_999_999
+"""9999-12-31 23:59:59.999999 UTC in µs: no event time is after it."""
 START_ATTEMPTS = 3
 """Tries to reach the broker and find the topic before a stream gives up (exit code 1)."""
 
@@ -236,6 +238,9 @@ class _Stream:
         self.lock = threading.Lock()
         self.newest_us: Optional[int] = None
         """The group's newest event time seen (offline, not after now), µs: lateness is against it."""
+        self.table_max_us: Optional[int] = None
+        """The offline table's newest event time, future-dated ones included: a micro-batch all newer
+        than it is only inserted (OfflineTable.merge(newer=True))."""
         self.period = _Period()
 
     # -- one micro-batch --------------------------------------------------------------------------
@@ -271,21 +276,25 @@ class _Stream:
                 r.worsen(RunStatus.WARNED)
             good = raw.where(~malformed).drop(_CORRUPT, _VALUE)
             out = self._transformed(good).persist(StorageLevel.MEMORY_AND_DISK)
-            writable = self._gate(out, batch_id, txn)
+            gated = self._gate(out, batch_id, txn)
             mark("validate")
             version = None
-            if writable is not None:
-                version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version)
+            if gated is not None:
+                writable, times = gated
+                newer = self.table_max_us is not None and times.first_us > self.table_max_us
+                version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version,
+                                           dates=times.dates, newer=txn if newer else None)
+                self.table_max_us = max(self.table_max_us or 0, times.max_us)
                 if version is not None:
                     r.delta_version = self.result.delta_version = version
                 mark("merge")
                 merged_at = now()
-                first_us, late = self._late(writable, merged_at)
+                late = self._late(writable, times)
                 self.period.late_rows += late
                 self.result.late_rows += late
                 mark("late")
-                if g.online and first_us is not None:
-                    self._online(writable.drop(MESSAGE), merged_at, first_us, n)
+                if g.online:
+                    self._online(writable.drop(MESSAGE), merged_at, times.first_us, n)
                     mark("online")
             log.info("%s: micro-batch %d: %d messages, %d rejected, %s (%.1fs: %s)", g.name, batch_id, n, bad,
                      f"Delta version {version}" if version is not None else "nothing new offline",
@@ -300,34 +309,51 @@ class _Stream:
         if time.monotonic() - self.last_record >= self.record_every:
             self.record(batch_id)
 
-    def _late(self, rows: "DataFrame", end: "datetime") -> tuple[Optional[int], int]:
-        """(the batch's oldest event time at or before `end` in µs, None: no such row; the count
-        of its late rows). Late: older than the group's newest event (the offline table's, this
-        batch included, future-dated ones aside) minus allowed_lateness. They stay offline like
-        any row; online they refresh their key's item as of its newest event, never move it back."""
-        from pyspark.sql import Window, functions as F
+    def _late(self, rows: "DataFrame", times: "_Times") -> int:
+        """The batch's late rows: older than the group's newest event (the offline table's and this
+        batch's, future-dated ones aside) minus allowed_lateness. They stay offline like any row;
+        online they refresh their key's item as of its newest event, never move it back. Counted
+        by _tally against the newest event before the batch; again here only when the batch
+        moved that newest event past some of its own rows."""
+        from pyspark.sql import functions as F
 
         g = self.group
-        us = F.unix_micros(F.col(f"`{g.timestamp_column}`"))
-        end_us = int(end.timestamp() * 1_000_000)
         lateness = int(g.allowed_lateness.total_seconds() * 1_000_000)
-        if self.newest_us is None:  # the offline table's newest, once per stream (it holds this batch)
-            newest = self.table.read().where(us <= F.lit(end_us)).agg(F.max(us)).first()[0]  # type: ignore[index]
-            self.newest_us = None if newest is None else int(newest)
-        # one job: the batch's times (future-dated ones aside: never late), their max beside each
-        # (one partition of one column: a micro-batch's times; a literal key keeps Spark from warning)
-        times = rows.select(us.alias("u")).where(F.col("u") <= F.lit(end_us))
-        everything = Window.partitionBy(F.lit(0))
-        times = times.withColumn("m", F.greatest(F.max("u").over(everything), F.lit(self.newest_us or 0)))
-        first, newest, late = times.agg(F.min("u"), F.max("m"),  # type: ignore[misc]
-                                        F.count(F.when(F.col("u") < F.col("m") - F.lit(lateness), 1))).first()
-        if newest is not None:
-            self.newest_us = max(int(newest), self.newest_us or 0)
-        late = int(late or 0)
+        before = self.newest_us or 0
+        newest = max(before, times.newest_us if times.newest_us is not None else 0)
+        late = times.late
+        if newest > before and times.first_us < newest - lateness:
+            us = F.unix_micros(F.col(f"`{g.timestamp_column}`"))
+            late = rows.where(us < F.lit(newest - lateness)).count()
+        self.newest_us = newest or None
         if late:
             log.warning("%s: %d late rows (older than the newest event minus allowed_lateness %s): written offline, "
                         "online items never move back", g.name, late, g.allowed_lateness_text or DEFAULT_LATENESS)
-        return (None if first is None else int(first)), late
+        return late
+
+    def _tally(self, marked: "DataFrame") -> tuple[int, "_Times"]:
+        """In one job: the rows set aside, and the event dates and times of those to write."""
+        from pyspark.sql import functions as F
+
+        g = self.group
+        end_us = int(now().timestamp() * 1_000_000)
+        if self.table_max_us is None:  # the offline table's newest, once per stream
+            exists = self.table.exists()
+            self.newest_us = self.table.newest_micros(g.timestamp_column, end_us) if exists else None
+            self.table_max_us = self.table.newest_micros(g.timestamp_column, _FOREVER_US) if exists else 0
+        lateness = int(g.allowed_lateness.total_seconds() * 1_000_000)
+        us = F.unix_micros(F.col(f"`{g.timestamp_column}`"))
+        ok = F.col(_REASON).isNull()
+        row = marked.agg(
+            F.count(F.when(~ok, 1)).alias("set_aside"),
+            F.collect_set(F.when(ok, F.date_from_unix_date(F.floor(us / 86_400_000_000).cast("int")))).alias("dates"),
+            F.min(F.when(ok, us)).alias("first"),
+            F.max(F.when(ok & (us <= F.lit(end_us)), us)).alias("newest"),  # future-dated ones aside
+            F.max(F.when(ok, us)).alias("last"),
+            F.count(F.when(ok & (us < F.lit((self.newest_us or 0) - lateness)), 1)).alias("late")).first()
+        assert row is not None
+        return int(row["set_aside"]), _Times(sorted(row["dates"]), int(row["first"] or 0), row["newest"],
+                                             int(row["last"] or 0), int(row["late"]))
 
     def _malformed(self, raw: "DataFrame") -> "Column":
         from pyspark.sql import functions as F
@@ -361,9 +387,10 @@ class _Stream:
         out = transform_batch(self.group, good, self.clock.params)
         return conform(self.group, out, keep=[MESSAGE])
 
-    def _gate(self, out: "DataFrame", batch_id: int, txn: tuple[str, int]) -> Optional["DataFrame"]:
-        """The contract's and the suite's verdict on the transformed rows: the rows to write (None:
-        none), the others quarantined in one append with their reasons."""
+    def _gate(self, out: "DataFrame", batch_id: int,
+              txn: tuple[str, int]) -> Optional[tuple["DataFrame", "_Times"]]:
+        """The contract's and the suite's verdict on the transformed rows: the rows to write with
+        their times (None: none), the others quarantined in one append with their reasons."""
         from pyspark.sql import functions as F
 
         from featurelake.ingest import unaddressable
@@ -411,7 +438,7 @@ class _Stream:
                 reason = F.when(cond, F.lit(text)).otherwise(reason if reason is not None else F.lit(None))
         marked = out.withColumn(_REASON, reason)  # type: ignore[arg-type]
         set_aside = marked.where(F.col(_REASON).isNotNull())
-        n = set_aside.count()
+        n, times = self._tally(marked)
         if n:
             rows = set_aside.select(*[c for c in out.columns if c != MESSAGE], F.col(_REASON),
                                     *([F.col(f"{MESSAGE}.topic").alias("_topic"),
@@ -424,9 +451,9 @@ class _Stream:
             r.worsen(RunStatus.QUARANTINED if whole else RunStatus.WARNED)
             log.warning("%s: micro-batch %d: %d rows quarantined in %s", g.name, batch_id, n,
                         quarantine.quarantine_path(config, g.name))
-        if whole:
+        if whole or not times.dates:
             return None
-        return marked.where(F.col(_REASON).isNull()).drop(_REASON)
+        return marked.where(F.col(_REASON).isNull()).drop(_REASON), times
 
     def _failures(self, result: Any, checked: "DataFrame") -> tuple[list[tuple["Column", str]], list[str]]:
         """The failed critical expectations: those judged row by row (with the rows breaking
@@ -548,6 +575,22 @@ class _Stream:
                                 RunStatus.FAILED: 3}
         if rank.get(status, 0) > rank.get(self.result.status, 0):
             self.result.status = status
+
+
+@dataclass
+class _Times:
+    """The event times of a micro-batch's rows to write, from _tally."""
+
+    dates: list
+    """Their UTC event dates: the offline table's partitions the MERGE reads."""
+    first_us: int
+    """Their oldest event time, in µs (0: no rows)."""
+    newest_us: Optional[int]
+    """Their newest event time not after the tally, in µs."""
+    max_us: int
+    """Their newest event time, future-dated ones included."""
+    late: int
+    """Those older than the group's newest event before the batch minus allowed_lateness."""
 
 
 @dataclass

@@ -55,7 +55,7 @@ def window_frame(offline: "OfflineTable", group: "FeatureGroup", features: list[
     """The items of the keys in `rows` (a merged micro-batch), as of each key's newest offline
     event at or before `end`, stamped as ingested at `end`, in the writer's columns (as
     snapshot.export_frame gives them); and the rows read back, cached: unpersist them after the
-    write. `first_us`: the batch's oldest event time at or before `end`, in µs."""
+    write. `first_us`: the batch's oldest event time, in µs."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
