@@ -713,7 +713,7 @@ def _avro(spark: "SparkSession", raw: "DataFrame", source: KafkaSource, place: "
         framed, body = F.lit(True), value
     message = raw.select(from_avro(body, schema, {"mode": "PERMISSIVE"}).alias("_fl_message"),
                          body.alias("_fl_body"), framed.alias("_fl_framed"), value,
-                         F.base64(value).alias(_VALUE), place)
+                         F.regexp_replace(F.base64(value), "[\r\n]", "").alias(_VALUE), place)  # one line
     nothing = F.lit(True)
     for name in source.fields:
         nothing = nothing & F.col(f"_fl_message.`{name}`").isNull()
