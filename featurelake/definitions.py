@@ -341,6 +341,7 @@ def split_schema(text: str, where: str) -> list[tuple[str, str]]:
     return out
 
 
+
 class KafkaSource(Source):
     """A Kafka topic read by Spark Structured Streaming (`featurelake stream GROUP`): each message's
     value parsed as `format` with the declared `schema`; a message that does not parse is set
@@ -350,13 +351,16 @@ class KafkaSource(Source):
     settings without secrets)."""
 
     kind = "kafka"
-    FORMATS = ("json", "raw")
-    """json: the value is a JSON object with the schema's fields; raw: the columns are the message's
-    `key` and `value` as strings, parsed by the group's transform."""
+    FORMATS = ("json", "avro", "raw")
+    """json: the value is a JSON object with the schema's fields (Spark DDL); avro: the value is
+    Avro binary of the declared Avro record schema (JSON text or a dict), plain or in the
+    Confluent wire format (avro_wire=); raw: the columns are the message's `key` and `value` as
+    strings, parsed by the group's transform."""
 
     def __init__(self, name: str, *, connection: str, topic: str, format: str = "json",
-                 schema: Optional[str] = None, timestamp_column: Optional[str] = None,
-                 starting_offsets: str = "earliest", options: Optional[dict] = None):
+                 schema: Union[str, Mapping[str, Any], None] = None, timestamp_column: Optional[str] = None,
+                 starting_offsets: str = "earliest", options: Optional[dict] = None,
+                 avro_wire: Optional[str] = None):
         super().__init__(name, timestamp_column)
         where = f"source {name!r}"
         if not connection or not isinstance(connection, str):
@@ -365,18 +369,24 @@ class KafkaSource(Source):
         if not isinstance(topic, str) or not _TOPIC.match(topic) or topic in (".", ".."):
             raise DefinitionError(f"{where}: topic {topic!r} is not a Kafka topic name: letters, digits, '.', '_' "
                                   f"and '-', at most 249 of them")
-        if format == "avro":
-            raise DefinitionError(f"{where}: format 'avro' is not supported yet: use format=\"raw\" and decode the "
-                                  f"value in the transform, or send JSON")
         if format not in self.FORMATS:
             raise DefinitionError(f"{where}: unknown format {format!r}{did_you_mean(str(format), self.FORMATS)}: "
-                                  f"json (the value is a JSON object) or raw (key and value as strings)")
+                                  f"json (the value is a JSON object), avro (Avro binary of a declared record "
+                                  f"schema) or raw (key and value as strings)")
+        from featurelake.avroschema import AVRO_WIRES, avro_schema
+
+        if avro_wire is not None and (format != "avro" or avro_wire not in AVRO_WIRES):
+            raise DefinitionError(f"{where}: avro_wire= applies to format=\"avro\" and is \"plain\" (the value is the "
+                                  f"Avro body, the default) or \"confluent\" (magic byte 0 and a 4-byte schema id "
+                                  f"before it), not {avro_wire!r}")
         fields: list[tuple[str, str]] = []
         if format == "json":
             if not isinstance(schema, str) or not schema.strip():
                 raise DefinitionError(f"{where}: a json source needs schema=, the message's fields as a Spark DDL "
                                       f"string, e.g. \"customer_id bigint, amount double, created_at timestamp\"")
             fields = split_schema(schema, where)
+        elif format == "avro":
+            schema, fields = avro_schema(schema, where)
         elif schema is not None:
             raise DefinitionError(f"{where}: a raw source's columns are key and value (strings): remove schema= "
                                   f"and parse the value in the transform")
@@ -405,11 +415,30 @@ class KafkaSource(Source):
         self.connection, self.topic, self.format, self.schema = connection, topic, format, schema
         self.starting_offsets = starting_offsets
         self.options = {str(k): str(v) for k, v in (options or {}).items()}
+        # kept out of vars(): the definitions of json and raw sources keep their fingerprints
+        self._avro_wire = (avro_wire or "plain") if format == "avro" else None
+        self._fields = fields
+
+    @property
+    def avro_wire(self) -> Optional[str]:
+        """An avro source's framing of the value: plain (the Avro body) or confluent; None otherwise."""
+        return self._avro_wire
 
     @property
     def fields(self) -> list[str]:
         """The columns a message becomes, before the transform."""
-        return [n for n, _ in split_schema(self.schema, repr(self.name))] if self.schema else ["key", "value"]
+        return [n for n, _ in self._fields] if self._fields else ["key", "value"]
+
+    @property
+    def field_types(self) -> list[tuple[str, str]]:
+        """(column, Spark SQL type) of each field a message becomes; for avro, as from_avro maps them."""
+        return list(self._fields) if self._fields else [("key", "string"), ("value", "string")]
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self._avro_wire is not None:
+            out["avro_wire"] = self._avro_wire
+        return out
 
 
 Transform = Union[Callable[[Any], Any], str, None]

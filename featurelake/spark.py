@@ -20,12 +20,15 @@ KAFKA_CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"
 """Structured Streaming from Kafka (featurelake.streaming). 4.0.0, not 4.0.1: the 4.0.1 connector's
 spark-token-provider-kafka 4.0.1 is not served here; 4.0.0 runs on Spark 4.0.1. Always added:
 measured here, a session starts in about 12 s with it or without it."""
+AVRO_PACKAGE = "org.apache.spark:spark-avro_2.13:4.0.1"
+"""Spark's Avro functions (from_avro: KafkaSource format="avro"); the same version as Spark."""
 PACKAGES = [
     "io.delta:delta-spark_2.13:4.0.0",
     "org.apache.hadoop:hadoop-aws:3.4.1",
     "org.postgresql:postgresql:42.7.7",
     "org.xerial:sqlite-jdbc:3.50.3.0",
     KAFKA_CONNECTOR,
+    AVRO_PACKAGE,
 ]
 IVY_CACHE = os.environ.get("FEATURELAKE_IVY", str(Path.home() / ".cache" / "featurelake" / "ivy"))
 # Where the JVM that get_spark starts writes its stdout and stderr (Ivy's resolution report,

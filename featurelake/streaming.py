@@ -370,9 +370,12 @@ class _Stream:
         place = F.concat(F.lit("kafka:"), F.col(f"{MESSAGE}.topic"), F.lit("/"),  # kafka:TOPIC/PARTITION/OFFSET
                          F.col(f"{MESSAGE}.partition").cast("string"), F.lit("/"),
                          F.col(f"{MESSAGE}.offset").cast("string"))
-        why = (f"the message is not a JSON object whose values parse as the declared schema ({fields}): "
-               f"produce it again, corrected (micro-batch {batch_id})")
-        out = rows.select(place.alias("_file"), F.col(_VALUE).alias("_record"), F.lit(why).alias("_reason"),
+        why = F.lit(f"the message is not a JSON object whose values parse as the declared schema ({fields}): "
+                    f"produce it again, corrected (micro-batch {batch_id})")
+        if self.source.format == "avro":  # _record: the value in base64; _fl_corrupt: why it is set aside
+            why = F.concat(F.coalesce(F.col(_CORRUPT), F.lit("the message is empty")),
+                           F.lit(f": produce it again, corrected (micro-batch {batch_id}; the value in base64)"))
+        out = rows.select(place.alias("_file"), F.col(_VALUE).alias("_record"), why.alias("_reason"),
                           F.col(f"{MESSAGE}.topic").alias("_topic"), F.col(f"{MESSAGE}.partition").alias("_partition"),
                           F.col(f"{MESSAGE}.offset").alias("_offset"))
         quarantine.reject(self.spark, quarantine.rejected_path(self.store.config, self.group.name), out,
@@ -708,8 +711,9 @@ def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", avail
 
 def _reader(spark: "SparkSession", conn: "ConnectionConfig", source: KafkaSource) -> "DataFrame":
     """The topic as a streaming frame: the message's fields (json: parsed by the schema, with the
-    text of a message that does not parse in _fl_corrupt; raw: key and value), its text in
-    _fl_value, and its place (_kafka: topic, partition, offset, timestamp)."""
+    text of a message that does not parse in _fl_corrupt; avro: decoded by the schema, see _avro;
+    raw: key and value), its text in _fl_value, and its place (_kafka: topic, partition, offset,
+    timestamp)."""
     from pyspark.sql import functions as F
 
     reader = (spark.readStream.format("kafka").options(**kafka_options(conn)).option("subscribe", source.topic)
@@ -720,8 +724,49 @@ def _reader(spark: "SparkSession", conn: "ConnectionConfig", source: KafkaSource
     if source.format == "raw":
         return raw.select(F.col("key").cast("string").alias("key"), F.col("value").cast("string").alias("value"),
                           text, place)
+    if source.format == "avro":
+        return _avro(spark, raw, source, place)
     schema = f"{source.schema}, {_CORRUPT} string"
     parsed = F.from_json(F.col("value").cast("string"), schema,
                          {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
     return raw.select(parsed.alias("_fl_message"), text, place).select("_fl_message.*", _VALUE, MESSAGE)
 
+
+
+def _avro(spark: "SparkSession", raw: "DataFrame", source: KafkaSource, place: "Column") -> "DataFrame":
+    """An avro source's messages: the fields decoded by from_avro with the declared schema in
+    PERMISSIVE mode, which gives a row of nulls for a body that does not decode (garbage,
+    truncated); _fl_corrupt says why a message is set aside (no Confluent header, not decodable,
+    bytes left over: its fields re-encoded are shorter than the body), _fl_value holds the value
+    in base64 (the rejected table keeps text)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.avro.functions import from_avro, to_avro
+
+    from featurelake.spark import AVRO_PACKAGE, jvm
+
+    if type(jvm(spark).org.apache.spark.sql.avro.AvroDataToCatalyst).__name__ != "JavaClass":
+        raise ConfigError(f"source {source.name!r} is format=\"avro\" and Spark's Avro support is not on the "
+                          f"classpath: start the job with spark-submit --packages {AVRO_PACKAGE},... (featurelake adds "
+                          f"it to the sessions it builds itself)")
+    schema, wire, value = str(source.schema), source.avro_wire, F.col("value")
+    if wire == "confluent":  # magic byte 0, a 4-byte schema id (not looked up), then the body
+        framed = (F.length(value) >= 5) & (F.hex(F.substring(value, 1, 1)) == F.lit("00"))
+        body = F.when(framed, F.expr("substring(value, 6)"))
+    else:
+        framed, body = F.lit(True), value
+    message = raw.select(from_avro(body, schema, {"mode": "PERMISSIVE"}).alias("_fl_message"),
+                         body.alias("_fl_body"), framed.alias("_fl_framed"), value,
+                         F.regexp_replace(F.base64(value), "[\r\n]", "").alias(_VALUE), place)  # one line
+    nothing = F.lit(True)
+    for name in source.fields:
+        nothing = nothing & F.col(f"_fl_message.`{name}`").isNull()
+    leftover = F.length(to_avro(F.col("_fl_message"), schema)) != F.length(F.col("_fl_body"))
+    corrupt = (F.when(value.isNull() | (F.length(value) == 0), F.lit(None).cast("string"))
+               .when(~F.col("_fl_framed"),
+                     F.lit("the value does not start with the Confluent wire format's header (magic byte 0, a 4-byte "
+                           "schema id): produce it with the registry's serializer, or declare avro_wire=\"plain\""))
+               .when(nothing, F.lit(f"the value does not decode as the declared Avro schema ({wire} wire format)"))
+               .when(leftover, F.lit(f"the value decodes as the declared Avro schema with bytes left over ({wire} "
+                                     f"wire format): it was written with another schema")))
+    return message.select(*[F.col(f"_fl_message.`{n}`").alias(n) for n in source.fields], corrupt.alias(_CORRUPT),
+                          _VALUE, MESSAGE)

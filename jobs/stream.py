@@ -3,10 +3,10 @@
     spark-submit --packages io.delta:delta-spark_2.13:4.0.0,org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0,... \\
         jobs/stream.py --conf conf/prod.yaml --repo features --group customer_payments [--trigger 1s] [--available-now]
 
-spark-submit starts the JVM before this file runs, so the Delta and Kafka connector jars must come
-from its --packages; the executors need featurelake and boto3 installed (they write to DynamoDB).
-Without --available-now it runs until stopped; restarted, it carries on from its checkpoint.
-Exit codes as the CLI's.
+spark-submit starts the JVM before this file runs, so the Delta and Kafka connector jars (and
+org.apache.spark:spark-avro_2.13:4.0.1 for an Avro source) must come from its --packages; the
+executors need featurelake and boto3 installed (they write to DynamoDB). Without --available-now
+it runs until stopped; restarted, it carries on from its checkpoint. Exit codes as the CLI's.
 """
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ def create_topic(servers: str, partitions: int = 2) -> str:
     return topic
 
 
-def produce(servers: str, topic: str, messages: list) -> list[tuple]:
-    """Sends (key, text) messages in order; returns (text, partition, offset) of each, as delivered."""
+def produce(servers: str, topic: str, messages: list, decode: bool = True) -> list[tuple]:
+    """Sends (key, text) messages in order; returns (text, partition, offset) of each, as delivered
+    (the value as bytes with decode=False: binary messages, Avro)."""
     from confluent_kafka import Producer
 
     delivered: list = []
@@ -27,7 +28,7 @@ def produce(servers: str, topic: str, messages: list) -> list[tuple]:
                                                                        if err is None else err))
     assert producer.flush(30) == 0
     assert all(isinstance(d, tuple) for d in delivered), delivered
-    return [(v.decode() if v is not None else None, p, o) for v, p, o in delivered]
+    return [(v.decode() if v is not None and decode else v, p, o) for v, p, o in delivered]
 
 
 def event(customer_id: int, amount: float, at: datetime, channel: str = "web") -> tuple[str, str]:

@@ -291,3 +291,120 @@ def test_window_features_online_equal_training_set_late_events_offline_never_bac
     assert fresh.stream is not None and fresh.stream["late_rows"] == 5 and fresh.stream["rows_read"] == len(second)
     assert not any("never exported" in n for n in fresh.notes), fresh.notes
     assert "stream" in fresh.summary()
+
+
+AVRO_SCHEMA = {"type": "record", "name": "Payment", "namespace": "shop", "fields": [
+    {"name": "customer_id", "type": "long"}, {"name": "amount", "type": "double"},
+    {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "channel", "type": ["null", "string"], "default": None}]}
+AVRO_REPO = '''
+import json
+from featurelake import Entity, Feature, FeatureGroup, KafkaSource
+
+customer = Entity("customer", join_keys=["customer_id"])
+payments = KafkaSource("payments", connection="events", topic="{topic}", format="avro",
+                       schema=json.loads(SCHEMA_TEXT), avro_wire="confluent")
+customer_pay = FeatureGroup("customer_pay", entity=customer, source=payments, timestamp_column="created_at",
+                            features=[Feature("amount", "double"), Feature("channel", "string")], ttl="3650d")
+'''
+
+
+def avro_body(row: dict) -> bytes:
+    """A payment as plain Avro binary (no header), encoded by fastavro, not by Spark."""
+    import io
+
+    import fastavro
+
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(AVRO_SCHEMA), row)
+    return out.getvalue()
+
+
+def confluent(body: bytes, schema_id: int = 7) -> bytes:
+    """The Confluent Schema Registry's wire format: magic byte 0, the schema id (4 bytes, big endian), the body."""
+    import struct
+
+    return struct.pack(">bI", 0, schema_id) + body
+
+
+def test_avro_messages_in_the_confluent_wire_format_land_offline_and_online_bad_ones_rejected_with_offsets(
+        tmp_path, spark, kafka_broker, dynamodb_endpoint):
+    import base64
+    import json
+
+    repo = AVRO_REPO.replace("json.loads(SCHEMA_TEXT)", f"json.loads({json.dumps(AVRO_SCHEMA)!r})")
+    repo = repo.replace("{", "{{").replace("}", "}}").replace("{{topic}}", "{topic}")
+    store = kafka_store(tmp_path, spark, kafka_broker, dynamodb_endpoint, repo, {"customer_pay": SUITE})
+    rnd = random.Random(7)
+    good: list[dict] = []
+    messages: list[tuple] = []
+    for i in range(40):  # 12 keys (ids from 1: a plain body then never starts with byte 0), times shuffled
+        row = {"customer_id": 1 + rnd.randrange(12), "amount": round(rnd.uniform(1, 500), 2),
+               "created_at": pd.Timestamp(T0 + timedelta(minutes=rnd.randrange(10_000))),
+               "channel": rnd.choice(["web", "app", None])}
+        good.append(row)
+        messages.append((str(row["customer_id"]), confluent(avro_body({**row, "created_at": row["created_at"]
+                                                                        .to_pydatetime()}))))
+        if i % 15 == 0:  # a producer's retry
+            messages.append(messages[-1])
+    body = avro_body({"customer_id": 3, "amount": 9.5, "created_at": T0, "channel": "web"})
+    bad = {confluent(body)[:-4]: "does not decode as the declared Avro schema",           # truncated
+           confluent(b"\xff" * 12): "does not decode as the declared Avro schema",       # garbage
+           confluent(body + b"\x02\x04"): "with bytes left over",                         # another schema's
+           body: "does not start with the Confluent wire format's header",               # no header
+           event(4, 1.0, T0)[1].encode(): "does not start with the Confluent wire format's header",  # JSON
+           b"": "the message is empty"}
+    messages[20:20] = [("x", value) for value in bad]
+    sent = produce(kafka_broker.bootstrap_servers, store.topic, messages, decode=False)
+
+    result = store.stream("customer_pay", available_now=True)
+    assert result.rows_read == len(messages) and result.rows_rejected == len(bad), result.summary()
+    assert result.rows_quarantined == 0 and result.status == "warned", result.summary()
+
+    # offline: every event once (the retries collapsed), the values fastavro wrote
+    want = pd.DataFrame(good).drop_duplicates(["customer_id", "created_at"], keep="last")
+    got = offline_rows(store)
+    assert len(got) == len(want) and not got.duplicated(["customer_id", "created_at"]).any()
+    merged = want.merge(got, on=["customer_id", "created_at"], suffixes=("", "_got"))
+    assert len(merged) == len(want) and (merged["amount"] == merged["amount_got"]).all()
+    assert (merged["channel"].fillna("-") == merged["channel_got"].fillna("-")).all()
+    # online: the newest event per key
+    want_online = newest(good)
+    items = online_rows(store, want_online.index)
+    for key, row in want_online.iterrows():
+        item = items[key]
+        assert item is not None and (item["amount"], item["channel"]) == (row["amount"], row["channel"]), (key, item)
+        assert pd.Timestamp(item["created_at"]) == row["created_at"], (key, item)
+
+    # the messages that do not decode: rejected, the value in base64, with topic, partition, offset and why
+    places = {base64.b64encode(value).decode(): (p, o) for value, p, o in sent}
+    rejected = store.spark.read.format("delta").load(store.config.lake("rejected", "customer_pay")).toPandas()
+    assert sorted(rejected["_record"]) == sorted(base64.b64encode(v).decode() for v in bad)
+    for _, r in rejected.iterrows():
+        assert (r["_topic"], r["_partition"], r["_offset"]) == (store.topic, *places[r["_record"]])
+        assert bad[base64.b64decode(r["_record"])] in r["_reason"], (r["_reason"], r["_record"])
+
+
+def test_a_plain_avro_body_decodes_and_garbage_truncated_framed_or_leftover_bytes_are_malformed(spark):
+    """The plain wire (the default) on a static frame through the reader's decoding: no stream."""
+    from pyspark.sql import functions as F
+
+    from featurelake.definitions import KafkaSource
+    from featurelake.streaming import MESSAGE, _avro
+
+    source = KafkaSource("payments", connection="events", topic="t", format="avro", schema=AVRO_SCHEMA)
+    body = avro_body({"customer_id": 3, "amount": 9.5, "created_at": T0, "channel": None})
+    values = [body, body[:-2], b"\xff" * 11, confluent(body), body + b"\x00", b"", None]
+    frame = spark.createDataFrame([("t", 0, i, T0.replace(tzinfo=None), None if v is None else bytearray(v))
+                                   for i, v in enumerate(values)],
+                                  "topic string, partition int, offset bigint, timestamp timestamp, value binary")
+    place = F.struct("topic", "partition", "offset", "timestamp").alias(MESSAGE)
+    rows = sorted(_avro(spark, frame, source, place).collect(), key=lambda r: r[MESSAGE]["offset"])
+    first = rows[0]
+    assert (first["customer_id"], first["amount"], first["channel"], first["_fl_corrupt"]) == (3, 9.5, None, None)
+    assert pd.Timestamp(first["created_at"], tz="UTC") == pd.Timestamp(T0)
+    reasons = [r["_fl_corrupt"] or "" for r in rows[1:]]
+    assert "does not decode" in reasons[0] and "does not decode" in reasons[1], reasons
+    assert "bytes left over" in reasons[2] and "bytes left over" in reasons[3], reasons
+    # empty and null values: no reason here, set aside as empty by the batch (their _fl_value is "" or null)
+    assert reasons[4:] == ["", ""] and [r["_fl_value"] for r in rows[5:]] == ["", None]

@@ -30,7 +30,8 @@ def test_a_json_source_declares_its_fields_and_reads_from_the_start_by_default()
 @pytest.mark.parametrize("kw, message", [
     ({"topic": "bad topic!"}, "is not a Kafka topic name"),
     ({"connection": ""}, "connection= names an entry of the config's connections"),
-    ({"format": "avro"}, "format 'avro' is not supported yet"),
+    ({"format": "avro"}, "schema= of an avro source is not JSON"),
+    ({"avro_wire": "confluent"}, "avro_wire= applies to format=\"avro\""),
     ({"format": "jsn"}, "unknown format 'jsn' \\(did you mean 'json'"),
     ({"schema": None}, "a json source needs schema="),
     ({"schema": "customer_id bigint, amount"}, "schema entry 'amount' is not 'name type'"),
@@ -116,3 +117,61 @@ def test_allowed_lateness_defaults_to_an_hour_and_is_checked_like_other_duration
     with pytest.raises(DefinitionError, match="allowed_lateness applies to a group over a KafkaSource"):
         FeatureGroup("pay", entity=customer, source=files, timestamp_column="created_at", features=feats,
                      allowed_lateness="1h")
+
+
+AVRO = {"type": "record", "name": "Payment", "namespace": "shop", "fields": [
+    {"name": "customer_id", "type": "long"},
+    {"name": "amount", "type": ["null", "double"], "default": None},
+    {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "channel", "type": {"type": "enum", "name": "Channel", "symbols": ["web", "pos"]}},
+    {"name": "geo", "type": {"type": "record", "name": "Geo", "fields": [{"name": "lat", "type": "double"}]}},
+    {"name": "home", "type": ["null", "Geo"]},
+    {"name": "tags", "type": {"type": "array", "items": "string"}},
+    {"name": "limits", "type": {"type": "map", "values": "Channel"}},
+    {"name": "fee", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+    {"name": "day", "type": {"type": "int", "logicalType": "date"}}]}
+
+
+def test_an_avro_source_declares_a_record_schema_as_json_text_or_a_dict_and_its_fields_get_spark_types():
+    import json
+
+    as_dict = source(format="avro", schema=AVRO)
+    as_text = source(format="avro", schema=json.dumps(AVRO, indent=2), avro_wire="confluent")
+    assert as_dict.schema == as_text.schema == json.dumps(AVRO, separators=(",", ":"))
+    assert (as_dict.avro_wire, as_text.avro_wire, source().avro_wire) == ("plain", "confluent", None)
+    assert as_dict.field_types == [
+        ("customer_id", "bigint"), ("amount", "double"), ("created_at", "timestamp"), ("channel", "string"),
+        ("geo", "struct<lat: double>"), ("home", "struct<lat: double>"), ("tags", "array<string>"),
+        ("limits", "map<string, string>"), ("fee", "decimal(10,2)"), ("day", "date")]
+    # the wire is part of the definition; a json source's definition (and fingerprint) is as before
+    assert as_text.to_dict()["avro_wire"] == "confluent" and "avro_wire" not in source().to_dict()
+    FeatureGroup("pay", entity=customer, source=as_dict, timestamp_column="created_at",
+                 features=[Feature("amount", "double"), Feature("channel", "string")])
+    with pytest.raises(DefinitionError, match=r"fields are .*\['score'\] missing"):
+        FeatureGroup("pay", entity=customer, source=as_dict, timestamp_column="created_at",
+                     features=[Feature("score", "double")])
+
+
+def avro(*fields, **record):
+    return {"type": "record", "name": "P", **record, "fields": list(fields)}
+
+
+@pytest.mark.parametrize("schema, message", [
+    ('["a", "b"]', "must be an Avro record with fields"),
+    ({"type": "enum", "name": "E", "symbols": ["a"]}, "must be an Avro record with fields"),
+    (avro(), "must be an Avro record with fields"),
+    (avro({"name": "x", "type": "lng"}), "Avro field P.x has type 'lng', which is neither an Avro type"),
+    (avro({"name": "x"}), "has a field .* without a name of letters, digits and underscores and a type"),
+    (avro({"name": "bad-name", "type": "int"}), "without a name of letters, digits and underscores"),
+    (avro({"name": "x", "type": "int"}, {"name": "x", "type": "long"}), "Avro fields \\['x'\\] are declared twice"),
+    (avro({"name": "next", "type": ["null", "P"]}), "refers to 'P' inside itself \\(a recursive type\\)"),
+    (avro({"name": "fee", "type": {"type": "bytes", "logicalType": "decimal", "precision": 50}}),
+     "needs a precision of 1 to 38"),
+    (avro({"name": "x", "type": 5}), "has type 5, not an Avro type"),
+    (avro({"name": "x", "type": "long"}), "timestamp_column 'created_at' is not a field of the schema"),
+    (7, "an avro source needs schema=, found int"),
+])
+def test_a_bad_avro_schema_fails_when_the_source_is_declared_naming_the_source_and_the_fix(schema, message):
+    with pytest.raises(DefinitionError, match=message) as info:
+        source(format="avro", schema=schema)
+    assert "source 'payments'" in str(info.value)
