@@ -361,8 +361,9 @@ def _kafka_properties(port: int, controller_port: int, data: Path) -> str:
 
 
 def start_kafka(port: int | None = None, data_dir: str | Path | None = None, *, log: str | Path | None = None,
-                timeout: float = START_TIMEOUT) -> KafkaService:
-    """A Kafka broker (KRaft, no ZooKeeper) on `port`, its controller on another free port.
+                timeout: float = START_TIMEOUT, controller_port: int | None = None) -> KafkaService:
+    """A Kafka broker (KRaft, no ZooKeeper) on `port`, its controller on `controller_port` (None: another
+    free port).
 
     data_dir=None: a throw-away log directory in a temp dir, deleted by stop(). A given data_dir
     is formatted once and reused, so its topics survive stop/start; the log is data_dir/kafka.log."""
@@ -371,7 +372,7 @@ def start_kafka(port: int | None = None, data_dir: str | Path | None = None, *, 
     if not java:
         raise ServiceError("java (17+) is needed for the Kafka broker, as for Spark: install it first")
     port = port or free_port()
-    controller = free_port()
+    controller = controller_port or free_port()
     while controller == port:
         controller = free_port()
     temp = data_dir is None
@@ -404,6 +405,20 @@ def start_kafka(port: int | None = None, data_dir: str | Path | None = None, *, 
     kafka = KafkaService("kafka", port, f"{HOST}:{port}", svc.log, svc.pid, scratch=str(data) if temp else "",
                          _proc=svc._proc, controller_port=controller, data_dir=str(data))
     return _track(kafka)
+
+
+def restart_kafka(svc: KafkaService, *, timeout: float = START_TIMEOUT) -> KafkaService:
+    """The broker `svc` again, after `svc.stop()` or its process was killed (a broker that went away
+    and comes back): the same port, controller port and data directory, so its clients' bootstrap
+    servers, its topics and the messages it had acknowledged are as before. `svc` must have been
+    started with a data_dir of its own (a throw-away one is deleted by stop())."""
+    if svc.scratch:
+        raise ServiceError("restart_kafka needs a broker started with start_kafka(data_dir=...): stop() deleted "
+                           "this one's throw-away data")
+    if _alive(svc.pid):
+        raise ServiceError(f"the broker on port {svc.port} (pid {svc.pid}) still runs: stop it first")
+    svc.stop()  # reaps the killed process, forgets it
+    return start_kafka(svc.port, svc.data_dir, log=svc.log, timeout=timeout, controller_port=svc.controller_port)
 
 
 # --------------------------------------------------------------------------- the demo API

@@ -4,6 +4,10 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def create_topic(servers: str, partitions: int = 2) -> str:
@@ -36,3 +40,23 @@ def event(customer_id: int, amount: float, at: datetime, channel: str = "web") -
     body = {"customer_id": customer_id, "amount": amount,
             "created_at": at.isoformat().replace("+00:00", "Z"), "channel": channel}
     return str(customer_id), json.dumps(body)
+
+
+def windowed_oracle(events: list[dict], windows: dict, functions: tuple = ("sum", "count", "max")) -> "pd.DataFrame":
+    """The brute-force oracle of a windowed group: per key, as of its newest event t, the newest row
+    (amount, channel) and each function of amount over (t - w, t] for each window {"1h": Timedelta};
+    events are one per (key, time), the later message winning."""
+    import pandas as pd
+
+    df = pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"], keep="last")
+    out = {}
+    for cid, rows in df.groupby("customer_id"):
+        t = rows["created_at"].max()
+        last = rows[rows["created_at"] == t].iloc[-1]
+        item = {"created_at": t, "amount": last["amount"], "channel": last["channel"]}
+        for name, w in windows.items():
+            inside = rows[(rows["created_at"] > t - w) & (rows["created_at"] <= t)]["amount"]
+            item.update({f"amount_{f}_{name}": {"sum": inside.sum(), "count": len(inside), "max": inside.max()}[f]
+                         for f in functions})
+        out[int(cid)] = item
+    return pd.DataFrame.from_dict(out, orient="index").sort_index()

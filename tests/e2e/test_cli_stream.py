@@ -1,6 +1,7 @@
 """`featurelake stream` as a user runs it: exit 1 for a topic that is not there; `kill -9` of the
 whole process (its JVM too) half-way, then a restart on the same checkpoint, leaves every event
-exactly once offline and DynamoDB equal to the newest offline row of every key."""
+exactly once offline and DynamoDB equal to the newest offline row of every key, with its window
+features as of that row (the group declares some, so the kill also lands in their read-back)."""
 from __future__ import annotations
 
 import os
@@ -18,18 +19,20 @@ import pytest
 
 from conftest import ROOT, write_config
 from featurelake.cli import main
-from kafka_events import create_topic, event, produce
+from kafka_events import create_topic, event, produce, windowed_oracle
 
 REPO = '''
-from featurelake import Entity, Feature, FeatureGroup, KafkaSource
+from featurelake import Aggregation, Entity, Feature, FeatureGroup, KafkaSource
 
 customer = Entity("customer", join_keys=["customer_id"])
 payments = KafkaSource("payments", connection="events", topic="{topic}", options={{"maxOffsetsPerTrigger": 300}},
                        schema="customer_id bigint, amount double, created_at timestamp, channel string")
 customer_pay = FeatureGroup("customer_pay", entity=customer, source=payments, timestamp_column="created_at",
-                            features=[Feature("amount", "double"), Feature("channel", "string")])
+                            features=[Feature("amount", "double"), Feature("channel", "string")],
+                            aggregations=[Aggregation("amount", ["sum", "count", "max"], windows=["1h", "1d"])])
 '''
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+WINDOWS = {"1h": pd.Timedelta(hours=1), "1d": pd.Timedelta(days=1)}
 
 
 @pytest.fixture
@@ -77,8 +80,8 @@ def test_kill_9_half_way_then_a_restart_leaves_every_event_once_offline_and_the_
 
     rnd = random.Random(9)
     events, messages = [], []
-    for _ in range(560):  # 80 keys, times shuffled, some sent twice: two micro-batches of 300
-        cid, at = rnd.randrange(80), T0 + timedelta(seconds=rnd.randrange(10 ** 6))
+    for _ in range(560):  # 80 keys over 2 days, times shuffled, some sent twice: two micro-batches of 300
+        cid, at = rnd.randrange(80), T0 + timedelta(seconds=rnd.randrange(2 * 86400))
         row = {"customer_id": cid, "amount": float(rnd.randrange(10 ** 5)) / 100, "created_at": pd.Timestamp(at),
                "channel": rnd.choice(["web", "app", "pos"])}
         events.append(row)
@@ -115,3 +118,14 @@ def test_kill_9_half_way_then_a_restart_leaves_every_event_once_offline_and_the_
     for (_, row), item in zip(newest.iterrows(), items):
         assert item is not None and item["amount"] == row["amount"] and item["channel"] == row["channel"], row
         assert pd.Timestamp(item["created_at"]) == row["created_at"], (item, row.to_dict())
+    # the window features: each item as of its key's newest event t, windows (t - w, t], as the oracle gives
+    oracle = windowed_oracle(events, WINDOWS)
+    assert sorted(oracle.index) == sorted(int(k) for k in newest["customer_id"])
+    assert (oracle["amount_count_1d"] > 1).sum() > 40 and (oracle["amount_count_1h"] > 1).any()  # windows hold rows
+    for (_, row), item in zip(newest.iterrows(), items):
+        want = oracle.loc[int(row["customer_id"])]
+        for name in WINDOWS:
+            assert item[f"amount_count_{name}"] == want[f"amount_count_{name}"], (name, item, want.to_dict())
+            assert item[f"amount_max_{name}"] == want[f"amount_max_{name}"], (name, item, want.to_dict())
+            assert item[f"amount_sum_{name}"] == pytest.approx(want[f"amount_sum_{name}"], rel=1e-12, abs=1e-9), \
+                (name, item, want.to_dict())

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import write_config
 from kafka_events import create_topic, event, produce
+from kafka_events import windowed_oracle as oracle
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 REPO = '''
@@ -189,6 +190,103 @@ def test_a_missing_topic_or_a_broker_that_does_not_answer_is_a_clear_error(strea
         check_topic(store.spark, down, source, attempts=2, timeout_s=2)
 
 
+@pytest.fixture
+def own_broker(tmp_path):
+    """A broker of the test's own (free port, its data in tmp_path), which the test may kill and start
+    again on the same port and data directory (services.restart_kafka): the session's broker is not
+    touched. A dict, so that the fixture stops whichever broker runs at the end."""
+    import services
+
+    broker = {"svc": services.start_kafka(data_dir=tmp_path / "broker")}
+    yield broker
+    broker["svc"].stop()
+
+
+def test_a_broker_killed_mid_stream_and_started_again_loses_nothing(tmp_path, spark, own_broker, dynamodb_endpoint):
+    """A running stream (500 ms trigger, in a thread); the broker is killed (kill -9), the producer
+    queues events while it is down, the stream keeps triggering against no broker; the broker starts
+    again on its port and data directory, the queued events are delivered, more are sent. The stream
+    carries on by itself, and in the end every event is once offline and the newest per key online."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import services
+    from confluent_kafka import Producer
+    from deltalake import DeltaTable
+
+    broker = own_broker["svc"]
+    servers = broker.bootstrap_servers
+    store = kafka_store(tmp_path, spark, broker, dynamodb_endpoint, REPO, {})
+    rnd, events, sent = random.Random(31), [], []
+
+    def messages(n: int) -> list[tuple[str, str]]:
+        out = []
+        for _ in range(n):  # 25 keys, times shuffled, some messages sent twice
+            cid, at = rnd.randrange(25), T0 + timedelta(seconds=rnd.randrange(10 ** 6))
+            events.append({"customer_id": cid, "amount": round(rnd.uniform(1, 500), 2), "created_at": pd.Timestamp(at),
+                           "channel": rnd.choice(["web", "app", "pos"])})
+            out.append(event(cid, events[-1]["amount"], at, events[-1]["channel"]))
+            if rnd.random() < 0.1:
+                out.append(out[-1])
+        sent.extend(out)
+        return out
+
+    stop, outcome = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = store.stream("customer_pay", trigger="500ms", until=stop)
+        except BaseException as exc:  # noqa: BLE001 - reported by the asserts below
+            outcome["error"] = exc
+
+    def offline_count() -> int:
+        try:
+            return len(DeltaTable(store.config.lake("offline", "customer_pay")).to_pyarrow_table(columns=["amount"]))
+        except Exception:  # noqa: BLE001 - no table before the first micro-batch's commit
+            return 0
+
+    def wait_offline(what: str) -> None:
+        want = len(pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"]))
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and thread.is_alive() and offline_count() < want:
+            time.sleep(0.5)
+        assert offline_count() == want, (what, offline_count(), want, outcome)
+
+    produce(servers, store.topic, messages(80))
+    thread = threading.Thread(target=run, name="stream", daemon=True)
+    thread.start()
+    try:
+        wait_offline("before the broker went away")
+        os.killpg(broker.pid, signal.SIGKILL)  # the broker goes away at once: no clean shutdown
+        producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "linger.ms": 5})
+        delivered: list = []
+        queued = messages(60)
+        for key, text in queued:  # held in the producer's queue while the broker is down
+            producer.produce(store.topic, key=key, value=text, on_delivery=lambda err, msg: delivered.append(err))
+        producer.poll(0)
+        time.sleep(10)  # a dozen triggers against no broker
+        assert thread.is_alive(), outcome
+        own_broker["svc"] = broker = services.restart_kafka(broker)
+        assert producer.flush(60) == 0 and delivered == [None] * len(queued), delivered
+        produce(servers, store.topic, messages(60))
+        wait_offline("after the broker came back")
+    finally:
+        stop.set()
+        thread.join(300)
+    result = outcome.get("result")
+    assert result is not None and result.ok and result.rows_read == len(sent), outcome
+
+    want = pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"], keep="last")
+    got = offline_rows(store)
+    assert len(got) == len(want) and not got.duplicated(["customer_id", "created_at"]).any()
+    both = want.merge(got, on=["customer_id", "created_at"], suffixes=("", "_got"))
+    assert len(both) == len(want) and (both["amount"] == both["amount_got"]).all()
+    assert (both["channel"] == both["channel_got"]).all()
+    assert_online_is_newest(store, events)
+
+
 WINDOWED = '''
 from featurelake import Aggregation, Entity, Feature, FeatureGroup, KafkaSource
 
@@ -204,18 +302,7 @@ WINDOWS = {"1h": pd.Timedelta(hours=1), "1d": pd.Timedelta(days=1)}
 
 def windowed_oracle(events: list[dict]) -> pd.DataFrame:
     """Per key, as of its newest event t: the newest row and sum/count/max of amount over (t - w, t]."""
-    df = pd.DataFrame(events).drop_duplicates(["customer_id", "created_at"], keep="last")
-    out = {}
-    for cid, rows in df.groupby("customer_id"):
-        t = rows["created_at"].max()
-        last = rows[rows["created_at"] == t].iloc[-1]
-        item = {"created_at": t, "amount": last["amount"], "channel": last["channel"]}
-        for name, w in WINDOWS.items():
-            inside = rows[(rows["created_at"] > t - w) & (rows["created_at"] <= t)]["amount"]
-            item.update({f"amount_sum_{name}": inside.sum(), f"amount_count_{name}": len(inside),
-                         f"amount_max_{name}": inside.max()})
-        out[int(cid)] = item
-    return pd.DataFrame.from_dict(out, orient="index").sort_index()
+    return oracle(events, WINDOWS)
 
 
 def assert_windows_match(store, events: list[dict], training_set: bool = True) -> pd.DataFrame:
