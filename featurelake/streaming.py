@@ -240,7 +240,7 @@ class _Stream:
         """The group's newest event time seen (offline, not after now), µs: lateness is against it."""
         self.table_max_us: Optional[int] = None
         """The offline table's newest event time, future-dated ones included: a micro-batch all newer
-        than it is only inserted (OfflineTable.merge(newer=True))."""
+        than it is appended (OfflineTable.merge(newer=...))."""
         self.period = _Period()
 
     # -- one micro-batch --------------------------------------------------------------------------
