@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from featurelake.definitions import IDENTIFIER, check_dtype, check_identifier
+from featurelake.definitions import IDENTIFIER, check_dtype, check_identifier, top_level_parts
 from featurelake.errors import DefinitionError
 
 _AVRO_PRIMITIVES = {"null": "void", "boolean": "boolean", "int": "int", "long": "bigint", "float": "float",
@@ -123,16 +123,8 @@ def avro_schema(schema: Any, where: str) -> tuple[str, list[tuple[str, str]]]:
 
 def _split_struct(struct: str, name: str) -> str:
     """The type of field `name` in 'struct<a: int, b: array<string>>'."""
-    body, depth, start = struct[len("struct<"):-1], 0, 0
     out: dict[str, str] = {}
-    parts = []
-    for i, ch in enumerate(body):
-        depth += (ch in "<(") - (ch in ">)")
-        if ch == "," and depth == 0:
-            parts.append(body[start:i])
-            start = i + 1
-    parts.append(body[start:])
-    for part in parts:
+    for part in top_level_parts(struct[len("struct<"):-1]):
         key, _, dtype = part.strip().partition(":")
         out.setdefault(key.strip(), dtype.strip())
     return out[name]

@@ -314,9 +314,9 @@ _RESERVED_KAFKA_OPTIONS = ("subscribe", "subscribepattern", "assign", "startingo
 _SECRET_WORDS = ("password", "jaas", "secret", "token")
 
 
-def split_schema(text: str, where: str) -> list[tuple[str, str]]:
-    """'customer_id bigint, amount double, tags array<string>' -> [(name, dtype), ...]; a name and
-    a Spark SQL type per top-level comma, each checked (a typo fails when the repository loads)."""
+def top_level_parts(text: str) -> list[str]:
+    """'a int, b map<string, int>' -> ['a int', ' b map<string, int>']: split at the commas outside
+    <> and ()."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         depth += (ch in "<(") - (ch in ">)")
@@ -324,8 +324,14 @@ def split_schema(text: str, where: str) -> list[tuple[str, str]]:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
+    return parts
+
+
+def split_schema(text: str, where: str) -> list[tuple[str, str]]:
+    """'customer_id bigint, amount double, tags array<string>' -> [(name, dtype), ...]; a name and
+    a Spark SQL type per top-level comma, each checked (a typo fails when the repository loads)."""
     out = []
-    for part in parts:
+    for part in top_level_parts(text):
         words = part.strip().split(None, 1)
         if len(words) != 2:
             raise DefinitionError(f"{where}: schema entry {part.strip()!r} is not 'name type': write the message's "
