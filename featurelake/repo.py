@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -58,11 +59,18 @@ class Repository:
         return path
 
 
+_LOADING = threading.Lock()  # sys.path and sys.modules are the process's: one load at a time
+
+
 def load_repository(path: Union[str, Path] = "features") -> Repository:
     """Imports every .py module under path (not starting with '_'), collecting Entity, Source,
     FeatureGroup, FeatureService and OnDemandFeature objects from module globals. The folder is put
     on sys.path so modules can import each other by name."""
-    root = Path(path)
+    with _LOADING:
+        return _load(Path(path))
+
+
+def _load(root: Path) -> Repository:
     if not root.is_dir():
         raise DefinitionError(f"feature repository {str(root)!r} not found: pass --repo PATH (a folder of "
                               f"definition modules)")

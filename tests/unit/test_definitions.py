@@ -1,6 +1,9 @@
 """Definitions fail at load with a message that names the object and the fix."""
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
 from featurelake import Aggregation, DeltaSource, Entity, Feature, FeatureGroup, JdbcSource, S3Source
@@ -115,6 +118,30 @@ def test_repository_collects_definitions_across_modules(tmp_path):
     (tmp_path / "a_txn.py").write_text(GROUP.format(name="txn", src="s1"))
     repo = load_repository(tmp_path)
     assert list(repo.groups) == ["txn"] and list(repo.entities) == ["customer"]
+
+
+def test_threads_loading_one_repository_at_once_each_get_it_whole(tmp_path):
+    """A FeatureStore loads its repository lazily, so two threads applying through one store load
+    it together: sys.path and sys.modules are shared, and the loads must not trip over each other."""
+    (tmp_path / "entities.py").write_text(ENTITIES)
+    for i in range(6):
+        (tmp_path / f"g{i}.py").write_text(GROUP.format(name=f"txn{i}", src=f"s{i}"))
+    start, results, errors = threading.Barrier(8), [], []
+
+    def load():
+        start.wait()
+        try:
+            for _ in range(5):
+                results.append(sorted(load_repository(tmp_path).groups))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == [] and len(results) == 40
+    assert all(r == [f"txn{i}" for i in range(6)] for r in results)
+    assert sys.path.count(str(tmp_path.resolve())) == 1
 
 
 def test_repository_rejects_duplicate_group_names(tmp_path):
