@@ -28,8 +28,8 @@ Exactly once, through crashes (`kill -9` at any moment, then a restart on the sa
   newest: DynamoDB follows the offline table without reading it back.
 
 Progress is a `runs` row (kind "stream") at most every `record_every` seconds and at the end,
-summing the micro-batches since the last one; a crash loses at most that many seconds of
-progress records, never data.
+summing the micro-batches since the last one (the records: featurelake.streamrun); a crash loses
+at most that many seconds of progress records, never data.
 
 Window features: after the MERGE, the items of the batch's keys are recomputed from the offline
 table as of each key's newest event by the training sets' engine (featurelake.streamwindows),
@@ -43,7 +43,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -54,6 +54,7 @@ from featurelake.errors import ConfigError, FeaturelakeError, JobError, UsageErr
 from featurelake.records import RunStatus
 from featurelake.retry import retry
 from featurelake.runs import RunClock
+from featurelake.streamrun import Period, StreamResult, query_params
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -76,51 +77,6 @@ _FOREVER_US = 253_402_300_799_999_999
 """9999-12-31 23:59:59.999999 UTC in µs: no event time is after it."""
 START_ATTEMPTS = 3
 """Tries to reach the broker and find the topic before a stream gives up (exit code 1)."""
-
-
-@dataclass
-class StreamResult:
-    """What one `stream` call did, summed over its micro-batches."""
-
-    group: str
-    topic: str
-    checkpoint: str
-    query_id: Optional[str] = None
-    status: str = RunStatus.SUCCEEDED
-    batches: int = 0
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_rejected: int = 0
-    rows_quarantined: int = 0
-    items_written: int = 0
-    not_newer: int = 0
-    late_rows: int = 0
-    """Rows older than the group's newest event minus allowed_lateness: written offline, counted."""
-    phase_seconds: dict = field(default_factory=dict)
-    """Seconds spent in each phase of the micro-batches (read, validate, merge, online), summed."""
-    delta_version: Optional[int] = None
-    runs: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    error: Optional[str] = None
-    duration_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (RunStatus.SUCCEEDED, RunStatus.WARNED)
-
-    def summary(self) -> str:
-        version = f"Delta version @{self.delta_version}" if self.delta_version is not None else "no new version"
-        lines = [f"{self.group}: {self.status}, topic {self.topic}: {self.batches} micro-batches, {self.rows_read} "
-                 f"messages read, {self.rows_written} rows written ({version}), {self.rows_rejected} rejected "
-                 f"(not parsable), {self.rows_quarantined} quarantined, {self.items_written} items online "
-                 f"({self.not_newer} not newer than online), {self.late_rows} late, {self.duration_s:.1f}s"]
-        lines += [f"  - {f}" for f in self.failures[:20]]
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {"ok": self.ok, **asdict(self)}
 
 
 # ---- the connection ---------------------------------------------------------------------------
@@ -241,7 +197,7 @@ class _Stream:
         self.table_max_us: Optional[int] = None
         """The offline table's newest event time, future-dated ones included: a micro-batch all newer
         than it is appended (OfflineTable.merge(newer=...))."""
-        self.period = _Period()
+        self.period = Period()
 
     # -- one micro-batch --------------------------------------------------------------------------
 
@@ -555,11 +511,7 @@ class _Stream:
                 self.result.rows_written += r.rows_written
             progress = self.query.lastProgress if self.query is not None else None
             self.clock.params = {**self.clock.params, "query_id": self.query_id, "topic": self.source.topic,
-                                 "checkpoint": self.checkpoint,
-                                 **({"offsets": (progress.get("sources") or [{}])[0].get("endOffset"),
-                                     "lag": (progress.get("sources") or [{}])[0].get("metrics"),
-                                     "input_rows_per_second": progress.get("inputRowsPerSecond"),
-                                     "durations_ms": progress.get("durationMs")} if progress else {}),
+                                 "checkpoint": self.checkpoint, **query_params(progress),
                                  **self.period.params(self.group, self.newest_us)}
             self.clock.finish()
             try:
@@ -567,17 +519,11 @@ class _Stream:
             except Exception as exc:  # progress, not data: the stream goes on
                 log.warning("%s: the stream's progress could not be recorded: %s", self.group.name, root_message(exc))
             self.result.runs.append(r.run_id)
-            self._worst(r.status)
+            self.result.worsen(r.status)
             self.clock = RunClock(self.group.name, "stream", new_id("stream"))
             self.first_batch = None
-            self.period = _Period()
+            self.period = Period()
             self.last_record = time.monotonic()
-
-    def _worst(self, status: str) -> None:
-        rank: dict[str, int] = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2,
-                                RunStatus.FAILED: 3}
-        if rank.get(status, 0) > rank.get(self.result.status, 0):
-            self.result.status = status
 
 
 @dataclass
@@ -594,33 +540,6 @@ class _Times:
     """Their newest event time, future-dated ones included."""
     late: int
     """Those older than the group's newest event before the batch minus allowed_lateness."""
-
-
-@dataclass
-class _Period:
-    """The micro-batches since the last progress record: what its `runs` row's params say."""
-
-    batches: int = 0
-    late_rows: int = 0
-    batch_s: float = 0.0
-    batch_s_max: float = 0.0
-    phases: dict = field(default_factory=dict)
-
-    def add(self, seconds: float, marks: dict) -> None:
-        self.batches += 1
-        self.batch_s += seconds
-        self.batch_s_max = max(self.batch_s_max, seconds)
-        for phase, s in marks.items():
-            self.phases[phase] = round(self.phases.get(phase, 0.0) + s, 2)
-
-    def params(self, group: "FeatureGroup", newest_us: Optional[int]) -> dict:
-        from datetime import timezone
-
-        newest = None if newest_us is None else datetime.fromtimestamp(newest_us / 1e6, tz=timezone.utc).isoformat()
-        return {"batches": self.batches, "late_rows": self.late_rows,
-                "allowed_lateness": group.allowed_lateness_text or DEFAULT_LATENESS,
-                "batch_seconds": round(self.batch_s, 3), "batch_seconds_max": round(self.batch_s_max, 3),
-                "phase_seconds": self.phases, "newest_event": newest}
 
 
 def stream(store: "FeatureStore", group_name: str, *, trigger: str = "1s", available_now: bool = False,
