@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from featurelake.definitions import IDENTIFIER, check_dtype, check_identifier, top_level_parts
+from featurelake.defchecks import IDENTIFIER, check_dtype, check_identifier, top_level_parts
 from featurelake.errors import DefinitionError
 
 _AVRO_PRIMITIVES = {"null": "void", "boolean": "boolean", "int": "int", "long": "bigint", "float": "float",
