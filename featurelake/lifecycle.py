@@ -262,9 +262,10 @@ def apply(catalog: "Catalog", repo: "Repository", offline_exists: Callable[[str]
     catalog.merge("entities", entities, on=["name"], update=True)
     if states:
         catalog.record_state(states)
-    from featurelake import ondemand
+    from featurelake import ondemandregister
 
-    return lines + services.register(catalog, repo, stamp, user) + ondemand.register(catalog, repo, stamp, user)
+    registered = services.register(catalog, repo, stamp, user) + ondemandregister.register(catalog, repo, stamp, user)
+    return lines + registered
 
 
 # ---- the verbs beside apply ------------------------------------------------------------------
