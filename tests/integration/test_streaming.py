@@ -176,7 +176,7 @@ def test_a_missing_topic_or_a_broker_that_does_not_answer_is_a_clear_error(strea
 
     from featurelake.config import ConnectionConfig
     from featurelake.errors import JobError
-    from featurelake.streaming import check_topic
+    from featurelake.kafkaread import check_topic
 
     store = stream_store
     source = store.group("customer_pay").source
@@ -477,7 +477,7 @@ def test_a_plain_avro_body_decodes_and_garbage_truncated_framed_or_leftover_byte
     from pyspark.sql import functions as F
 
     from featurelake.definitions import KafkaSource
-    from featurelake.streaming import MESSAGE, _avro
+    from featurelake.kafkaread import MESSAGE, _avro
 
     source = KafkaSource("payments", connection="events", topic="t", format="avro", schema=AVRO_SCHEMA)
     body = avro_body({"customer_id": 3, "amount": 9.5, "created_at": T0, "channel": None})

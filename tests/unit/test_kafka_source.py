@@ -7,7 +7,8 @@ import pytest
 from featurelake import Entity, Feature, FeatureGroup, KafkaSource
 from featurelake.config import load_config
 from featurelake.errors import ConfigError, DefinitionError, UsageError
-from featurelake.streaming import describe, kafka_options, trigger_seconds
+from featurelake.kafkaread import describe, kafka_options
+from featurelake.streaming import trigger_seconds
 
 SCHEMA = "customer_id bigint, amount double, created_at timestamp, tags array<string>, geo struct<lat: double>"
 customer = Entity("customer", join_keys=["customer_id"])
