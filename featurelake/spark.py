@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Optional
 
@@ -91,11 +91,11 @@ def get_spark(config: Optional["Config"] = None) -> "SparkSession":
     for key, value in settings.items():
         builder = builder.config(key, value)
     log_path = os.environ.get(SPARK_LOG_ENV)
-    if log_path and "PYSPARK_GATEWAY_PORT" not in os.environ:
-        with jvm_output_to(log_path):
-            spark = builder.getOrCreate()
-    else:
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
         spark = builder.getOrCreate()
+    else:
+        with resolving_jars(), (jvm_output_to(log_path) if log_path else nullcontext()):
+            spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -129,6 +129,22 @@ def session_setting(spark: "SparkSession", key: str, value: str) -> Iterator[Non
                 spark.conf.unset(key)
             elif before != value:
                 spark.conf.set(key, before)
+
+
+@contextmanager
+def resolving_jars() -> Iterator[None]:
+    """Holds a lock on the Ivy cache while a JVM starts: Ivy copies the jars into one shared folder,
+    so two processes starting at once (two cron'd jobs, parallel tests) could read a half-copied
+    jar. The lock is the kernel's, released when the process dies."""
+    import fcntl
+
+    Path(IVY_CACHE).mkdir(parents=True, exist_ok=True)
+    with open(Path(IVY_CACHE, ".featurelake-start.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextmanager

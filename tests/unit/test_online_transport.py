@@ -404,8 +404,9 @@ def test_a_call_ends_at_its_deadline_and_says_how_many_attempts_it_made():
         transport.call("GetItem", {}, "online group 'g'")
     took = time.monotonic() - started
     # two reads time out (2 x 0.25 s); the call gives up once the next pause would cross 0.6 s,
-    # so it may end a little before the deadline, never long after it
-    assert 0.45 < took < 0.9, took
+    # so it may end a little before the deadline, never long after it (10 attempts would be 2.5 s;
+    # the margin is for a loaded machine's scheduling)
+    assert 0.45 < took < 1.5, took
     attempts = int(str(caught.value).split("deadline (")[1].split()[0])
     assert 2 <= attempts <= 3 and len(server.requests) == attempts and transport.resends == attempts - 1
     transport.close()
