@@ -24,6 +24,13 @@ class RunStatus(StrEnum):
 
 
 WROTE = frozenset({RunStatus.SUCCEEDED, RunStatus.WARNED})
+
+
+def worse(status: str, than: str) -> bool:
+    """Whether `status` is worse than `than`: succeeded < warned < quarantined < failed. A run
+    over many batches (an ingest's files, a stream's micro-batches) reports its worst."""
+    rank: dict[str, int] = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2, RunStatus.FAILED: 3}
+    return rank.get(status, 0) > rank.get(than, 0)
 """Runs whose rows are in the offline table."""
 ADVANCING = frozenset({RunStatus.SUCCEEDED, RunStatus.WARNED, RunStatus.QUARANTINED})
 """Runs after which the batch is dealt with (written, or set aside): the next run reads past it."""

@@ -7,13 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from featurelake.catalog import current_user, new_id, now
-from featurelake.records import ADVANCING, WROTE, Run, RunStatus
+from featurelake.records import ADVANCING, WROTE, Run, RunStatus, worse
 
 if TYPE_CHECKING:
     from featurelake.catalog import Catalog
-
-_RANK: dict[str, int] = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2, RunStatus.FAILED: 3}
-
 
 @dataclass
 class IngestResult:
@@ -76,7 +73,7 @@ class IngestResult:
 
     def worsen(self, status: str) -> None:
         """Keeps the worst status seen over the batches of a run."""
-        if _RANK.get(status, 0) > _RANK.get(self.status, 0):
+        if worse(status, self.status):
             self.status = status
 
     def summary(self) -> str:

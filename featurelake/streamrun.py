@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
 from featurelake.definitions import DEFAULT_LATENESS
-from featurelake.records import RunStatus
+from featurelake.records import RunStatus, worse
 
 if TYPE_CHECKING:
     from featurelake.definitions import FeatureGroup
+
 
 @dataclass
 class StreamResult:
@@ -59,9 +60,7 @@ class StreamResult:
 
     def worsen(self, status: str) -> None:
         """Keeps the worst status of the stream's progress records."""
-        rank: dict[str, int] = {RunStatus.SUCCEEDED: 0, RunStatus.WARNED: 1, RunStatus.QUARANTINED: 2,
-                                RunStatus.FAILED: 3}
-        if rank.get(status, 0) > rank.get(self.status, 0):
+        if worse(status, self.status):
             self.status = status
 
 
