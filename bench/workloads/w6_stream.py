@@ -61,7 +61,12 @@ def send(servers: str, topic: str, rows: list[dict]) -> None:
     producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "linger.ms": 20})
     for r in rows:
         body = {**r, "created_at": r["created_at"].isoformat().replace("+00:00", "Z")}
-        producer.produce(topic, key=str(r["customer_id"]), value=json.dumps(body))
+        while True:
+            try:
+                producer.produce(topic, key=str(r["customer_id"]), value=json.dumps(body))
+                break
+            except BufferError:  # the client's queue is full (100k messages): wait for deliveries
+                producer.poll(0.5)
         producer.poll(0)
     if producer.flush(60):
         raise RuntimeError(f"Kafka at {servers} did not take the bench's payments within 60 s")
