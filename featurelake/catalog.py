@@ -327,6 +327,40 @@ def feature_rows(group: "FeatureGroup", version: int) -> list[dict]:
     return rows
 
 
+def register_versions(catalog: "Catalog", table: str, objects: Iterable[Any], *, label: str, first: str,
+                      row: Callable[[Any, int, str], dict], describe: Callable[[dict, Any], str]) -> list[str]:
+    """Registers named definitions versioned by fingerprint (feature services, request-time
+    features) in `table`; one line per change. A definition seen before (a rollback) matches its
+    registered version; a new one is the next version, `describe(latest row, definition)` saying
+    what changed (`first` for a version 1); owner, description and tags are updated in place.
+    `row(obj, version, changes)` is the table's row, stamped now."""
+    objects = sorted(objects, key=lambda o: o.name)
+    if not objects:
+        return []
+    by_name: dict[str, list[dict]] = {}
+    for old in catalog.rows(table):
+        by_name.setdefault(old["name"], []).append(old)
+    rows, changes = [], []
+    for obj in objects:
+        versions = sorted(by_name.get(obj.name, []), key=lambda r: r["version"])
+        match = next((v for v in versions if v["fingerprint"] == obj.fingerprint), None)
+        if match is not None:
+            meta = row(obj, match["version"], match["changes"])
+            if any(match[k] != meta[k] for k in ("owner", "description", "tags")):
+                rows.append({**meta, "registered_at": match["registered_at"], "registered_by": match["registered_by"]})
+                changes.append(f"{label} {obj.name}: metadata updated (version {match['version']})")
+            if match["version"] != versions[-1]["version"]:
+                changes.append(f"{label} {obj.name}: matches registered version {match['version']} "
+                               f"(latest is {versions[-1]['version']})")
+            continue
+        version = versions[-1]["version"] + 1 if versions else 1
+        what = describe(versions[-1], obj) if versions else first
+        rows.append(row(obj, version, what))
+        changes.append(f"{label} {obj.name}: version {version} ({what})")
+    catalog.merge(table, rows, on=["name", "fingerprint"], update=True)
+    return changes
+
+
 def describe_changes(old: dict, new: dict) -> str:
     """A short, human account of what differs between two group definitions."""
     parts = []

@@ -21,30 +21,13 @@ def catalog_row(feature: OnDemandFeature, version: int, changes: str, stamp: Any
 
 
 def register(catalog: Any, repo: Any, stamp: Any, user: str) -> list[str]:
-    """Registers the repository's on-demand features; one line per change. New code, request,
-    inputs or outputs make the next version; owner, description and tags are updated in place; a
-    definition seen before (a rollback) matches its registered version."""
-    if not repo.on_demand:
-        return []
-    by_name: dict[str, list[dict]] = {}
-    for row in catalog.rows("on_demand"):
-        by_name.setdefault(row["name"], []).append(row)
-    rows, changes = [], []
-    for feature in sorted(repo.on_demand.values(), key=lambda f: f.name):
-        versions = sorted(by_name.get(feature.name, []), key=lambda r: r["version"])
-        match = next((v for v in versions if v["fingerprint"] == feature.fingerprint), None)
-        if match is not None:
-            meta = catalog_row(feature, match["version"], match["changes"], stamp, user)
-            if any(match[k] != meta[k] for k in ("owner", "description", "tags")):
-                rows.append({**meta, "registered_at": match["registered_at"], "registered_by": match["registered_by"]})
-                changes.append(f"on-demand {feature.name}: metadata updated (version {match['version']})")
-            continue
-        version = versions[-1]["version"] + 1 if versions else 1
-        what = _describe(versions[-1], feature) if versions else "new on-demand feature"
-        rows.append(catalog_row(feature, version, what, stamp, user))
-        changes.append(f"on-demand {feature.name}: version {version} ({what})")
-    catalog.merge("on_demand", rows, on=["name", "fingerprint"], update=True)
-    return changes
+    """Registers the repository's on-demand features (featurelake.catalog.register_versions): new
+    code, request, inputs or outputs make the next version."""
+    from featurelake.catalog import register_versions
+
+    return register_versions(catalog, "on_demand", repo.on_demand.values(), label="on-demand",
+                             first="new on-demand feature", row=lambda f, version, what: catalog_row(
+                                 f, version, what, stamp, user), describe=_describe)
 
 
 def _describe(old: dict, new: OnDemandFeature) -> str:

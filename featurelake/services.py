@@ -93,32 +93,13 @@ def service_row(service: FeatureService, version: int, changes: str, stamp: date
 
 
 def register(catalog: "Catalog", repo: "Repository", stamp: datetime, user: str) -> list[str]:
-    """Registers the repository's services; returns one line per change. A feature list seen
-    before (a rollback) matches its registered version; a new one is the next version."""
-    if not repo.services:
-        return []
-    by_name: dict[str, list[dict]] = {}
-    for row in catalog.rows("feature_services"):
-        by_name.setdefault(row["name"], []).append(row)
-    rows, changes = [], []
-    for service in sorted(repo.services.values(), key=lambda s: s.name):
-        versions = sorted(by_name.get(service.name, []), key=lambda r: r["version"])
-        match = next((v for v in versions if v["fingerprint"] == service.fingerprint), None)
-        if match is not None:
-            meta = service_row(service, match["version"], match["changes"], stamp, user)
-            if any(match[k] != meta[k] for k in ("owner", "description", "tags")):
-                rows.append({**meta, "registered_at": match["registered_at"], "registered_by": match["registered_by"]})
-                changes.append(f"service {service.name}: metadata updated (version {match['version']})")
-            if match["version"] != versions[-1]["version"]:
-                changes.append(f"service {service.name}: matches registered version {match['version']} "
-                               f"(latest is {versions[-1]['version']})")
-            continue
-        version = versions[-1]["version"] + 1 if versions else 1
-        what = _describe(versions[-1]["features"], service.features) if versions else "new service"
-        rows.append(service_row(service, version, what, stamp, user))
-        changes.append(f"service {service.name}: version {version} ({what})")
-    catalog.merge("feature_services", rows, on=["name", "fingerprint"], update=True)
-    return changes
+    """Registers the repository's services (featurelake.catalog.register_versions): a feature
+    list seen before matches its registered version, a new one is the next version."""
+    from featurelake.catalog import register_versions
+
+    return register_versions(catalog, "feature_services", repo.services.values(), label="service", first="new service",
+                             row=lambda s, version, what: service_row(s, version, what, stamp, user),
+                             describe=lambda old, s: _describe(old["features"], s.features))
 
 
 def _describe(old: Sequence[str], new: Sequence[str]) -> str:
