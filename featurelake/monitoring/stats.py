@@ -1,6 +1,11 @@
 """Per-feature statistics of a batch (an ingest run, a training set), stored in the catalogue.
 
-Three Spark jobs whatever the number of features: one aggregation of every plain statistic of
+A small batch (at most DRIVER_VALUES values, and no more rows than sample_rows) is read once, its
+values collected as Arrow, and described on the driver: a Spark job costs a few tenths of a second
+whatever its size, so for the 20,000-row training set of workload 1 the three jobs below took
+1.0-1.4 s where the collection takes ~0.2 s. Its distinct counts and quantiles are exact.
+
+A larger batch takes three Spark jobs whatever the number of features: one aggregation of every plain statistic of
 every feature (count, nulls, min, max, mean, stddev), one of every sketch (quantiles, approximate
 distinct), and one grouped count of all histograms and top values, whose numeric bins need the
 min and max of the first. The sketches are apart because Spark compiles an aggregation to code
@@ -39,6 +44,7 @@ TOP_VALUES = 10
 ACCURACY = 10_000
 SAMPLE_ROWS = 100_000
 SEED = 17
+DRIVER_VALUES = 2_000_000  # a batch of at most this many values (rows x features) is described on the driver
 MASK = "<masked>"
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -109,6 +115,12 @@ def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
     from pyspark.sql import functions as F
 
     cols = feature_columns(df, group, columns, pii)
+    known = rows if rows is not None else (int(plain["rows"]) if plain is not None else None)
+    small = _small_enough(known, len(cols), sample_rows)
+    if small is not None:
+        table = _collect(df if known is not None else df.limit(small + 1), cols)
+        if table.num_rows <= small:
+            return _described(table, cols, bins, top)
     guessed, early = None, {}
     if plain is None and rows is not None:  # the count known: the two aggregations run side by side
         guessed = _fraction(rows, sample_rows)
@@ -142,6 +154,79 @@ def batch_statistics(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,
         stats[name] = s
     _add_distributions(df, cols, stats, bins, top, sampled)
     return stats
+
+
+def _small_enough(rows: Optional[int], columns: int, sample_rows: Optional[int]) -> Optional[int]:
+    """The most rows to describe on the driver (None: not this batch): every row taken, whatever
+    sample_rows says, and at most DRIVER_VALUES values."""
+    most = DRIVER_VALUES // max(columns, 1)
+    if sample_rows:
+        most = min(most, sample_rows)
+    return most if most and (rows is None or rows <= most) else None
+
+
+def _collect(df: "DataFrame", cols: list) -> Any:
+    """One job: each column as the value its statistics read (a double for numbers and times, text
+    for categories, whether it is set for other types), as Arrow on the driver."""
+    from pyspark.sql import functions as F
+
+    return df.select(*[(numeric_value(name, dtype) if kind == NUMERIC else
+                        F.col(f"`{name}`").cast("string") if kind == CATEGORICAL else
+                        F.col(f"`{name}`").isNotNull()).alias(f"c{i}")
+                       for i, (name, kind, dtype, _) in enumerate(cols)]).toArrow()
+
+
+def _described(table: Any, cols: list, bins: int, top: int) -> dict[str, dict]:
+    """batch_statistics of a small batch from its values on the driver, with Spark's definitions
+    (NaN above every number, stddev of two values or more, top values by count then value), where
+    distinct counts and quantiles are exact: the value at rank ceil(q x n), which is also what
+    percentile_approx gives below 10,000 values."""
+    import numpy as np
+
+    rows, stats = table.num_rows, {}
+    for i, (name, kind, dtype, masked) in enumerate(cols):
+        column = table.column(f"c{i}")
+        non_null = rows - column.null_count if kind != OTHER else int(np.sum(column.to_numpy(zero_copy_only=False)))
+        s: dict[str, Any] = {"kind": kind, "dtype": dtype.simpleString(), "count": rows, "non_null": non_null,
+                             "null_fraction": _ratio(rows - non_null, rows)}
+        values = column.drop_null().to_numpy(zero_copy_only=False)
+        if kind != OTHER:
+            s["approx_distinct"] = int(len(set(values.tolist())) if kind == CATEGORICAL else len(np.unique(values)))
+        if kind == NUMERIC:
+            s.update(_numeric(np.sort(values), bins))
+            if type(dtype).__name__ in _TIME_TYPES:
+                s["unit"] = "epoch_seconds"
+        elif kind == CATEGORICAL and non_null:
+            counted: dict = {}
+            for value in values.tolist():
+                counted[value] = counted.get(value, 0) + 1
+            best = sorted(counted.items(), key=lambda vc: (-vc[1], vc[0]))[:top]
+            s["top_values"] = [{"value": MASK if masked else v, "count": c} for v, c in best]
+        if masked:
+            s["pii"] = True
+        stats[name] = s
+    return stats
+
+
+def _numeric(ordered: Any, bins: int) -> dict:
+    """min, max, mean, stddev, quantiles and histogram of sorted doubles (NaN last, as Spark orders it)."""
+    import numpy as np
+
+    n = len(ordered)
+    if not n:
+        return {"min": None, "max": None, "mean": None, "stddev": None, "quantiles": {}}
+    lo, hi = _num(ordered[0]), _num(ordered[-1])
+    out: dict[str, Any] = {
+        "min": lo, "max": hi, "mean": _num(float(np.mean(ordered))),
+        "stddev": _num(float(np.std(ordered, ddof=1))) if n > 1 else None,
+        "quantiles": {_qname(q): _num(float(ordered[max(math.ceil(q * n) - 1, 0)])) for q in QUANTILES}}
+    if lo is not None and hi is not None:
+        width = (hi - lo) / bins if hi > lo else 1.0
+        slots = np.minimum(np.floor((ordered - lo) / width), bins - 1).astype(np.int64)
+        counts = np.bincount(slots, minlength=bins if hi > lo else 1)
+        out["histogram"] = {"edges": [lo + width * k for k in range(bins + 1)] if hi > lo else [lo, hi],
+                            "counts": [int(c) for c in counts]}
+    return out
 
 
 def plain_aggregates(df: "DataFrame", group: Optional["FeatureGroup"] = None, *,

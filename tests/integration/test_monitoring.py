@@ -9,7 +9,7 @@ import shutil
 import struct
 import subprocess
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -99,10 +99,22 @@ def lake(tmp_path_factory, spark, dynamodb_endpoint):
 
 # ---- statistics -----------------------------------------------------------------------------
 
-def test_batch_statistics_read_the_batch_three_times_with_exact_values(lake):
-    """Every plain statistic of every feature in one scan, every sketch in one, histograms and top
-    values in one more: a Python filter counts the rows each scan reads (one job per statistic
-    would read it ~30 times)."""
+@pytest.fixture(params=["driver", "spark"])
+def engine(request, monkeypatch):
+    """Statistics of a small batch are computed on the driver; of a large one, in three Spark jobs.
+    Tests taking this fixture run on both, and expect the same values."""
+    from featurelake.monitoring import stats
+
+    if request.param == "spark":
+        monkeypatch.setattr(stats, "DRIVER_VALUES", 0)
+    return request.param
+
+
+def test_batch_statistics_read_a_small_batch_once_and_a_large_one_three_times_with_exact_values(lake, engine):
+    """Small: its values collected in one scan and described on the driver. Large: every plain
+    statistic of every feature in one scan, every sketch in one, histograms and top values in one
+    more. A Python filter counts the rows each scan reads (one job per statistic would read it ~30
+    times)."""
     from pyspark.sql import functions as F
 
     spark = lake.spark
@@ -116,7 +128,7 @@ def test_batch_statistics_read_the_batch_three_times_with_exact_values(lake):
                                 (3, NOW, 3.0, "b", None, "z@y.com"), (4, NOW, 4.0, None, True, None),
                                 (5, NOW, None, "a", True, "w@y.com")], SCHEMA)
     stats = monitoring.batch_statistics(df.where(F.udf(counted, "boolean")(F.lit(1))), lake.group("payments"))
-    assert scanned.value == 3 * 5
+    assert scanned.value == (5 if engine == "driver" else 3 * 5)
 
     amount = stats["amount"]
     assert (amount["kind"], amount["count"], amount["non_null"], amount["null_fraction"]) == ("numeric", 5, 4, 0.2)
@@ -137,7 +149,7 @@ def test_batch_statistics_read_the_batch_three_times_with_exact_values(lake):
     assert next(r for r in recorded if r["feature"] == "amount")["stats"]["mean"] == 2.5
 
 
-def test_a_column_holding_nan_or_infinity_gets_statistics_without_a_histogram(lake):
+def test_a_column_holding_nan_or_infinity_gets_statistics_without_a_histogram(lake, engine):
     df = lake.spark.createDataFrame([(1.0, 2.0), (float("nan"), 3.0), (float("inf"), None)], "a double, b double")
     stats = monitoring.batch_statistics(df)
     assert stats["a"]["non_null"] == 3 and stats["a"]["max"] is None and "histogram" not in stats["a"]
@@ -194,6 +206,33 @@ def test_a_written_set_records_the_statistics_of_its_own_rows_even_when_appended
     assert [{k: v for k, v in r["stats"].items() if k != "column"} for r in recorded] == [computed, computed]
     with pytest.raises(UsageError, match="unknown write mode 'apend'.*append"):
         ts.write(tmp_path / "ts", mode="apend")
+
+
+def test_the_driver_describes_a_small_batch_as_spark_does(lake, monkeypatch):
+    """The same batch both ways: equal values, except that the driver's distinct counts and
+    quantiles are exact (Spark's sketches agree with them below 10,000 values and few distinct
+    ones) and its floating sums may round differently."""
+    from featurelake.monitoring import stats as engine
+
+    rows = [(i % 7 if i % 11 else None, NOW - timedelta(minutes=13 * i), float(i * i % 97) / 8, f"c{i % 5}",
+             i % 3 == 0, date(2026, 1, 1 + i % 28), [i]) for i in range(300)] + \
+        [(None, None, float("nan"), None, None, None, None)]
+    df = lake.spark.createDataFrame(rows, "k int, t timestamp, x double, c string, b boolean, d date, a array<int>")
+    on_driver = monitoring.batch_statistics(df)
+    monkeypatch.setattr(engine, "DRIVER_VALUES", 0)
+    in_spark = monitoring.batch_statistics(df)
+    assert set(on_driver) == set(in_spark) == {"k", "t", "x", "c", "b", "d", "a"}
+    for name, want in in_spark.items():
+        got = on_driver[name]
+        assert set(got) == set(want), name
+        for key in ("mean", "stddev"):
+            if key in want:
+                assert got[key] == (None if want[key] is None else pytest.approx(want[key], rel=1e-12)), (name, key)
+        if name != "a":
+            exact = len({r[list(on_driver).index(name)] for r in rows} - {None})
+            assert got["approx_distinct"] == exact and want["approx_distinct"] == pytest.approx(exact, rel=0.1), name
+        rest = ("mean", "stddev", "approx_distinct")
+        assert {k: v for k, v in got.items() if k not in rest} == {k: v for k, v in want.items() if k not in rest}, name
 
 
 # ---- drift ----------------------------------------------------------------------------------
