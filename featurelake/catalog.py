@@ -155,9 +155,11 @@ class Catalog:
         return spark.range(0, 1, 1, 1).select(F.inline(parsed))
 
     def _writer(self, df: "DataFrame") -> Any:
-        """Appends; a table this creates checkpoints its log every CHECKPOINT_INTERVAL commits
-        (Delta ignores the option on an existing table)."""
-        return df.write.format("delta").mode("append").option("delta.checkpointInterval", CHECKPOINT_INTERVAL)
+        """Appends; a table this creates checkpoints its log every CHECKPOINT_INTERVAL commits and
+        keeps no column statistics (its readers read it whole; a one-row commit 0.20 -> 0.17 s).
+        Delta ignores both options on an existing table."""
+        return df.write.format("delta").mode("append").option("delta.checkpointInterval", CHECKPOINT_INTERVAL) \
+            .option("delta.dataSkippingNumIndexedCols", "0")
 
     def append(self, table: str, rows: list[dict]) -> None:
         """Blind appends never conflict with other writers; columns added to SCHEMAS later are

@@ -107,6 +107,17 @@ def rows(path: str, config: Optional["Config"], where: Optional[Callable[[dict],
 
 
 
+def data_files(path: str, config: Optional["Config"], version: int) -> Optional[list[str]]:
+    """The data files of a Delta table at a version as Spark paths, when delta-rs can list them and
+    they hold the columns under their own names (no column mapping); None otherwise."""
+    if spark_reason(path):
+        return None
+    table = open_table(path, config, version)
+    if table is None or table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        return None
+    return ["s3a://" + f[len("s3://"):] if f.startswith("s3://") else f for f in table.file_uris()]
+
+
 def history(path: str, config: Optional["Config"]) -> list[dict]:
     """Like DeltaTable.history() in Spark: version, timestamp, operation, operationMetrics,
     userMetadata. The timestamp is the writer's commit time (Spark shows the log file's)."""

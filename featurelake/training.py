@@ -30,6 +30,7 @@ from featurelake.spark import one_row, shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from featurelake.store import FeatureStore
 
@@ -212,6 +213,20 @@ def copy_spine(df: "DataFrame", path: str, plans: Sequence[GroupPlan], timestamp
     return _stats(with_id, plans, dict(observation.get))
 
 
+def _fresh_copy(store: "FeatureStore", path: str, schema: "StructType") -> "DataFrame":
+    """The spine copy just written, read from the files of its one commit (delta-rs lists them).
+    Read as Delta, the new table's state is built first, in three Spark jobs: 0.3-0.5 s of a
+    20,000-row set. A replay reads it as Delta."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    from featurelake import lakeread
+
+    files = lakeread.data_files(path, store.config, 0)
+    if not files:
+        return store.spark.read.format("delta").load(path)
+    return store.spark.read.schema(StructType([*schema.fields, StructField(ROW, LongType(), False)])).parquet(*files)
+
+
 def _warn_null_keys(counts: dict, timestamp_column: str) -> None:
     bad = {g: n for g, n in counts.items() if n}
     if bad:
@@ -279,7 +294,7 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         stats = copying.result()
     log.info("training set %s: %s spine rows copied to %s; reading %s", ts_id, f"{stats['rows']:,}", spine_path,
              ", ".join(f"{g} @{v}" for g, v in table_versions.items()))
-    copy = spark.read.format("delta").load(spine_path)
+    copy = _fresh_copy(store, spine_path, df.schema)
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = shuffle_partitions(spark)
     columns = [c for c in df.columns] + [o for p in plans for o in p.outputs if not o.startswith(ondemand.HIDDEN)] \

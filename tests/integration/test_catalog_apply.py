@@ -122,6 +122,8 @@ def test_catalogue_rows_keep_every_value_they_were_given(spark, tmp_path):
     with pytest.raises(Exception, match="(?i)malformed|parse|cannot"):
         catalog.append("runs", [{"run_id": "bad", "rows_read": "many"}])
     assert [r["run_id"] for r in catalog.rows("runs")] == ["r"]
-    # a table the catalogue creates checkpoints its log every 100 commits, not Delta's 10
+    # a table the catalogue creates checkpoints its log every 100 commits, not Delta's 10, and
+    # keeps no column statistics (read whole, never skipped by them)
     properties = dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{catalog.path('runs')}`").collect())
     assert properties["delta.checkpointInterval"] == "100"
+    assert properties["delta.dataSkippingNumIndexedCols"] == "0"
