@@ -157,6 +157,33 @@ def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, dynamodb_endpo
     assert_same_without_jvm(options, verbs, tmp_path, capsys, monkeypatch)
 
 
+def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_lists(spark, s3_endpoint,
+                                                                                    dynamodb_endpoint, tmp_path):
+    """The copy just written is read as the parquet files of its one commit (no Delta state to
+    build); a replay reads it as Delta. Both give the spine's rows their features."""
+    import boto3
+
+    from featurelake.store import FeatureStore
+    from featurelake.training import load_training_set
+
+    bucket = f"lake-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    options = build_lake(spark, tmp_path, storage=f"storage:\n  root: s3a://{bucket}/lake",
+                         s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1",
+                         online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
+                                f"    table_prefix: t{uuid.uuid4().hex[:8]}_")
+    store = FeatureStore.from_config(options[1], repo=options[3], spark=spark)
+    spine = spark.createDataFrame([(0, NOW), (1, NOW), (4, NOW - timedelta(hours=20))],
+                                  "customer_id bigint, event_ts timestamp")
+    ts = store.training_set(spine, ["payments:amount"])
+    copied = [f for f in ts.to_spark().inputFiles() if "/training_sets/" in f]
+    assert copied and all(f.startswith(f"s3a://{bucket}/lake/training_sets/{ts.id}/spine/part-") for f in copied)
+    got = ts.to_pandas()
+    assert got["amount"].isna().tolist() == [False, False, True] and got["amount"][:2].tolist() == [0.0, 1.0]
+    again = load_training_set(store, ts.id).to_pandas()
+    assert again.equals(got)
+
+
 def test_unreachable_storage_is_a_clear_error_without_pyspark(tmp_path):
     """A lake on an S3 endpoint nobody serves: exit 1 with the path and what to check, no traceback."""
     conf = write_config(tmp_path, storage="storage:\n  root: s3a://nobucket/lake",
