@@ -92,6 +92,23 @@ class OfflineTable:
             return None
         return int(one_row(self._delta().history(1).select("version"))[0])
 
+    def latest(self) -> Optional[tuple[int, list[str]]]:
+        """The latest Delta version and its columns (None before the first write), through
+        delta-rs where it can read the table (a few ms; Spark's history and schema took 0.2-0.3 s
+        a group of a training set's build), else with Spark."""
+        from featurelake import lakeread
+        from featurelake.errors import JobError
+
+        why = "storage.database names metastore tables" if self.table_name else lakeread.spark_reason(self.path)
+        if why is None:
+            try:
+                table = lakeread.open_table(self.path, self.config)
+                return None if table is None else (table.version(), [f.name for f in table.schema().fields])
+            except JobError as exc:  # a protocol or storage delta-rs cannot read: Spark can
+                lakeread.fallback(self.path, str(exc))
+        version = self.version()
+        return None if version is None else (version, self.read(version=version).columns)
+
     def size_bytes(self) -> int:
         """The latest version's data files, in bytes (from the Delta log, no scan)."""
         return int(one_row(self._delta().detail().select("sizeInBytes"))[0])

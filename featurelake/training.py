@@ -325,12 +325,12 @@ def _table_versions(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[s
     """Each group's current offline table version, which holds every column the plan reads."""
     versions = {}
     for plan in plans:
-        version = store.offline(plan.group).version()
-        if version is None:
+        latest = store.offline(plan.group).latest()
+        if latest is None:
             raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
                                 f"{store.offline(plan.group).path}: run `featurelake ingest {plan.group}`")
-        versions[plan.group] = version
-        _check_columns(store, plan, version)
+        versions[plan.group] = latest[0]
+        _check_columns(plan, latest[1])
     return versions
 
 
@@ -358,10 +358,10 @@ def _servable(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[str, in
     return {name: state["version"] for name, state in states.items()}
 
 
-def _check_columns(store: "FeatureStore", plan: GroupPlan, version: int) -> None:
+def _check_columns(plan: GroupPlan, columns: Sequence[str]) -> None:
     """The offline table holds every column asked for (a feature registered but never written,
     e.g. added before any row was stored, is not there yet)."""
-    present = set(store.offline(plan.group).read(version=version).columns)
+    present = set(columns)
     missing = [c for c in dict.fromkeys([c for c, _ in plan.features] + [a.column for a in plan.aggregations])
                if c not in present]
     if missing:

@@ -22,7 +22,7 @@ from bench.data import N_FEATURES, Data
 from bench.scales import TTL_DAYS
 
 NAME = "1 PIT training set"
-TARGET_FEAST = 0.2     # at least 5x faster than Feast
+TARGET_FEAST = 0.5     # at least 2x faster than Feast (issue 23), warm and for a process's first set
 TARGET_FLOOR = 1.5     # within 1.5x of the floor
 
 GROUPS = {  # featurelake group -> (data set, keys, feature prefix, Feast view)
@@ -131,7 +131,10 @@ def load(ctx: Context, groups: Sequence[str], data: Data) -> None:
             load_offline(ctx.store, g, data.path(GROUPS[g][0]))
 
 
-def run_case(ctx: Context, case: str, groups: Sequence[str], data: Data, feast: Any) -> list[Row]:
+def run_case(ctx: Context, case: str, groups: Sequence[str], data: Data, feast: Any,
+             first_of_process: bool = False) -> list[Row]:
+    """The case's rows; with first_of_process, also one for the warm-up run, each side's first
+    training set in its process (as a scheduled job or a new notebook kernel meets it)."""
     log = ctx.log
     spine = data.path("spine")
     load(ctx, groups, data)
@@ -143,7 +146,7 @@ def run_case(ctx: Context, case: str, groups: Sequence[str], data: Data, feast: 
         sides["feast"] = lambda i: feast_side(feast, spine, groups, feast_out)
     sides["floor"] = lambda i: floor_side(ctx.spark, spine, inputs)
     log(f"  case {case}: warm-up run of each side (not counted)")
-    times = alternate(1, sides, log)
+    first = alternate(1, sides, log)
     checks, notes = {}, []
     missing = spine_columns_kept(ctx.spark, fl_out)
     if missing:
@@ -162,8 +165,13 @@ def run_case(ctx: Context, case: str, groups: Sequence[str], data: Data, feast: 
     rows = []
     if feast is not None:
         rows.append(Row(NAME, case, "Feast 0.67 get_historical_features", fl, median(times["feast"]),
-                        target=f"<= {TARGET_FEAST}x (5x faster)", target_ratio=TARGET_FEAST, correct=correct,
+                        target=f"<= {TARGET_FEAST}x (2x faster)", target_ratio=TARGET_FEAST, correct=correct,
                         notes=list(notes), runs=times))
+        if first_of_process:
+            rows.append(Row(NAME, f"{case}, the first set of each side's process (its warm-up run)",
+                            "Feast 0.67 get_historical_features", first["featurelake"][0], first["feast"][0],
+                            target=f"<= {TARGET_FEAST}x (2x faster)", target_ratio=TARGET_FEAST, correct=correct,
+                            notes=list(notes), runs=first))
     rows.append(Row(NAME, case, "floor: read, shuffle by key, sort, no output", fl, median(times["floor"]),
                     target=f"<= {TARGET_FLOOR}x", target_ratio=TARGET_FLOOR, correct=correct, notes=list(notes),
                     runs=times))
@@ -173,7 +181,8 @@ def run_case(ctx: Context, case: str, groups: Sequence[str], data: Data, feast: 
 def run(ctx: Context) -> list[Row]:
     s = ctx.scale
     feast = ctx.feast() if ctx.feast else None
-    rows = run_case(ctx, f"1 group: {s.spine:,} spine x {s.rows:,} rows", ["cust"], ctx.data, feast)
+    rows = run_case(ctx, f"1 group: {s.spine:,} spine x {s.rows:,} rows", ["cust"], ctx.data, feast,
+                    first_of_process=True)
     if ctx.variants:
         rows += run_case(ctx, f"3 groups: {s.spine:,} spine x 3 x {s.rows:,} rows", ["cust", "merch", "pair"],
                          ctx.data, feast)

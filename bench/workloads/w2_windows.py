@@ -4,7 +4,7 @@ featurelake   store.training_set(spine, features=["txn:amount_sum_1d", ... 12 fe
 baseline      the plain Spark range join: spine JOIN events ON key AND t - 30d < event time <= t,
               then GROUP BY spine row with one conditional aggregate per (function, window);
               written to parquet like featurelake's output
-Target: at least 10x faster than the range join, and near-linear growth when the history per key
+Target: at least 2x faster than the range join (issue 23), and near-linear growth when the history per key
 doubles (txn2x: the same keys and spine, twice the events).
 Correctness: featurelake's values equal the range join's (and at small scale the brute-force
 oracle's: numpy over each key's sorted events). Amounts are quarters, so sums are exact whatever
@@ -23,7 +23,7 @@ from bench.data import Data
 from bench.flside import AGG_FEATURES, AGG_FUNCTIONS, WINDOWS
 
 NAME = "2 window aggregations"
-TARGET = 0.1           # at least 10x faster than the range join
+TARGET = 0.5           # at least 2x faster than the range join (issue 23)
 TARGET_GROWTH = 2.3    # "near-linear": twice the history costs at most ~2.3x
 WINDOW_LENGTHS = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 COUNTS = [f for f in AGG_FEATURES if "_count_" in f]
@@ -102,7 +102,7 @@ def run_case(ctx: Context, case: str, group: str, events: str) -> tuple[Row, dic
     log(f"  case {case}: {ctx.runs} timed runs")
     times = alternate(ctx.runs, sides, log)
     row = Row(NAME, case, "plain Spark range join + group by", median(times["featurelake"]),
-              median(times["range join"]), target=f"<= {TARGET}x (10x faster)", target_ratio=TARGET,
+              median(times["range join"]), target=f"<= {TARGET}x (2x faster)", target_ratio=TARGET,
               correct=all(c["ok"] for c in checks.values()),
               notes=[f"vs {k}: {describe_check(v)}" for k, v in checks.items()], runs=times)
     return row, times
