@@ -221,7 +221,11 @@ def _fresh_copy(store: "FeatureStore", path: str, schema: "StructType") -> "Data
 
     from featurelake import lakeread
 
-    files = lakeread.data_files(path, store.config, 0)
+    try:
+        files = lakeread.data_files(path, store.config, 0)
+    except JobError as exc:  # storage or credentials delta-rs cannot use: Spark wrote it, Spark reads it
+        lakeread.fallback(path, str(exc))
+        files = None
     if not files:
         return store.spark.read.format("delta").load(path)
     return store.spark.read.schema(StructType([*schema.fields, StructField(ROW, LongType(), False)])).parquet(*files)

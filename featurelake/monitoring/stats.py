@@ -5,10 +5,10 @@ values collected as Arrow, and described on the driver: a Spark job costs a few 
 whatever its size, so for the 20,000-row training set of workload 1 the three jobs below took
 1.0-1.4 s where the collection takes ~0.2 s. Its distinct counts and quantiles are exact.
 
-A larger batch takes three Spark jobs whatever the number of features: one aggregation of every plain statistic of
-every feature (count, nulls, min, max, mean, stddev), one of every sketch (quantiles, approximate
-distinct), and one grouped count of all histograms and top values, whose numeric bins need the
-min and max of the first. The sketches are apart because Spark compiles an aggregation to code
+A larger batch takes three Spark jobs whatever the number of features: one aggregation of every
+plain statistic of every feature (count, nulls, min, max, mean, stddev), one of every sketch
+(quantiles, approximate distinct), and one grouped count of all histograms and top values, whose
+numeric bins need the min and max of the first. The sketches are apart because Spark compiles an aggregation to code
 only when none of its functions is a sketch: on 1M rows x 12 columns the split took 2.6 s where
 one aggregation took 3.3 s. Only these aggregates reach the driver. An ingest saves the first
 job: it computes the plain aggregates with its row count (plain_aggregates). (Gathering them while

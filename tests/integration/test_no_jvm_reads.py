@@ -158,11 +158,15 @@ def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, dynamodb_endpo
 
 
 def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_lists(spark, s3_endpoint,
-                                                                                    dynamodb_endpoint, tmp_path):
+                                                                                    dynamodb_endpoint, tmp_path,
+                                                                                    monkeypatch):
     """The copy just written is read as the parquet files of its one commit (no Delta state to
-    build); a replay reads it as Delta. Both give the spine's rows their features."""
+    build); a replay reads it as Delta, and so does a build where delta-rs cannot list the files.
+    All give the spine's rows the same features."""
     import boto3
 
+    from featurelake import lakeread
+    from featurelake.errors import JobError
     from featurelake.store import FeatureStore
     from featurelake.training import load_training_set
 
@@ -182,6 +186,12 @@ def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_l
     assert got["amount"].isna().tolist() == [False, False, True] and got["amount"][:2].tolist() == [0.0, 1.0]
     again = load_training_set(store, ts.id).to_pandas()
     assert again.equals(got)
+
+    def refused(*args, **kwargs):
+        raise JobError("delta-rs cannot read this storage (test)")
+
+    monkeypatch.setattr(lakeread, "data_files", refused)  # then Spark reads the copy as Delta
+    assert store.training_set(spine, ["payments:amount"]).to_pandas().equals(got)
 
 
 def test_unreachable_storage_is_a_clear_error_without_pyspark(tmp_path):
