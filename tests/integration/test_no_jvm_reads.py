@@ -142,16 +142,22 @@ def test_an_unknown_group_is_a_clear_error_without_pyspark(local_lake):
         assert "'paymnts'" in done.stderr and "did you mean 'payments'" in done.stderr.lower(), done.stderr
 
 
-def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, dynamodb_endpoint, tmp_path, capsys, monkeypatch):
+def build_s3_lake(spark, s3_endpoint: str, dynamodb_endpoint: str, tmp: Path) -> tuple[list[str], str]:
+    """build_lake on a new bucket of the test S3 server, written by Spark under the commit lease
+    that a lake on S3 takes in DynamoDB (featurelake.commitlock); -> (CLI options, bucket)."""
     import boto3
 
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    # written by Spark under the commit lease that a lake on S3 takes in DynamoDB (featurelake.commitlock)
-    options = build_lake(spark, tmp_path, storage=f"storage:\n  root: s3a://{bucket}/lake",
+    options = build_lake(spark, tmp, storage=f"storage:\n  root: s3a://{bucket}/lake",
                          s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1",
                          online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
                                 f"    table_prefix: t{uuid.uuid4().hex[:8]}_")
+    return options, bucket
+
+
+def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, dynamodb_endpoint, tmp_path, capsys, monkeypatch):
+    options, _ = build_s3_lake(spark, s3_endpoint, dynamodb_endpoint, tmp_path)
     verbs = [["catalog", "list"], ["catalog", "history", "payments"], ["catalog", "lineage", "payments"],
              ["monitor", "freshness", "--all"]]
     assert_same_without_jvm(options, verbs, tmp_path, capsys, monkeypatch)
@@ -163,19 +169,12 @@ def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_l
     """The copy just written is read as the parquet files of its one commit (no Delta state to
     build); a replay reads it as Delta, and so does a build where delta-rs cannot list the files.
     All give the spine's rows the same features."""
-    import boto3
-
     from featurelake import lakeread
     from featurelake.errors import JobError
     from featurelake.store import FeatureStore
     from featurelake.training import load_training_set
 
-    bucket = f"lake-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    options = build_lake(spark, tmp_path, storage=f"storage:\n  root: s3a://{bucket}/lake",
-                         s3=f"s3:\n  endpoint_url: {s3_endpoint}\n  path_style: true\n  region: us-east-1",
-                         online=f"online:\n  dynamodb:\n    region: us-east-1\n    endpoint_url: {dynamodb_endpoint}\n"
-                                f"    table_prefix: t{uuid.uuid4().hex[:8]}_")
+    options, bucket = build_s3_lake(spark, s3_endpoint, dynamodb_endpoint, tmp_path)
     store = FeatureStore.from_config(options[1], repo=options[3], spark=spark)
     spine = spark.createDataFrame([(0, NOW), (1, NOW), (4, NOW - timedelta(hours=20))],
                                   "customer_id bigint, event_ts timestamp")
