@@ -35,11 +35,12 @@ def answer(body, status=200, extra=b""):
 class Server:
     """A raw socket server: each connection (TLS-wrapped when `tls` is an SSLContext) is handed to
     `handle(conn, reader)`. `connections` counts connections, `requests` the requests read by
-    `read_request`."""
+    `read_request`; `accepted[fileno]` is a connection's number (1, 2, ...) in the order accepted."""
 
     def __init__(self, handle, tls=None):
         self.handle, self.tls = handle, tls
         self.connections, self.requests, self.errors = 0, [], []
+        self.accepted: dict[int, int] = {}
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -51,6 +52,7 @@ class Server:
             except OSError:
                 return
             self.connections += 1
+            self.accepted[conn.fileno()] = self.connections
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn):
@@ -83,6 +85,16 @@ def scripted(answers):
     def handle(server, conn, reader):
         while answers and server.read_request(reader) is not None:
             conn.sendall(answers.pop(0))
+    return handle
+
+
+def by_connection(*answers):
+    """A handler answering every request on the n-th connection accepted with `answers[n - 1]`,
+    whichever connection's thread runs first."""
+    def handle(server, conn, reader):
+        answer = answers[server.accepted[conn.fileno()] - 1]
+        while server.read_request(reader) is not None:
+            conn.sendall(answer)
     return handle
 
 
@@ -322,10 +334,11 @@ def test_interim_answers_are_skipped_and_5xx_html_is_retried(monkeypatch):
 
 def test_an_exception_inside_a_request_drops_the_connection(monkeypatch):
     """A request cut by an exception of any kind (here: a KeyboardInterrupt while the answer is
-    read) must not leave its answer to be read as the next request's."""
+    read) must not leave its answer to be read as the next request's. Each connection has its own
+    answer, so a reused connection would give the first one."""
     from featurelake.online import transport as module
 
-    server = Server(scripted([answer({"first": 1}), answer({"second": 2})]))
+    server = Server(by_connection(answer({"first": 1}), answer({"second": 2})))
     transport = DirectTransport(f"http://127.0.0.1:{server.port}", "us-east-1", Creds(), max_attempts=1)
     real = module.Connection._status_line
 
