@@ -364,7 +364,7 @@ class _Stream:
         client = driver_client(dyn.region, dyn.endpoint_url, self.store.config.ca_bundle())
         features, _ = online_features(g)
         if self.online_spec is None:
-            spec = online_spec(g, self.version, self.table.read(), features)
+            spec = online_spec(g, self.version, self.table.read().schema, features)
             ensure_table(client, table_name, ttl=g.ttl is not None)
             meta = read_meta(client, table_name)
             if meta is None or not same_shape(meta["spec"], spec):

@@ -334,7 +334,7 @@ def _table_versions(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[s
             raise NotFoundError(f"feature group {plan.group!r} has no offline table yet at "
                                 f"{store.offline(plan.group).path}: run `featurelake ingest {plan.group}`")
         versions[plan.group] = latest[0]
-        _check_columns(plan, latest[1])
+        _check_columns(plan, latest[1].names)
     return versions
 
 

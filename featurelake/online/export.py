@@ -34,14 +34,16 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from featurelake.catalog import current_user, new_id, now
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError, root_message
 from featurelake.online import codec
-from featurelake.online.snapshot import (Since, change_feed_gone, column_dtypes, export_frame, increment_frame,
-                                         online_features, only_additions, rows_ahead)
+from featurelake.online.snapshot import (Since, change_feed_gone, column_dtypes, driver_increment, export_frame,
+                                         increment_frame, online_features, only_additions, rows_ahead)
 from featurelake.online.table import Lease, ensure_table, read_meta, refusal, write_meta
-from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches
+from featurelake.online.writer import COUNTERS_SCHEMA, make_client, merged, write_batches, write_partition
 from featurelake.records import Export, ExportStatus
 from featurelake.services import publish as publish_services
 
 if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
     from featurelake.definitions import FeatureGroup
     from featurelake.offline import OfflineTable
     from featurelake.store import FeatureStore
@@ -198,7 +200,8 @@ def _group_version(store: "FeatureStore", group: "FeatureGroup", meta: Optional[
     aggs = {n: a.column for a in group.aggregations for n in a.feature_names()}
     columns = list(dict.fromkeys(aggs.get(f.name, f.name) for f in features))
     check_served(group.name, state, columns)
-    missing = [c for c in columns if c not in set(store.offline(group.name).read().columns)]
+    latest = store.offline(group.name).latest()
+    missing = [c for c in columns if c not in set(latest[1].names if latest else [])]
     if missing:
         raise UsageError(f"feature group {group.name!r}: the offline table holds no column {', '.join(missing)} "
                          f"yet, and the export would serve it empty: run `featurelake backfill {group.name}` first")
@@ -228,11 +231,12 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
         if last_end > end:  # this clock is behind the last exporter's: never go back in time
             result.notes.append(f"clock behind the last export's end {last_end}: exporting as of that instead")
             end = last_end
-    version = offline.version()
-    if version is None:  # there was one when the export began: deleted since
+    latest = offline.latest()
+    if latest is None:  # there was one when the export began: deleted since
         raise JobError(f"feature group {group.name!r}: its offline table is gone: run `featurelake ingest "
                        f"{group.name}`, then export again")
-    spec = online_spec(group, group_version, offline.read(version=version), features)
+    version, schema = latest
+    spec = online_spec(group, group_version, schema, features)
     keys, feats = spec["keys"], spec["features"]
     mark("snapshot")
     since = None
@@ -251,19 +255,14 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
     # a full export forgets the last one first: if it fails half-way, the next export is full too
     write_meta(client, result.table_name, spec, last if since else None, group.fingerprint,
                filling=meta is None or meta["filling"])
-    compare = since is not None and not spec["aggregations"] and only_additions(offline, since, version)
-    mark("plan")
-    sc = store.spark.sparkContext
+    commits = offline.commits(since.version, version) if since is not None and not spec["aggregations"] else None
+    compare = (since is not None and commits is not None and len(commits) == version - since.version
+               and only_additions(commits))
     # unknown (not recorded by the last export) counts as ahead: the increment then looks for them
     window = not compare or (last or {}).get("rows_ahead") is not False
-    if since is not None and compare:
-        result.notes.append("increment: the changed rows, each written only where newer than its item online")
-        frame = increment_frame(offline, group, features, version=version, end=end, since=since, window=window)
-    else:
-        # a full export writes with write_tasks tasks; an increment's rows are few, and adaptive
-        # execution sizes them
-        frame = export_frame(offline, group, features, version=version, end=end, since=since,
-                             partitions=None if since else write_tasks(sc, offline))
+    on_driver = (driver_increment(offline, group, features, schema, commits or [], version=version, end=end,
+                                  since=since) if since is not None and compare and not window else None)
+    mark("plan")
     writer_spec = {"group": group.name, "table": result.table_name, "region": dyn.region,
                    "endpoint_url": dyn.endpoint_url, "ca_bundle": store.config.ca_bundle(), "keys": keys,
                    "features": feats,
@@ -271,23 +270,16 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "as_of_ms": codec.micros_to_ms_text(codec.datetime_to_micros(end)) if spec["aggregations"] else None,
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
-    sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, @{version})")
-    with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
-        # only increments without window features use it (increment_frame)
-        ahead = None if spec["aggregations"] else pool.submit(rows_ahead, offline, group, version=version, end=end,
-                                                              since=None if window else since)
-        try:
-            value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
-                           .collect())
-        finally:
-            sc.setJobDescription(None)  # type: ignore[arg-type]  # None clears it; PySpark annotates str
-        try:
-            any_ahead = ahead.result() if ahead else None
-        except Exception as exc:  # unknown: the next increment looks for them, as if there were some
-            why = (change_feed_gone(exc, since, version) if since else None) or root_message(exc)
-            log.warning("export %s: could not tell whether rows lie ahead of its end (%s); the next export "
-                        "looks for them anyway", result.export_id, why)
-            any_ahead = None
+    if on_driver is not None:
+        result.notes.append("increment: the changed rows, read on the driver, each written only where newer than "
+                            "its item online")
+        rows, ahead = on_driver
+        any_ahead: Optional[bool] = ahead
+        value = merged([write_partition(iter(rows), writer_spec)])
+    else:
+        value, any_ahead = _spark_write(store, group, features, offline, result, writer_spec, version=version,
+                                        end=end, since=since, compare=compare, window=window,
+                                        aggregations=spec["aggregations"])
     mark("write")
     if lease.lost:
         raise JobError(f"export to {result.table_name}: the lease passed to another export during the write; "
@@ -303,6 +295,40 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                                                 "rows_ahead": any_ahead}, group.fingerprint)
 
 
+def _spark_write(store: "FeatureStore", group: "FeatureGroup", features: list, offline: "OfflineTable",
+                 result: ExportResult, writer_spec: dict, *, version: int, end: datetime, since: Optional[Since],
+                 compare: bool, window: bool, aggregations: bool) -> tuple[dict, Optional[bool]]:
+    """The export's rows computed by Spark and written from its tasks: (the counters, whether rows
+    lie ahead of `end`, None when unknown or not asked)."""
+    sc = store.spark.sparkContext
+    if since is not None and compare:
+        result.notes.append("increment: the changed rows, each written only where newer than its item online")
+        frame = increment_frame(offline, group, features, version=version, end=end, since=since, window=window)
+    else:
+        # a full export writes with write_tasks tasks; an increment's rows are few, and adaptive
+        # execution sizes them
+        frame = export_frame(offline, group, features, version=version, end=end, since=since,
+                             partitions=None if since else write_tasks(sc, offline))
+    sc.setJobDescription(f"featurelake export {group.name} ({result.mode}, @{version})")
+    with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
+        # only increments without window features use it (increment_frame)
+        ahead = None if aggregations else pool.submit(rows_ahead, offline, group, version=version, end=end,
+                                                              since=None if window else since)
+        try:
+            value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
+                           .collect())
+        finally:
+            sc.setJobDescription(None)  # type: ignore[arg-type]  # None clears it; PySpark annotates str
+        try:
+            any_ahead = ahead.result() if ahead else None
+        except Exception as exc:  # unknown: the next increment looks for them, as if there were some
+            why = (change_feed_gone(exc, since, version) if since else None) or root_message(exc)
+            log.warning("export %s: could not tell whether rows lie ahead of its end (%s); the next export "
+                        "looks for them anyway", result.export_id, why)
+            any_ahead = None
+    return value, any_ahead
+
+
 WRITE_TASK_BYTES = 4 << 20
 
 
@@ -315,10 +341,10 @@ def write_tasks(sc: Any, offline: "OfflineTable") -> int:
     return max(1, min(sc.defaultParallelism, -(-offline.size_bytes() // WRITE_TASK_BYTES)))
 
 
-def online_spec(group: "FeatureGroup", group_version: int, offline_frame: Any, features: list) -> dict:
+def online_spec(group: "FeatureGroup", group_version: int, offline_schema: "StructType", features: list) -> dict:
     """The online table's layout, as its metadata item records it for OnlineClient: keys and
     features with their dtypes (from the offline table's schema), the event-time column, the ttl."""
-    keys, feats = column_dtypes(offline_frame, group, features)
+    keys, feats = column_dtypes(offline_schema, group, features)
     return {"format": codec.FORMAT, "group": group.name, "group_version": group_version, "keys": keys,
             "features": feats, "timestamp_column": group.timestamp_column,
             "ttl_s": int(group.ttl.total_seconds()) if group.ttl else None,

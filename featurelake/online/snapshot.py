@@ -1,6 +1,7 @@
-"""What an export writes, computed by Spark: per entity key, the offline as-of row at the export's end
-(featurelake.offline.as_of, the one rule), with window features as of that end; for an
-incremental export, only the keys whose online row may differ from what the last export wrote.
+"""What an export writes, computed by Spark (a small increment on the driver): per entity key, the
+offline as-of row at the export's end (featurelake.offline.as_of, the one rule), with window
+features as of that end; for an incremental export, only the keys whose online row may differ
+from what the last export wrote.
 
 A key's online row can change between the last export (Delta version v, end t0) and this one
 (version v', end t1) only if
@@ -18,12 +19,15 @@ Two ways to compute an increment:
   recorded no row ahead of its end: `rows_ahead`); the newest candidate per key is written only
   where it is newer than the key's item online (the writer reads the items'
   `_event_ts`/`_ingested_ts` first, strongly consistent, under the export's lease). Its cost
-  follows the change, not the table.
+  follows the change, not the table. When only the change data feed is read and its commits
+  wrote at most DRIVER_ROWS rows, `driver_increment` computes the same rows on the driver from
+  the feed as delta-rs reads it, and the driver writes them: no Spark job at all.
 - otherwise `export_frame` with `since`: the offline rule over every row of the changed keys
   (a scan of the table within the ttl), and the window features of those keys.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import reduce
@@ -31,8 +35,13 @@ from typing import TYPE_CHECKING, Optional
 
 from featurelake.online import codec
 
+log = logging.getLogger("featurelake.online")
+
 if TYPE_CHECKING:
+    import deltalake
+    import pyarrow as pa
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
 
     from featurelake.definitions import FeatureGroup
     from featurelake.offline import OfflineTable
@@ -207,11 +216,11 @@ def _select(current: "DataFrame", group: "FeatureGroup", features: list[OnlineFe
     return current.select(*cols)
 
 
-def column_dtypes(offline_frame: "DataFrame", group: "FeatureGroup",
+def column_dtypes(offline_schema: "StructType", group: "FeatureGroup",
                   features: list[OnlineFeature]) -> tuple[list, list]:
     """(keys, features) as [{"name", "dtype"}] from the offline table's schema (the truth), falling
     back to the declared dtype for a feature the table does not have yet."""
-    schema = {f.name: f.dataType.simpleString() for f in offline_frame.schema.fields}
+    schema = {f.name: f.dataType.simpleString() for f in offline_schema.fields}
     keys = [{"name": k, "dtype": schema[k]} for k in group.keys]
     out = []
     for f in features:
@@ -221,26 +230,17 @@ def column_dtypes(offline_frame: "DataFrame", group: "FeatureGroup",
 
 
 
+WRITES = ("WRITE", "MERGE", "STREAMING UPDATE")
+"""The operations that write rows (and say how many in operationMetrics.numOutputRows)."""
 APPEND_ONLY_OPERATIONS = {"WRITE", "MERGE", "STREAMING UPDATE", "OPTIMIZE", "VACUUM START", "VACUUM END",
                           "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN", "CREATE TABLE"}
 
 
-def only_additions(offline: "OfflineTable", since: Since, version: int) -> bool:
-    """True when the commits after since.version up to `version` only added or updated rows: no
-    DELETE, no overwrite, no MERGE that deleted, no RESTORE (read from the Delta log, no Spark job)."""
-    from delta.tables import DeltaTable
-
-    if version <= since.version:
-        return True
-    table = (DeltaTable.forName(offline.spark, offline.table_name) if offline.table_name
-             else DeltaTable.forPath(offline.spark, offline.path))
-    commits = [r for r in table.history(version - since.version).select(
-        "version", "operation", "operationParameters", "operationMetrics").collect()
-        if since.version < r["version"] <= version]
-    if len(commits) != version - since.version:  # newer commits landed meanwhile: take the safe way
-        return False
+def only_additions(commits: list[dict]) -> bool:
+    """True when the commits (OfflineTable.commits, the Delta log's history) only added or updated
+    rows: no DELETE, no overwrite, no MERGE that deleted, no RESTORE."""
     for c in commits:
-        params, metrics = c["operationParameters"] or {}, c["operationMetrics"] or {}
+        params, metrics = c["operationParameters"], c["operationMetrics"]
         if c["operation"] not in APPEND_ONLY_OPERATIONS:
             return False
         if c["operation"] == "WRITE" and str(params.get("mode", "Append")).lower() != "append":
@@ -305,6 +305,87 @@ def increment_frame(offline: "OfflineTable", group: "FeatureGroup", features: li
     candidates = reduce(lambda a, b: a.unionByName(b), parts).where(
         reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys]))
     return _select(as_of(candidates, group, end), group, features)
+
+
+DRIVER_ROWS = 20_000
+"""An increment whose commits wrote at most this many rows is computed and written on the driver
+(driver_increment): a Spark job's planning and stages cost more than the rows."""
+
+
+def driver_increment(offline: "OfflineTable", group: "FeatureGroup", features: list[OnlineFeature],
+                     schema: "StructType", commits: list[dict], *, version: int, end: datetime,
+                     since: Since) -> Optional[tuple[list[tuple], bool]]:
+    """increment_frame(window=False)'s rows as tuples, and whether a changed row lies after `end`
+    (rows_ahead), from the change data feed read by delta-rs on the driver: no Spark job. None where
+    Spark must compute them: a metastore table, storage, a protocol or a feed delta-rs cannot read,
+    more than DRIVER_ROWS rows written by the commits (or a commit that does not say how many), a
+    timestamp_ntz column (Spark reads it in the session's time zone). `schema`: the table's at
+    `version`; `commits`: those after since.version up to `version` (OfflineTable.commits)."""
+    if version <= since.version:  # no commit since the last export
+        return [], False
+    if any("numOutputRows" not in c["operationMetrics"] for c in commits if c["operation"] in WRITES) or \
+            sum(int(c["operationMetrics"].get("numOutputRows", 0)) for c in commits) > DRIVER_ROWS:
+        return None
+    ts, present = group.timestamp_column, set(schema.names)
+    wanted = [f.name for f in features if f.name in present]
+    columns = list(dict.fromkeys([*group.keys, ts, "_ingested_at", *wanted]))
+    if any("timestamp_ntz" in schema[c].dataType.simpleString() for c in columns):
+        return None
+    for name in wanted:  # what Spark's path refuses (timestamps inside maps or structs), refused alike
+        codec.export_sql(name, schema[name].dataType.simpleString())
+    table = offline.delta_rs()
+    if table is None or table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        return None
+    try:
+        changed = _arrow_change_feed(table, since.version + 1, version, columns)
+    except Exception as exc:  # noqa: BLE001 - a feed delta-rs cannot read (gone, a newer protocol): Spark's
+        log.info("reading the change data feed of %s with Spark: %s", offline.path, exc)
+        return None
+    event_us, ingested_us = _micros(changed[ts]), _micros(changed["_ingested_at"])
+    end_us = codec.datetime_to_micros(end)
+    ahead = any(t is not None and t > end_us for t in event_us)
+    low = end_us - int(group.ttl.total_seconds()) * 1_000_000 if group.ttl is not None else None
+    keys = list(zip(*(changed[k].to_pylist() for k in group.keys)))
+    newest: dict[tuple, tuple] = {}  # key -> ((event µs, ingested µs), row): offline.as_of's order
+    for i, (key, t, ing) in enumerate(zip(keys, event_us, ingested_us)):
+        if t is None or t > end_us or (low is not None and t < low) or None in key:
+            continue
+        rank = (t, -1 if ing is None else ing)
+        if key not in newest or rank > newest[key][0]:
+            newest[key] = (rank, i)
+    chosen = sorted(i for _, i in newest.values())
+    values = {name: _values(changed[name], chosen) for name in wanted}
+    rows = [(*keys[i], event_us[i], ingested_us[i],
+             *[values[f.name][n] if f.name in values else None for f in features]) for n, i in enumerate(chosen)]
+    return rows, ahead
+
+
+def _arrow_change_feed(table: "deltalake.DeltaTable", first: int, last: int, columns: list[str]) -> "pa.Table":
+    """The rows commits first..last added, or updated to (their post-images), as a pyarrow Table."""
+    import pyarrow as pa
+
+    reader = table.load_cdf(starting_version=first, ending_version=last, columns=[*columns, "_change_type"],
+                            predicate="_change_type IN ('insert', 'update_postimage')")
+    return pa.RecordBatchReader.from_stream(reader).read_all()
+
+
+def _micros(column: "pa.ChunkedArray") -> list:
+    """A timestamp column (or a list of them) as µs since the epoch, exact, as Spark's unix_micros."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    return column.cast(pa.list_(pa.timestamp("us", tz="UTC"))).cast(pa.list_(pa.int64())).to_pylist()
+
+
+def _values(column: "pa.ChunkedArray", rows: list[int]) -> list:
+    """The chosen rows' values as the writer reads them from Spark's Arrow batches (codec.export_sql:
+    timestamps, and arrays of them, as µs)."""
+    import pyarrow as pa
+
+    kind = column.type.value_type if pa.types.is_list(column.type) else column.type
+    values = _micros(column) if pa.types.is_timestamp(kind) else column.to_pylist()
+    return [values[i] for i in rows]
 
 
 def rows_ahead(offline: "OfflineTable", group: "FeatureGroup", *, version: int, end: datetime,

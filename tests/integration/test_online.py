@@ -40,6 +40,7 @@ short = FeatureGroup("short", entity=customer, source=files, timestamp_column="t
                      features=[Feature("v", "bigint")], ttl="1h")
 plain = FeatureGroup("plain", entity=customer, source=files, timestamp_column="ts", features=[Feature("v", "bigint")])
 soon = FeatureGroup("soon", entity=customer, source=files, timestamp_column="ts", features=[Feature("v", "bigint")])
+typed = FeatureGroup("typed", entity=customer, source=files, timestamp_column="ts", features=txn.features, ttl="30d")
 blobs = FeatureGroup("blobs", entity=customer, source=files, timestamp_column="ts",
                      features=[Feature("payload", "binary"), Feature("size", "bigint")])
 '''
@@ -235,6 +236,44 @@ def test_an_increment_writes_a_changed_row_only_where_it_is_newer_than_online(la
     want = expected(lake, "plain", result.as_of)
     assert {k: r["v"] for (k,), r in want.items()} == {k: r["v"] for k, r in
                                                        zip(range(10), client.get_many("plain", range(10)))}
+
+
+def test_a_small_increment_is_read_on_the_driver_and_writes_the_items_spark_writes(lake, spark, monkeypatch):
+    """An increment of a few rows is computed on the driver from the change data feed as delta-rs
+    reads it, with no Spark job. Over every dtype an item can hold, late, future and expired
+    rows among them, it writes the same items as the same increment computed by Spark
+    (FEATURELAKE_READER=spark) into a second online table."""
+    from featurelake.online.table import read_meta
+    from featurelake.online.writer import make_client
+
+    dyn = lake.config.online.dynamodb
+    ddb = make_client(dyn.region, dyn.endpoint_url)
+    ours, theirs = dyn.table_prefix, f"{dyn.table_prefix}spark_"
+
+    def export_both() -> tuple:
+        first = lake.export("typed")
+        with monkeypatch.context() as m:
+            m.setenv("FEATURELAKE_READER", "spark")
+            m.setattr(dyn, "table_prefix", theirs)
+            return first, lake.export("typed")
+
+    current = [r for r in txn_rows(range(40), 5, NOW) if r[1] <= NOW]  # none ahead: the next increment reads
+    lake.offline("typed").merge(spark.createDataFrame(current, TXN_SCHEMA), "typed-1")  # only the change
+    assert all(r.mode == "full" and r.items_written > 30 for r in export_both())
+    assert read_meta(ddb, f"{ours}typed")["last"]["rows_ahead"] is False
+    changes = txn_rows(range(30, 50), 6, datetime.now(timezone.utc))  # new keys, newer, late, future, expired
+    lake.offline("typed").merge(spark.createDataFrame(changes, TXN_SCHEMA), "typed-2")
+    driver, by_spark = export_both()
+    assert driver.mode == by_spark.mode == "incremental", (driver.summary(), by_spark.summary())
+    assert any("read on the driver" in n for n in driver.notes), driver.notes
+    assert not any("read on the driver" in n for n in by_spark.notes), by_spark.notes
+    assert driver.items_written > 10 and driver.not_newer > 0, driver.summary()
+    assert (driver.rows, driver.items_written, driver.bytes_written, driver.not_newer) == \
+        (by_spark.rows, by_spark.items_written, by_spark.bytes_written, by_spark.not_newer)
+    assert read_meta(ddb, f"{ours}typed")["last"]["rows_ahead"] is True  # a future row came in the change
+    assert read_meta(ddb, f"{theirs}typed")["last"]["rows_ahead"] is True
+    items = {name: sorted(scan(lake, f"{name}typed"), key=lambda i: i["pk"]["S"]) for name in (ours, theirs)}
+    assert items[ours] == items[theirs] and len(items[ours]) >= 45
 
 
 def test_a_row_dated_ahead_is_exported_once_its_time_comes(lake, client, spark):
