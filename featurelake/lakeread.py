@@ -77,15 +77,18 @@ def storage_options(config: Optional["Config"]) -> dict[str, str]:
     return opts
 
 
-def open_table(path: str, config: Optional["Config"], version: Optional[int] = None) -> Optional["DeltaTable"]:
-    """The Delta table at path (as of version), or None when there is none yet."""
+def open_table(path: str, config: Optional["Config"], version: Optional[int] = None,
+               files: bool = True) -> Optional["DeltaTable"]:
+    """The Delta table at path (as of version), or None when there is none yet. files=False skips
+    loading its file list (enough for its history, version and schema)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     from featurelake.errors import JobError
 
     try:
-        return DeltaTable(uri(path), version=version, storage_options=storage_options(config) or None)
+        return DeltaTable(uri(path), version=version, storage_options=storage_options(config) or None,
+                          without_files=not files)
     except TableNotFoundError:
         return None
     except Exception as exc:  # unreachable storage, credentials, a protocol delta-rs cannot read

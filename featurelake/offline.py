@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import reduce
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -101,30 +101,37 @@ class OfflineTable:
         0.2-0.3 s a group of a training set's build), else with Spark."""
         from pyspark.sql.types import StructType
 
-        table = self.delta_rs()
+        table = self.delta_rs(files=False)
         if table is not None:
             return table.version(), StructType.fromJson(json.loads(table.schema().to_json()))
         version = self.version()
         return None if version is None else (version, self.read(version=version).schema)
 
     def commits(self, after: int, upto: int) -> list[dict]:
-        """The commits after version `after` up to `upto`, newest first, as Spark's history() rows:
-        version, operation, operationParameters, operationMetrics (dicts of text)."""
+        """The commits after version `after` up to `upto`, newest first (see recent)."""
         if upto <= after:
             return []
-        table = self.delta_rs()
-        if table is not None:
-            found = table.history(max(table.version() - after, 0))
-        else:
-            cols = ["version", "operation", "operationParameters", "operationMetrics"]
-            found = [r.asDict() for r in self._delta().history(max(upto - after, 0)).select(*cols).collect()]
-        return [{**c, "operationParameters": c.get("operationParameters") or {},
-                 "operationMetrics": c.get("operationMetrics") or {}}
-                for c in found if after < c["version"] <= upto]
+        table = self.delta_rs(files=False)
+        last = max((table.version() if table is not None else upto) - after, 0)
+        return [c for c in self.recent(last, table) if after < c["version"] <= upto]
 
-    def delta_rs(self) -> Optional["deltalake.DeltaTable"]:
-        """The table's latest version through delta-rs; None where Spark must read it (metastore
-        tables, storage or a protocol delta-rs cannot read) or before the first write."""
+    def recent(self, last: int, table: Optional["deltalake.DeltaTable"] = None) -> list[dict]:
+        """The last `last` commits, newest first, as Spark's history() rows: version, operation,
+        userMetadata, operationParameters and operationMetrics (dicts of text); read by delta-rs
+        (`table`, or opened here) where it can read the log, in milliseconds."""
+        table = table or self.delta_rs(files=False)
+        if table is not None:
+            found = table.history(last)
+        else:
+            cols = ["version", "operation", "userMetadata", "operationParameters", "operationMetrics"]
+            found = [r.asDict() for r in self._delta().history(last).select(*cols).collect()]
+        return [{**c, "operationParameters": c.get("operationParameters") or {},
+                 "operationMetrics": c.get("operationMetrics") or {}} for c in found]
+
+    def delta_rs(self, files: bool = True) -> Optional["deltalake.DeltaTable"]:
+        """The table's latest version through delta-rs (files=False: without its file list); None
+        where Spark must read it (metastore tables, storage or a protocol delta-rs cannot read) or
+        before the first write."""
         from featurelake import lakeread
         from featurelake.errors import JobError
 
@@ -132,7 +139,7 @@ class OfflineTable:
         if why is not None:
             return None
         try:
-            return lakeread.open_table(self.path, self.config)
+            return lakeread.open_table(self.path, self.config, files=files)
         except JobError as exc:  # a protocol or storage delta-rs cannot read: Spark can
             lakeread.fallback(self.path, str(exc))
             return None
@@ -194,7 +201,8 @@ class OfflineTable:
                     f"group (e.g. '{self.group.name}_v2') and backfill it")
 
     def merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int] = None,
-              dates: Optional[list] = None, newer: Optional[tuple[str, int]] = None) -> Optional[int]:
+              dates: Optional[list] = None, *, span: Optional[tuple[int, int]] = None,
+              txn: Optional[tuple[str, int]] = None, newer: bool = False) -> Optional[int]:
         """Upserts a batch on (keys, event time). Identical rows are left alone, so a rerun commits
         nothing; a changed row for an existing (key, time) replaces it (the old stays in history).
         Returns the Delta version written, or None when nothing changed.
@@ -207,19 +215,28 @@ class OfflineTable:
         definition_version, when given, is stored in `_definition_version` and compared like a
         value: a backfill by a newer definition rewrites the rows an older one computed.
 
-        dates, when the caller knows them, are the batch's UTC event dates (saves a job). newer,
-        a Delta transaction id (application, version), says that every row of the batch is newer
-        than every row of the table (a stream's in-order micro-batch): none of its (key, time)
-        can be there yet, so it is appended, without comparing, once per transaction id (Delta
-        skips a replay, and fails one of two writers racing with the same id).
+        dates and span, when the caller knows them, are the batch's UTC event dates and its first
+        and last event times in µs (saves a job). The comparison and the MERGE read only the table's
+        files of those dates whose event times overlap the span (Delta's file statistics): a
+        stream's micro-batch reads the last few files, not the whole day.
+
+        txn, a Delta transaction id (application, version) of an idempotent writer (a stream's
+        micro-batch): a batch whose every (key, time) is new to the table is appended under it
+        rather than MERGEd, and with `newer` (every row of the batch is newer than every row of
+        the table, so none can be there yet) without comparing. Delta skips a replayed id, and
+        fails one of two writers racing with the same id. Such an append is blind: it suits a
+        writer that owns the table's new rows, as a stream owns its group's table (another job
+        adding the same pair at the same moment would not fail it, as it fails a MERGE).
 
         Runs at UTC whatever the caller's session zone: Spark binds a DataFrame's time zone when
         the plan is built, and `_event_date` is the event's UTC date."""
         with in_utc(self.spark):
-            return self._merge(batch, run_id, definition_version, dates, newer)
+            return self._merge(batch, run_id, definition_version, dates, span, txn if newer else None,
+                               txn)
 
-    def _merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int],
-               dates: Optional[list], newer: Optional[tuple[str, int]]) -> Optional[int]:
+    def _merge(self, batch: "DataFrame", run_id: str, definition_version: Optional[int], dates: Optional[list],
+               span: Optional[tuple[int, int]], newer: Optional[tuple[str, int]],
+               txn: Optional[tuple[str, int]]) -> Optional[int]:
         from pyspark.sql import Window, functions as F
 
         g = self.group
@@ -243,47 +260,53 @@ class OfflineTable:
             # One commit at a time per session carries this run's id in its commit info.
             with _commit_lock(self.spark), session_setting(self.spark, USER_METADATA, meta), \
                     committing(self.config, self.path, f"feature group {g.name} run {run_id}"):
-                return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols, dates, newer),
+                return with_retry(lambda: self._merge_once(batch, meta, key_cols, value_cols, dates, span, newer, txn),
                                   f"feature group {g.name!r}: writing {self.table_name or self.path}", attempts=6)
         finally:
             batch.unpersist()
 
     def _merge_once(self, batch: "DataFrame", meta: str, key_cols: list, value_cols: list,
-                    dates: Optional[list], newer: Optional[tuple[str, int]]) -> Optional[int]:
+                    dates: Optional[list], span: Optional[tuple[int, int]], newer: Optional[tuple[str, int]],
+                    txn: Optional[tuple[str, int]]) -> Optional[int]:
         """One attempt, against the table as it is now: what another run wrote since the last
         attempt is already there, and _changes leaves it out.
 
         Most batches only add (key, time) pairs, as a stream's micro-batch or a day's ingest do:
-        those take Delta's insert-only MERGE, one join and a write, where a MERGE that may
-        update first finds the files it touches, then rewrites them. Both read the table, so a
-        concurrent commit to the same dates still fails the later writer, which tries again."""
+        those are appended under the writer's transaction id, or take Delta's insert-only MERGE,
+        one join and a write, where a MERGE that may update first finds the files it touches,
+        then rewrites them. Both read the table, so a concurrent commit to the same dates still
+        fails the later writer, which tries again."""
         from pyspark.sql import functions as F
 
         if not self.exists() and self._create(batch, meta):
             return self._committed(meta)
         if newer is not None:
-            writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta")
-                      .mode("append").option("mergeSchema", "true").option("userMetadata", meta)
-                      .option("txnAppId", newer[0]).option("txnVersion", str(newer[1])))
-            writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
+            self._append(batch, meta, newer)
             return self._committed(meta)
-        # The batch's event dates, as literals: Delta then reads only those partitions of the table
-        # (a stream's micro-batch holds a day or two of a table of years), where a join condition
-        # alone makes MERGE and the comparison below read every file.
-        if dates is None:
-            dates = [r[0] for r in batch.select("_event_date").distinct().collect()]
-        in_dates = F.col("_event_date").isin(dates) if len(dates) <= MAX_PRUNING_DATES else F.lit(True)
-        target = self.read().where(in_dates)
+        if dates is None or span is None:
+            ts = F.unix_micros(F.col(self.group.timestamp_column))
+            found = batch.agg(F.collect_set("_event_date"), F.min(ts), F.max(ts)).first()
+            assert found is not None
+            dates, span = list(found[0]), (found[1], found[2])
+        # The batch's event dates and times, as literals: Delta then reads only those partitions of
+        # the table, and in them only the files whose event times overlap the batch's (a stream's
+        # micro-batch holds a few seconds of a table of years), where a join condition alone makes
+        # MERGE and the comparison below read every file.
+        pruned = (len(dates) <= MAX_PRUNING_DATES, span[0] is not None)
+        target = self.read().where(self._near(F.col, dates, span, pruned))
         present = set(target.columns)  # a new column (schema evolution) is not in the table yet
-        new, changed = _compare(batch, target, [*key_cols, "_event_date"], value_cols)
+        new, changed, rows = _compare(batch, target, [*key_cols, "_event_date"], value_cols)
         if not new and not changed:  # Delta commits a version even for a MERGE that changes nothing
             return None
         cond = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols]
-                      + [F.col("t._event_date") == F.col("s._event_date")]
-                      + ([F.col("t._event_date").isin(dates)] if len(dates) <= MAX_PRUNING_DATES else []))
+                      + [F.col("t._event_date") == F.col("s._event_date"),
+                         self._near(lambda c: F.col(f"t.{c}"), dates, span, pruned)])
         if not changed:
-            (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
-             .whenNotMatchedInsertAll().execute())
+            if txn is not None and new == rows:
+                self._append(batch, meta, txn)
+            else:
+                (self._delta().alias("t").merge(batch.alias("s"), cond).withSchemaEvolution()
+                 .whenNotMatchedInsertAll().execute())
             return self._committed(meta)
         source = _changes(batch, target, [*key_cols, "_event_date"], value_cols)
         differs = reduce(lambda a, b: a | b, [~_same(c, batch) if c in present else F.col(f"s.`{c}`").isNotNull()
@@ -291,6 +314,25 @@ class OfflineTable:
         (self._delta().alias("t").merge(source.alias("s"), cond).withSchemaEvolution()
          .whenMatchedUpdateAll(condition=differs).whenNotMatchedInsertAll().execute())
         return self._committed(meta)
+
+    def _near(self, col: Any, dates: list, span: tuple, pruned: tuple[bool, bool]) -> "Column":
+        """The table's rows (col: a column of it by name) on the batch's dates and within its span."""
+        from pyspark.sql import functions as F
+
+        out = F.lit(True)
+        if pruned[0]:
+            out = out & col("_event_date").isin(dates)
+        if pruned[1]:
+            ts = col(f"`{self.group.timestamp_column}`")
+            out = out & (ts >= F.lit(_instant(span[0]))) & (ts <= F.lit(_instant(span[1])))
+        return out
+
+    def _append(self, batch: "DataFrame", meta: str, txn: tuple[str, int]) -> None:
+        """The batch appended under a Delta transaction id: a replay of the same id writes nothing."""
+        writer = (batch.repartition(shuffle_partitions(self.spark), "_event_date").write.format("delta")
+                  .mode("append").option("mergeSchema", "true").option("userMetadata", meta)
+                  .option("txnAppId", txn[0]).option("txnVersion", str(txn[1])))
+        writer.saveAsTable(self.table_name) if self.table_name else writer.save(self.path)
 
     def _create(self, batch: "DataFrame", meta: str) -> bool:
         """Writes the batch as the table's first version. False when another run created the table
@@ -315,17 +357,14 @@ class OfflineTable:
     def _committed(self, meta: str) -> Optional[int]:
         """This run's newest version, found by its label rather than as the table's latest version
         (another job may have committed since); None when that commit changed no row."""
-        from pyspark.sql import functions as F
-
-        row = None
+        found = None
         for last in (1, 50):  # mostly the newest commit: reading one is quicker than fifty
-            row = (self._delta().history(last).where(F.col("userMetadata") == meta)
-                   .orderBy(F.col("version").desc()).select("version", "operation", "operationMetrics").first())
-            if row is not None:
+            found = next((c for c in self.recent(last) if c.get("userMetadata") == meta), None)
+            if found is not None:
                 break
-        if row is None or (row["operation"] == "MERGE" and not commit_rows("MERGE", row["operationMetrics"] or {})):
+        if found is None or (found["operation"] == "MERGE" and not commit_rows("MERGE", found["operationMetrics"])):
             return None
-        return int(row["version"])
+        return int(found["version"])
 
     def rows_written(self, run_id: str, last: int = 50) -> int:
         """Rows the run's commits (among the last few) inserted or updated, from Delta's metrics."""
@@ -353,9 +392,10 @@ def _changes(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols
     return batch.alias("s").join(target.alias("t"), _identical(batch, target, key_cols, value_cols), "left_anti")
 
 
-def _compare(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> tuple[int, int]:
-    """(the batch's rows whose keys the table lacks, those whose keys it holds with other values),
-    in one job."""
+def _compare(batch: "DataFrame", target: "DataFrame", key_cols: list,
+             value_cols: list) -> tuple[int, int, int]:
+    """(the batch's rows whose keys the table lacks, those whose keys it holds with other values,
+    all the batch's rows), in one job."""
     from pyspark.sql import functions as F
 
     keys = reduce(lambda a, b: a & b, [_same(c, batch) for c in key_cols])
@@ -363,8 +403,9 @@ def _compare(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols
     joined = batch.alias("s").join(held.alias("t"), keys, "left")
     same = _identical(batch, target, key_cols, value_cols)
     row = joined.agg(F.count(F.when(F.col("t._held").isNull(), 1)).alias("new"),
-                     F.count(F.when(F.col("t._held") & ~same, 1)).alias("changed")).first()
-    return int(row["new"]), int(row["changed"])  # type: ignore[index]
+                     F.count(F.when(F.col("t._held") & ~same, 1)).alias("changed"),
+                     F.count(F.lit(1)).alias("rows")).first()
+    return int(row["new"]), int(row["changed"]), int(row["rows"])  # type: ignore[index]
 
 
 def _identical(batch: "DataFrame", target: "DataFrame", key_cols: list, value_cols: list) -> "Column":
@@ -375,6 +416,11 @@ def _identical(batch: "DataFrame", target: "DataFrame", key_cols: list, value_co
     same = [_same(c, batch) for c in key_cols]
     same += [_same(c, batch) if c in present else F.col(f"s.`{c}`").isNull() for c in value_cols]
     return reduce(lambda a, b: a & b, same)
+
+
+def _instant(micros: int) -> datetime:
+    """µs since the epoch as an aware datetime: a timestamp literal Delta's data skipping reads."""
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)
 
 
 def _same(column: str, batch: "DataFrame") -> "Column":

@@ -110,7 +110,7 @@ class _Stream:
         """The group's newest event time seen (offline, not after now), µs: lateness is against it."""
         self.table_max_us: Optional[int] = None
         """The offline table's newest event time, future-dated ones included: a micro-batch all newer
-        than it is appended (OfflineTable.merge(newer=...))."""
+        than it is appended without comparing (OfflineTable.merge(newer=True))."""
         self.period = Period()
 
     # -- one micro-batch --------------------------------------------------------------------------
@@ -153,7 +153,8 @@ class _Stream:
                 writable, times = gated
                 newer = self.table_max_us is not None and times.first_us > self.table_max_us
                 version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version,
-                                           dates=times.dates, newer=txn if newer else None)
+                                           dates=times.dates, span=(times.first_us, times.max_us), txn=txn,
+                                           newer=newer)
                 self.table_max_us = max(self.table_max_us or 0, times.max_us)
                 if version is not None:
                     r.delta_version = self.result.delta_version = version
