@@ -1,5 +1,5 @@
 """`featurelake export`: the newest row of every entity (offline as-of rule, at the export's end) ->
-one DynamoDB item per key, written from the executors.
+one DynamoDB item per key, written from the executors (a small increment from the driver).
 
 Newer wins, and how. DynamoDB's BatchWriteItem cannot be conditional, so the one per-item guard
 is PutItem (or UpdateItem) with `ConditionExpression: attribute_not_exists(pk) OR _event_ts <=
