@@ -270,11 +270,11 @@ def _export_locked(store: "FeatureStore", group: "FeatureGroup", group_version: 
                    "as_of_ms": codec.micros_to_ms_text(codec.datetime_to_micros(end)) if spec["aggregations"] else None,
                    "concurrency": dyn.write_concurrency, "max_rounds": 10, "items_per_s": items_per_s,
                    "compare": compare}
+    any_ahead: Optional[bool]
     if on_driver is not None:
         result.notes.append("increment: the changed rows, read on the driver, each written only where newer than "
                             "its item online")
-        rows, ahead = on_driver
-        any_ahead: Optional[bool] = ahead
+        rows, any_ahead = on_driver
         value = merged([write_partition(iter(rows), writer_spec)])
     else:
         value, any_ahead = _spark_write(store, group, features, offline, result, writer_spec, version=version,
@@ -313,7 +313,7 @@ def _spark_write(store: "FeatureStore", group: "FeatureGroup", features: list, o
     with ThreadPoolExecutor(1) as pool:  # a small job, run beside the write, which mostly waits on DynamoDB
         # only increments without window features use it (increment_frame)
         ahead = None if aggregations else pool.submit(rows_ahead, offline, group, version=version, end=end,
-                                                              since=None if window else since)
+                                                      since=None if window else since)
         try:
             value = merged(frame.mapInArrow(lambda batches: write_batches(batches, writer_spec), COUNTERS_SCHEMA)
                            .collect())

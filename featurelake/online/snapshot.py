@@ -232,6 +232,8 @@ def column_dtypes(offline_schema: "StructType", group: "FeatureGroup",
 
 WRITES = ("WRITE", "MERGE", "STREAMING UPDATE")
 """The operations that write rows (and say how many in operationMetrics.numOutputRows)."""
+NO_ROWS = ("SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN", "VACUUM START", "VACUUM END")
+"""Those that write none (OPTIMIZE rewrites rows, which a change data feed reader may count)."""
 APPEND_ONLY_OPERATIONS = {"WRITE", "MERGE", "STREAMING UPDATE", "OPTIMIZE", "VACUUM START", "VACUUM END",
                           "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN", "CREATE TABLE"}
 
@@ -318,13 +320,15 @@ def driver_increment(offline: "OfflineTable", group: "FeatureGroup", features: l
     """increment_frame(window=False)'s rows as tuples, and whether a changed row lies after `end`
     (rows_ahead), from the change data feed read by delta-rs on the driver: no Spark job. None where
     Spark must compute them: a metastore table, storage, a protocol or a feed delta-rs cannot read,
-    more than DRIVER_ROWS rows written by the commits (or a commit that does not say how many), a
-    timestamp_ntz column (Spark reads it in the session's time zone). `schema`: the table's at
-    `version`; `commits`: those after since.version up to `version` (OfflineTable.commits)."""
+    more than DRIVER_ROWS rows written by the commits (or a commit that does not say how many, as
+    an OPTIMIZE), a timestamp_ntz column (Spark reads it in the session's time zone). `schema`: the
+    table's at `version`; `commits`: those after since.version up to `version` (OfflineTable.commits)."""
     if version <= since.version:  # no commit since the last export
         return [], False
-    if any("numOutputRows" not in c["operationMetrics"] for c in commits if c["operation"] in WRITES) or \
-            sum(int(c["operationMetrics"].get("numOutputRows", 0)) for c in commits) > DRIVER_ROWS:
+    counts = [int(c["operationMetrics"]["numOutputRows"]) if c["operation"] in WRITES
+              and "numOutputRows" in c["operationMetrics"] else 0 if c["operation"] in NO_ROWS else None
+              for c in commits]
+    if None in counts or sum(n for n in counts if n is not None) > DRIVER_ROWS:
         return None
     ts, present = group.timestamp_column, set(schema.names)
     wanted = [f.name for f in features if f.name in present]

@@ -551,3 +551,37 @@ def test_an_executor_failure_reaches_the_driver_as_its_last_line_and_its_dynamod
     assert executor_error(boto).startswith("ClientError: An error occurred (ProvisionedThroughput")
     assert _code(boto) in THROTTLING
     assert executor_error(Exception("plain driver error")) is None
+
+
+def test_an_increment_goes_to_spark_when_its_commits_do_not_count_their_rows_or_write_too_many():
+    """driver_increment reads the change data feed on the driver only when every commit says how
+    many rows it wrote (an OPTIMIZE rewrites rows that a feed reader may return) and they add up to
+    at most DRIVER_ROWS; otherwise it leaves the increment to Spark before reading anything."""
+    from types import SimpleNamespace
+
+    from pyspark.sql.types import LongType, StructField, StructType, TimestampType
+
+    from featurelake.online.snapshot import DRIVER_ROWS, Since, driver_increment
+
+    opened: list = []
+    offline = SimpleNamespace(delta_rs=lambda: opened.append(1))  # no table: Spark's, once it is asked
+    group = SimpleNamespace(keys=["k"], timestamp_column="ts", ttl=None)
+    schema = StructType([StructField("k", LongType()), StructField("ts", TimestampType()),
+                         StructField("_ingested_at", TimestampType())])
+
+    def decide(*commits: dict):
+        opened.clear()
+        result = driver_increment(offline, group, [], schema, list(commits), version=1 + len(commits),
+                                  end=datetime.now(timezone.utc), since=Since(1, datetime.now(timezone.utc)))
+        return result, bool(opened)
+
+    def commit(operation: str, **metrics: int) -> dict:
+        return {"operation": operation, "operationParameters": {},
+                "operationMetrics": {k: str(v) for k, v in metrics.items()}}
+
+    assert decide(commit("WRITE", numOutputRows=5), commit("SET TBLPROPERTIES")) == (None, True)  # read
+    assert decide(commit("OPTIMIZE", numAddedFiles=1)) == (None, False)
+    assert decide(commit("MERGE")) == (None, False)
+    assert decide(commit("WRITE", numOutputRows=DRIVER_ROWS), commit("MERGE", numOutputRows=1)) == (None, False)
+    assert driver_increment(offline, group, [], schema, [], version=1, end=datetime.now(timezone.utc),
+                            since=Since(1, datetime.now(timezone.utc))) == ([], False)  # no commit since
