@@ -324,7 +324,7 @@ def test_an_overlapping_older_export_does_not_win(lake, client, spark):
     def run(name: str, **kw) -> None:
         results[name] = export(lake, "pair_stats", full=True, **kw)
 
-    a = threading.Thread(target=run, args=("a",), kwargs={"items_per_s": 2})  # 40 items: 5-20 s
+    a = threading.Thread(target=run, args=("a",), kwargs={"items_per_s": 4})  # 40 items: 3-10 s
     a.start()
     ddb = make_client(dyn.region, dyn.endpoint_url)
     deadline = time.monotonic() + 120

@@ -266,7 +266,7 @@ def test_a_broker_killed_mid_stream_and_started_again_loses_nothing(tmp_path, sp
         for key, text in queued:  # held in the producer's queue while the broker is down
             producer.produce(store.topic, key=key, value=text, on_delivery=lambda err, msg: delivered.append(err))
         producer.poll(0)
-        time.sleep(10)  # a dozen triggers against no broker
+        time.sleep(5)  # ten triggers against no broker
         assert thread.is_alive(), outcome
         own_broker["svc"] = broker = services.restart_kafka(broker)
         assert producer.flush(60) == 0 and delivered == [None] * len(queued), delivered
