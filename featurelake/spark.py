@@ -204,6 +204,8 @@ def _child_session(options: list[str]) -> None:
 
 
 def _typical_jobs(spark: "SparkSession", work: str) -> None:
+    """Jobs like featurelake's, for the classes they load to be recorded: classes no recorded job
+    loaded are read from their jars as before."""
     import pandas as pd
     from delta.tables import DeltaTable
     from pyspark.sql import Window, functions as F
