@@ -160,14 +160,17 @@ def record_class_archive() -> Optional[Path]:
     then is it renamed over the old one: HotSpot crashes on a truncated archive, so a JVM must
     never find a partial one. None when either child fails (Spark starts without an archive)."""
     import subprocess
+    import tempfile
 
     archive = class_archive()
     tmp = archive.with_name(f".{archive.name}.{os.getpid()}")
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
         for step in ("--record-classes", "--use-classes"):
-            done = subprocess.run([sys.executable, "-m", "featurelake.spark", step, str(tmp)], capture_output=True,
-                                  text=True, timeout=900, env={**os.environ, "FEATURELAKE_CLASS_ARCHIVE": "on"})
+            with tempfile.TemporaryDirectory() as scratch:  # where a crashing JVM leaves its hs_err file
+                done = subprocess.run([sys.executable, "-m", "featurelake.spark", step, str(tmp)],
+                                      capture_output=True, text=True, timeout=900, cwd=scratch,
+                                      env={**os.environ, "FEATURELAKE_CLASS_ARCHIVE": "on"})
             if done.returncode != 0 or not tmp.is_file():
                 print(f"no class archive (Spark starts without one): {step} failed:\n{done.stderr[-2000:]}",
                       file=sys.stderr)

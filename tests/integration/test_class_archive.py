@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_a_truncated_archive_is_refused_before_it_is_put_in_place(tmp_path, monk
     with open(archive, "rb") as whole:
         truncated.write_bytes(whole.read(1 << 20))
     done = subprocess.run([sys.executable, "-m", "featurelake.spark", "--use-classes", str(truncated)],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "FEATURELAKE_CLASS_ARCHIVE": "on"})
     assert done.returncode != 0, done.stderr[-2000:]
 
@@ -57,3 +58,4 @@ def test_a_truncated_archive_is_refused_before_it_is_put_in_place(tmp_path, monk
     after = archive.stat()
     assert (after.st_ino, after.st_size, after.st_mtime) == (before.st_ino, before.st_size, before.st_mtime)
     assert not [p for p in archive.parent.iterdir() if p.name.startswith(f".{archive.name}.")]
+    assert not list(archive.parent.glob("hs_err_pid*.log")) and not list(Path.cwd().glob("hs_err_pid*.log"))
