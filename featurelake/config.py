@@ -160,6 +160,9 @@ class MonitoringConfig:
 class TrainingConfig:
     max_pandas_rows: int = 1_000_000
     """to_pandas() refuses larger training sets: use to_spark() or write() instead."""
+    driver_max_rows: int = 1_000_000
+    """A training set whose spine and tables hold fewer rows is built on the driver (localset);
+    0 always uses Spark."""
 
 
 @dataclass

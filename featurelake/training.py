@@ -20,6 +20,7 @@ from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
+from featurelake import localset
 from featurelake.catalog import current_user, new_id, now
 from featurelake.definitions import output_name
 from featurelake.errors import JobError, NotFoundError, OnDemandError, UsageError, did_you_mean, executor_error
@@ -287,18 +288,21 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
     df = ondemand.conform_spine(df, store.repo, chosen)
     ts_id = new_id("ts")
     spine_path = store.config.lake("training_sets", ts_id, "spine")
-    with ThreadPoolExecutor(1) as pool:  # the copy's jobs run while the catalogue and the tables are read
-        copying = pool.submit(copy_spine, df, spine_path, plans, timestamp_column)
-        try:
-            service_versions = services.versions(store.catalog, used)
-            group_versions, table_versions = _servable(store, plans), _table_versions(store, plans)
-        except Exception:
-            _discard(store, ts_id, copying)
-            raise
-        stats = copying.result()
+    local = _build_local(store, df, plans, on_demand, timestamp_column, ts_id, used)
+    if local is not None:
+        service_versions, group_versions, table_versions, stats, copy = local
+    else:
+        with ThreadPoolExecutor(1) as pool:  # the copy's jobs run while the catalogue and the tables are read
+            copying = pool.submit(copy_spine, df, spine_path, plans, timestamp_column)
+            try:
+                service_versions, group_versions, table_versions = _versions(store, plans, used)
+            except Exception:
+                _discard(store, ts_id, copying)
+                raise
+            stats = copying.result()
+        copy = _fresh_copy(store, spine_path, df.schema)
     log.info("training set %s: %s spine rows copied to %s; reading %s", ts_id, f"{stats['rows']:,}", spine_path,
              ", ".join(f"{g} @{v}" for g, v in table_versions.items()))
-    copy = _fresh_copy(store, spine_path, df.schema)
     _warn_null_keys(stats["null_keys"], timestamp_column)
     partitions = shuffle_partitions(spark)
     columns = [c for c in df.columns] + [o for p in plans for o in p.outputs if not o.startswith(ondemand.HIDDEN)] \
@@ -310,11 +314,12 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
         "group_versions": group_versions, "table_versions": table_versions, "spine_path": spine_path,
         "options": {"refs": list(features), "full_names": full_names, "partitions": partitions,
                     "time_bounds": [stats["t_min"], stats["t_max"]], "null_key_rows": stats["null_keys"],
-                    "columns": columns, "plan": [p.to_dict() for p in plans], "engine": ENGINE,
-                    "fingerprint": FINGERPRINT, "services": service_versions,
+                    "columns": columns, "plan": [p.to_dict() for p in plans],
+                    "engine": ENGINE if local is None else localset.ENGINE,
+                    "fingerprint": FINGERPRINT if local is None else localset.FINGERPRINT, "services": service_versions,
                     "naive_columns": naive_columns(spine), "on_demand": on_demand}}
     try:  # planned before the set is registered: a set that cannot be computed registers nothing
-        frame = _compute(store, copy, manifest_plans(manifest), manifest)
+        frame = copy if local is not None else _compute(store, copy, manifest_plans(manifest), manifest)
     except Exception:
         _discard(store, ts_id)
         raise
@@ -323,6 +328,46 @@ def build_training_set(store: "FeatureStore", spine: Any, features: Sequence[str
                      pool.submit(_audit, store, manifest, "training_set")]:
             done.result()
     return TrainingSet(store, manifest, frame)
+
+
+def _versions(store: "FeatureStore", plans: Sequence[GroupPlan], used: Any) -> tuple[dict, dict, dict]:
+    """The versions a set reads: of the feature services, the groups' definitions, their tables."""
+    from featurelake import services
+
+    return services.versions(store.catalog, used), _servable(store, plans), _table_versions(store, plans)
+
+
+def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan], on_demand: dict,
+                 timestamp_column: str, ts_id: str, used: Any) -> Optional[tuple]:
+    """A small set's rows computed on the driver (localset), its spine copy written: (service,
+    group and table versions, spine stats, the rows with ROW); None when the Spark engine takes it."""
+    from featurelake.spark import TIME_ZONE
+
+    most = store.config.training.driver_max_rows
+    if most <= 0:
+        return None
+    try:
+        localset.covers(plans, on_demand)
+        if store.spark.conf.get(TIME_ZONE) != "UTC":  # zone-less times would read differently
+            raise localset.NotLocal("the session's time zone is not UTC")
+        versions = _versions(store, plans, used)
+        tables = localset.open_tables(store, plans, versions[2])
+        held = localset.table_rows(tables)
+        if held >= most:
+            raise localset.NotLocal(f"the tables hold {held:,} rows")
+        spine = localset.plain(localset.collect_spine(df, most - held))
+        import pyarrow as pa
+
+        spine = spine.append_column(ROW, pa.array(range(spine.num_rows), type=pa.int64()))
+        stats = localset.spine_stats(spine, plans, timestamp_column)
+        bounds = (stats["t_min"], stats["t_max"])
+        events = {p.group: localset.read_group(tables[p.group], p, bounds) for p in plans}
+        rows = localset.point_in_time(spine, events, plans, timestamp_column)
+    except localset.NotLocal as why:
+        log.info("training set %s: the Spark engine builds it (%s)", ts_id, why)
+        return None
+    localset.write_copy(spine, store.config.lake("training_sets", ts_id, "spine"), store)
+    return (*versions, stats, rows)
 
 
 def _table_versions(store: "FeatureStore", plans: Sequence[GroupPlan]) -> dict[str, int]:
@@ -375,24 +420,42 @@ def _check_columns(plan: GroupPlan, columns: Sequence[str]) -> None:
 
 
 def load_training_set(store: "FeatureStore", training_set_id: str) -> "TrainingSet":
-    """The training set's rows again: its spine copy and each table at the recorded version."""
+    """The training set's rows again: its spine copy and each table at the recorded version, by
+    the engine that built it."""
     manifest = read_manifest(store, training_set_id)
-    spark = store.spark
+    plans, column = manifest_plans(manifest), manifest["timestamp_column"]
+    local = manifest["options"].get("engine") == localset.ENGINE
     try:
-        copy = spark.read.format("delta").load(manifest["spine_path"])
+        copy = localset.read_copy(manifest["spine_path"], store) if local else \
+            store.spark.read.format("delta").load(manifest["spine_path"])
     except Exception as exc:
         raise JobError(f"training set {training_set_id}: its spine copy at {manifest['spine_path']} cannot be read "
                        f"({str(exc).splitlines()[0][:200]}): it was deleted, so the set cannot be replayed") from None
-    plans = manifest_plans(manifest)
-    stats = spine_stats(copy, plans, manifest["timestamp_column"], manifest["options"].get("fingerprint", 1))
+    stats = localset.spine_stats(copy, plans, column) if local else \
+        spine_stats(copy, plans, column, manifest["options"].get("fingerprint", 1))
     if stats["fingerprint"] != manifest["spine_fingerprint"]:
         raise JobError(f"training set {training_set_id}: the spine copy at {manifest['spine_path']} changed since the "
                        f"set was built (fingerprint {stats['fingerprint']} != {manifest['spine_fingerprint']}): "
                        f"it cannot be replayed exactly")
-    _warn_null_keys(stats["null_keys"], manifest["timestamp_column"])
-    frame = _compute(store, copy, plans, manifest)  # a refused replay (changed code) is no use
+    _warn_null_keys(stats["null_keys"], column)
+    frame = _compute_local(store, copy, plans, manifest) if local else \
+        _compute(store, copy, plans, manifest)  # a refused replay (changed code) is no use
     _audit(store, manifest, "training_set_replay")
     return TrainingSet(store, manifest, frame)
+
+
+def _compute_local(store: "FeatureStore", copy: Any, plans: list[GroupPlan], manifest: dict) -> Any:
+    """A driver-built set's rows again, from each table at its recorded version."""
+    try:
+        tables = localset.open_tables(store, plans, manifest["table_versions"])
+        bounds = tuple(manifest["options"]["time_bounds"])
+        events = {p.group: localset.read_group(tables[p.group], p, bounds) for p in plans}
+        return localset.point_in_time(copy, events, plans, manifest["timestamp_column"])
+    except (localset.NotLocal, OSError) as exc:
+        raise JobError(f"training set {manifest['id']}: the tables it read ({manifest['table_versions']}) cannot be "
+                       f"read again on the driver ({str(exc).splitlines()[0][:200]}): a version was probably vacuumed "
+                       f"or its log expired; keep delta.logRetentionDuration and delta.deletedFileRetentionDuration "
+                       f"longer than the time you need replays for") from None
 
 
 def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:
@@ -480,9 +543,10 @@ def _surfaced(action: Any) -> Any:
 
 
 class TrainingSet:
-    """The rows (lazy, in Spark) and the manifest of one training set."""
+    """The rows and the manifest of one training set: lazy in Spark, or an Arrow table already on
+    the driver for a set the driver engine built (localset)."""
 
-    def __init__(self, store: "FeatureStore", manifest: dict, frame: "DataFrame"):
+    def __init__(self, store: "FeatureStore", manifest: dict, frame: Any):
         self._store, self._frame = store, frame
         self.manifest = manifest
 
@@ -492,15 +556,22 @@ class TrainingSet:
 
     @property
     def columns(self) -> list[str]:
-        return [c for c in self._frame.columns if c != ROW]
+        names = self._frame.column_names if self.local_rows() is not None else self._frame.columns
+        return [c for c in names if c != ROW]
 
     def __repr__(self) -> str:
         return (f"TrainingSet({self.id!r}, rows={self.manifest['spine_rows']:,}, "
                 f"features={len(self.manifest['features'])})")
 
+    def local_rows(self) -> Any:
+        """The rows as Arrow, sorted by spine row and with its id, when on the driver; else None."""
+        from pyspark.sql import DataFrame
+
+        return None if isinstance(self._frame, DataFrame) else self._frame
+
     def to_spark(self) -> "DataFrame":
         """The rows as a Spark DataFrame: spine columns then features, in no particular order."""
-        return self._frame.drop(ROW)
+        return self.ordered() if self.local_rows() is not None else self._frame.drop(ROW)
 
     def to_pandas(self) -> Any:
         """The rows in spine order, on the driver: refused above training.max_pandas_rows.
@@ -514,13 +585,18 @@ class TrainingSet:
                              f"in pieces (or raise training.max_pandas_rows in {self._store.config.path})")
         from featurelake.spark import in_utc
 
-        with in_utc(self._store.spark):
-            table = _surfaced(self._frame.toArrow)
+        table = self.local_rows()
+        if table is None:
+            with in_utc(self._store.spark):
+                table = _surfaced(self._frame.toArrow)
         pdf = arrow_to_pandas(table, self.manifest["options"].get("naive_columns", []))
         return pdf.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
 
     def ordered(self) -> "DataFrame":
         """The rows with each partition sorted by spine row: the same files for the same set."""
+        table = self.local_rows()
+        if table is not None:
+            return self._store.spark.createDataFrame(table.drop_columns([ROW]))
         return self._frame.sortWithinPartitions(ROW).drop(ROW)
 
     def write(self, path: Union[str, os.PathLike], format: str = "parquet", mode: str = "overwrite") -> str:
@@ -533,10 +609,56 @@ class TrainingSet:
             raise UsageError(f"unknown write mode {mode!r}{did_you_mean(mode, MODES)}: use one of {', '.join(MODES)}")
         from featurelake.spark import in_utc
 
-        with in_utc(self._store.spark):  # a CSV's times are written as UTC, whatever the caller's zone
-            return self._write(os.fspath(path), format, mode)
+        target, local = os.fspath(path), self.local_rows() is not None
+        if local and format == "parquet" and not re.match(r"^[a-z][a-z0-9+.-]*:", target) and self._spark_like_times():
+            self._write_local(target, mode)
+        else:
+            with in_utc(self._store.spark):  # a CSV's times are written as UTC, whatever the caller's zone
+                self._write(target, format, mode)
+        if self._store.config.monitoring.statistics:
+            from featurelake.monitoring import record_training_set_statistics
 
-    def _write(self, target: str, format: str, mode: str) -> str:
+            written = None  # a driver-built set's statistics are of its rows in hand
+            if not local and mode not in ("append", "ignore"):  # the target holds these rows alone: cheap to read
+                reader = self._store.spark.read.format(format)
+                written = (reader.option("header", True).schema(self._frame.drop(ROW).schema) if format == "csv"
+                           else reader).load(target)
+            record_training_set_statistics(self._store, self, written)
+        return target
+
+    def _spark_like_times(self) -> bool:
+        """Whether pyarrow writes this set's times as Spark would: instants as INT96 (Spark's
+        default outputTimestampType) or micros; zone-less times are left to Spark."""
+        import pyarrow as pa
+
+        setting = self._store.spark.conf.get("spark.sql.parquet.outputTimestampType", "INT96")
+        times = [f.type for f in self._frame.schema if pa.types.is_timestamp(f.type)]
+        return setting in ("INT96", "TIMESTAMP_MICROS") and all(t.tz is not None for t in times)
+
+    def _write_local(self, target: str, mode: str) -> None:
+        """A driver-built set to a local parquet folder, as Spark lays one out (one file and
+        _SUCCESS), without a Spark job."""
+        import shutil
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        folder = Path(target)
+        if folder.exists():
+            if mode in ("error", "errorifexists"):
+                raise UsageError(f"{target} already exists: write with mode='overwrite' or 'append', or choose "
+                                 f"another path")
+            if mode == "ignore":
+                return
+            if mode == "overwrite":
+                shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        int96 = self._store.spark.conf.get("spark.sql.parquet.outputTimestampType", "INT96") == "INT96"
+        pq.write_table(self._frame.drop_columns([ROW]), folder / f"part-00000-{uuid.uuid4()}-c000.snappy.parquet",
+                       use_deprecated_int96_timestamps=int96)
+        (folder / "_SUCCESS").touch()
+
+    def _write(self, target: str, format: str, mode: str) -> None:
         df = self.ordered()
         if format == "csv":
             nested = [f.name for f in df.schema.fields
@@ -549,15 +671,6 @@ class TrainingSet:
         if format == "delta" and mode == "overwrite":
             writer = writer.option("overwriteSchema", True)
         _surfaced(lambda: writer.save(target))
-        if self._store.config.monitoring.statistics:
-            from featurelake.monitoring import record_training_set_statistics
-
-            written = None
-            if mode not in ("append", "ignore"):  # the target holds this set's rows alone: cheap to read back
-                reader = self._store.spark.read.format(format)
-                written = (reader.option("header", True).schema(df.schema) if format == "csv" else reader).load(target)
-            record_training_set_statistics(self._store, self, written)
-        return target
 
     def log_to_mlflow(self) -> None:
         """Records the manifest and the feature references as the active MLflow run's input (a run

@@ -208,6 +208,33 @@ def _described(table: Any, cols: list, bins: int, top: int) -> dict[str, dict]:
     return stats
 
 
+def table_statistics(table: Any, columns: Sequence[str], pii: Iterable[str] = (), *,
+                     bins: int = HISTOGRAM_BINS, top: int = TOP_VALUES) -> dict[str, dict]:
+    """batch_statistics of rows already on the driver as Arrow (a training set the driver built),
+    over every row, with Spark's type names and definitions."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from featurelake.localset import micros
+
+    masked, cols, values = set(pii), [], {}
+    for i, name in enumerate(columns):
+        column = table.column(name)
+        dtype = from_arrow_type(column.type)
+        kind = kind_of(dtype)
+        cols.append((name, kind, dtype, name in masked))
+        if kind == OTHER:
+            values[f"c{i}"] = column.is_valid()
+        elif kind == CATEGORICAL:
+            values[f"c{i}"] = pc.cast(column, pa.string())
+        elif type(dtype).__name__ in _TIME_TYPES:
+            values[f"c{i}"] = pc.divide(pc.cast(micros(column, name), pa.float64()), 1e6)
+        else:
+            values[f"c{i}"] = pc.cast(column, pa.float64())
+    return _described(pa.table(values) if values else pa.table({}), cols, bins, top)
+
+
 def _numeric(ordered: Any, bins: int) -> dict:
     """min, max, mean, stddev, quantiles and histogram of sorted doubles (NaN last, as Spark orders it)."""
     import numpy as np
@@ -346,9 +373,12 @@ def record_training_set_statistics(store: "FeatureStore", training_set: Any,
                  for o, column, _ in spec["outputs"]})
     outputs = list(refs)
     pii = [o for o, ref in refs.items() if _is_pii(store, ref)]
-    frame = training_set.to_spark() if rows is None else rows
-    stats = batch_statistics(frame, columns=outputs, pii=pii, rows=int(m["spine_rows"]),
-                             sample_rows=store.config.monitoring.statistics_sample_rows)
+    local = training_set.local_rows()
+    if local is not None:
+        stats = table_statistics(local, outputs, pii)
+    else:
+        stats = batch_statistics(training_set.to_spark() if rows is None else rows, columns=outputs, pii=pii,
+                                 rows=int(m["spine_rows"]), sample_rows=store.config.monitoring.statistics_sample_rows)
     stamp = now()
     store.catalog.add(*[Statistic("training_set", training_set.id, group, feature, stamp, {**s, "column": o})
                         for o, s in stats.items() for group, feature in [refs[o].split(":", 1)]])

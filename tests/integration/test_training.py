@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import write_config
 from featurelake.errors import FeaturelakeError, JobError, NotFoundError, UsageError
-from featurelake import pointintime, training
+from featurelake import localset, pointintime, training
 from featurelake.pointintime import ROW, TIME, point_in_time
 from featurelake.training import NullKeysWarning, manifest_plans, resolve, spine_stats
 
@@ -208,6 +208,39 @@ def test_point_in_time_matches_brute_force(lake, cust, profile, pair, spine, sli
     assert_rows_match(got, oracle(spine_dicts, tables, plans), spine_dicts)
 
 
+ARROW_TYPES = {"bigint": "int64", "int": "int32", "double": "float64", "string": "string", "date": "date32"}
+
+
+def arrow(rows: list[dict], schema: str):
+    """Rows -> an Arrow table with the Spark schema's types (timestamps as Spark's Arrow gives them)."""
+    import pyarrow as pa
+
+    fields = [c.split() for c in schema.split(", ")]
+    types = {n: pa.timestamp("us", "UTC") if t == "timestamp" else pa.type_for_alias(ARROW_TYPES[t]) for n, t in fields}
+    return pa.table({n: pa.array([r[n] for r in rows], type=types[n]) for n, _ in fields})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@example(**TRICKY)
+@given(cust=cust_rows, profile=profile_rows, pair=pair_rows, spine=spine_rows)
+def test_driver_engine_matches_brute_force(lake, cust, profile, pair, spine):
+    """The driver engine (localset) on the same data: every as-of feature, ttl and tie as the oracle
+    says; a spine key of another integer width (int against bigint) joins all the same."""
+    tables = {"cust": table_rows("cust", cust), "profile": table_rows("profile", profile),
+              "pair_stats": table_rows("pair_stats", pair)}
+    spine_dicts = [{"customer_id": c, "merchant_id": m, "event_ts": at(step, off), "label": y, ROW: i}
+                   for i, (c, m, step, off, y) in enumerate(spine)]
+    spine_table = arrow(spine_dicts, f"customer_id int, merchant_id bigint, event_ts timestamp, label int, "
+                                     f"{ROW} bigint")
+    plans = [pointintime.GroupPlan(p.group, p.keys, p.timestamp_column, p.ttl_us, p.features)
+             for p in resolve(lake, REFS, spine_columns=spine_table.column_names)]
+    events = {g: arrow(rows, SCHEMAS[g][0] + BOOKKEEPING) for g, rows in tables.items()}
+    got = localset.point_in_time(spine_table, events, plans, "event_ts").to_pylist()
+    assert [r["label"] for r in got] == [r["label"] for r in spine_dicts]
+    assert_rows_match(got, oracle(spine_dicts, tables, plans), spine_dicts)
+
+
 def test_min_and_max_slide_unless_a_key_holds_many_rows_in_a_window(lake):
     """The estimate: 100 keys of 50 rows over a year -> sliding frames, even over 30 days; one key
     with 10k rows in a day -> the blocks, for a 1-day window (10k x 10k rows held), not for 1 minute."""
@@ -291,6 +324,74 @@ def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path, monkey
     copy.limit(1).write.format("delta").mode("append").save(ts.manifest["spine_path"])
     with pytest.raises(JobError, match="changed since the set was built"):
         store.load_training_set(ts.id)
+
+
+PLAIN = ["cust:amount", "cust:tag", "profile:*", "pair_stats:amount", "pair_stats:score"]
+
+
+def test_a_small_set_is_built_on_the_driver_with_the_spark_engines_rows(make_store, tmp_path, monkeypatch):
+    """Plain features over small tables: the driver engine builds the set (recorded in its manifest),
+    with the Spark engine's rows, statistics and written values; Spark reads its spine copy; a replay
+    after later merges gives the same rows; a changed copy is refused."""
+    from featurelake.monitoring import read_statistics
+
+    store = make_store({"groups.py": GROUPS}, monitoring="monitoring:\n  statistics: true")
+    store.apply()
+    merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")],
+          "r1")
+    merge(store, "profile", [(1, at(0), 1), (2, at(3), 2)], "r1")
+    merge(store, "pair_stats", [(1, 1, at(1), 3.0, 5), (1, 2, at(2), 4.0, 7)], "r1")
+    spine = pd.DataFrame({"customer_id": pd.array([1, 1, 2, None, 3, 1], dtype="Int64"),
+                          "merchant_id": pd.array([1, 2, 1, 1, 1, 1], dtype="Int64"),
+                          "event_ts": [at(s) for s in (1, 4, 5, 2, 3, 4)], "label": [0, 1, 0, 1, 0, 1]})
+    with pytest.warns(NullKeysWarning, match="1 for cust"):
+        local = store.training_set(spine, PLAIN)
+    monkeypatch.setattr(store.config.training, "driver_max_rows", 0)
+    with pytest.warns(NullKeysWarning):
+        spark_built = store.training_set(spine, PLAIN)
+    monkeypatch.undo()
+    assert local.manifest["options"]["engine"] == localset.ENGINE
+    assert spark_built.manifest["options"]["engine"] == training.ENGINE
+    rows = local.to_pandas()
+    pd.testing.assert_frame_equal(rows, spark_built.to_pandas(), check_exact=True)
+    assert local.columns == spark_built.columns
+    assert local.to_spark().schema == spark_built.to_spark().schema
+    assert {k: local.manifest[k] for k in ("spine_rows", "table_versions", "features")} == \
+        {k: spark_built.manifest[k] for k in ("spine_rows", "table_versions", "features")}
+    assert local.manifest["options"]["time_bounds"] == spark_built.manifest["options"]["time_bounds"]
+    assert store.spark.read.format("delta").load(local.manifest["spine_path"]).count() == 6
+
+    local.write(tmp_path / "local")
+    spark_built.write(tmp_path / "spark")
+    assert len(list((tmp_path / "local").glob("*.parquet"))) == 1
+    assert (tmp_path / "local" / "_SUCCESS").exists()
+    written = store.spark.read.parquet(str(tmp_path / "local"))
+    assert written.schema == store.spark.read.parquet(str(tmp_path / "spark")).schema
+    def by_row(folder):
+        return pd.read_parquet(folder).sort_values(["event_ts", "customer_id", "merchant_id", "label"]) \
+            .reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_row(tmp_path / "local"), by_row(tmp_path / "spark"), check_exact=True)
+    with pytest.raises(UsageError, match="already exists: write with mode='overwrite'"):
+        local.write(tmp_path / "local", mode="error")
+
+    def stats(ts):
+        return {(r["group"], r["feature"]): r["stats"]
+                for r in read_statistics(store, scope="training_set", scope_id=ts.id)}
+    assert stats(local) == stats(spark_built)
+    assert set(stats(local)) == {("cust", "amount"), ("cust", "tag"), ("profile", "level"), ("pair_stats", "amount"),
+                                 ("pair_stats", "score")}
+
+    merge(store, "cust", [(1, at(4), 5.0, "q"), (1, at(3), 7.0, "y")], "r2")
+    with pytest.warns(NullKeysWarning):
+        again = store.load_training_set(local.id)
+    pd.testing.assert_frame_equal(again.to_pandas(), rows, check_exact=True)
+    with pytest.warns(NullKeysWarning):
+        assert not store.training_set(spine, PLAIN).to_pandas().equals(rows)  # the data did change
+
+    store.spark.read.format("delta").load(local.manifest["spine_path"]).limit(1).write.format("delta") \
+        .mode("append").save(local.manifest["spine_path"])
+    with pytest.raises(JobError, match="changed since the set was built"):
+        store.load_training_set(local.id)
 
 
 def test_a_hot_key_with_half_the_rows(make_store, tmp_path):

@@ -1,0 +1,264 @@
+"""Small training sets on the driver: the point-in-time engine's rows, without a Spark job.
+
+Why: a Spark job costs a few tenths of a second whatever its size, and the Spark engine runs
+several (the spine's copy and statistics, the shuffle and sort of the join, the write). When the
+spine and the groups' tables together hold at most `training.driver_max_rows` rows, the set is
+built here instead: each table is read at its Delta version through delta-rs (Arrow), each spine
+row gets its group's newest row at or before its time by a binary search over (key, time), and
+the spine copy is written by delta-rs (a new table of one commit, which no other writer touches).
+The catalogue's commits stay on Spark.
+
+The rule is the Spark engine's (pointintime.py): the newest row at or before t, the later
+ingested on a tie, null when older than t - ttl or when the spine row's key or time is null.
+What this engine does not cover falls back to Spark, which gives the same rows: window
+aggregations, request-time features, text times, keys of different kinds, storage delta-rs cannot
+reach, and two rows of one key with the same time and ingest time (the Spark engine breaks that
+tie by a hash of the row). A set records its engine; a replay uses the same one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Sequence
+
+from featurelake.errors import JobError
+from featurelake.pointintime import ROW, GroupPlan, _date
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+
+    from featurelake.store import FeatureStore
+
+ENGINE = "driver/1"
+FINGERPRINT = 3  # sha256 of the spine copy's columns in row order (see fingerprint)
+BYTES_PER_ROW = 64  # a spine whose plan is estimated above driver_max_rows x this is not collected
+
+
+class NotLocal(Exception):
+    """This set takes the Spark engine; the message says why (logged)."""
+
+
+def covers(plans: Sequence[GroupPlan], on_demand: dict) -> None:
+    """Raises NotLocal unless every plan is plain as-of features."""
+    if on_demand:
+        raise NotLocal("request-time features")
+    if any(p.aggregations for p in plans):
+        raise NotLocal("window aggregations")
+
+
+def open_tables(store: "FeatureStore", plans: Sequence[GroupPlan], versions: dict[str, int]) -> dict[str, Any]:
+    """Each group's delta-rs table at the version read, or NotLocal where delta-rs cannot read it."""
+    from featurelake import lakeread
+
+    tables = {}
+    for plan in plans:
+        path, why = lakeread.offline_reason(store.config, plan.group)
+        if why:
+            raise NotLocal(why)
+        try:
+            table = lakeread.open_table(path, store.config, versions[plan.group])
+        except JobError as exc:
+            raise NotLocal(str(exc)) from None
+        if table is None or table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+            raise NotLocal(f"{path} uses column mapping")
+        tables[plan.group] = table
+    return tables
+
+
+def table_rows(tables: dict[str, Any]) -> int:
+    """Rows in the tables' files, from the Delta log (no scan)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return sum(int(pc.sum(pa.table(t.get_add_actions(flatten=True)).column("num_records")).as_py() or 0)
+               for t in tables.values())
+
+
+def collect_spine(df: "DataFrame", most: int) -> "pa.Table":
+    """The spine as Arrow (at UTC), or NotLocal when it holds more than `most` rows; Spark's
+    size estimate turns a large one away before any job reads it."""
+    from featurelake.spark import in_utc
+
+    estimate = int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    if estimate > most * BYTES_PER_ROW:
+        raise NotLocal(f"the spine is about {estimate:,} bytes")
+    with in_utc(df.sparkSession):
+        table = df.limit(most + 1).toArrow()
+    if table.num_rows > most:
+        raise NotLocal(f"the spine has more than {most:,} rows")
+    return table
+
+
+def micros(column: "pa.ChunkedArray", what: str) -> "pa.ChunkedArray":
+    """A timestamp or date column as int64 microseconds since the epoch (UTC)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        return pc.cast(pc.cast(column, pa.timestamp("us", kind.tz)), pa.int64())
+    if pa.types.is_date(kind):
+        return pc.multiply(pc.cast(pc.cast(column, pa.date32()), pa.int64()), 86_400_000_000)
+    raise NotLocal(f"{what} is {kind}")
+
+
+def spine_stats(spine: "pa.Table", plans: Sequence[GroupPlan], timestamp_column: str) -> dict:
+    """What the manifest records of the spine (as training.spine_stats does in Spark)."""
+    import pyarrow.compute as pc
+
+    t = micros(spine.column(timestamp_column), f"spine column {timestamp_column!r}")
+    bounds = pc.min_max(t).as_py()
+    nulls = {}
+    for plan in plans:
+        bad = t.is_null()
+        for k in plan.keys:
+            bad = pc.or_(bad, spine.column(k).is_null())
+        nulls[plan.group] = int(pc.sum(bad).as_py() or 0)
+    return {"fingerprint": fingerprint(spine), "rows": spine.num_rows, "t_min": bounds["min"], "t_max": bounds["max"],
+            "null_keys": nulls}
+
+
+def fingerprint(spine: "pa.Table") -> str:
+    """sha256 of the schema and of every column's values in row id order: what a replay checks."""
+    import pyarrow as pa
+
+    ordered = spine.sort_by(ROW) if ROW in spine.column_names else spine
+    digest = hashlib.sha256(json.dumps([[f.name, str(f.type)] for f in ordered.schema]).encode())
+    for column in ordered.columns:
+        kind = column.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind) \
+                or pa.types.is_boolean(kind):
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            digest.update(valid.tobytes())
+            digest.update(column.fill_null(False if pa.types.is_boolean(kind) else 0)
+                          .to_numpy(zero_copy_only=False).tobytes())
+        else:
+            digest.update(json.dumps(column.to_pylist(), default=str, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def read_group(table: Any, plan: GroupPlan, bounds: tuple) -> "pa.Table":
+    """The rows of the group's table that a spine row can see: by _event_date partitions, the
+    exact bound is the join's."""
+    need = list(dict.fromkeys([*plan.keys, plan.timestamp_column, "_ingested_at", *[c for c, _ in plan.features]]))
+    partitions = None
+    if "_event_date" in table.metadata().partition_columns and bounds[0] is not None:
+        partitions = [("_event_date", "<=", str(_date(bounds[1])))]
+        if plan.horizon_us is not None:
+            partitions.append(("_event_date", ">=", str(_date(bounds[0] - plan.horizon_us))))
+    return plain(table.to_pyarrow_table(columns=need, partitions=partitions))
+
+
+def plain(table: "pa.Table") -> "pa.Table":
+    """Text and bytes as Spark's Arrow gives them: delta-rs may hand them as views or large types."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        kind = field.type
+        if pa.types.is_string_view(kind) or pa.types.is_large_string(kind):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+        elif pa.types.is_binary_view(kind) or pa.types.is_large_binary(kind):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.binary()))
+    return table
+
+
+def _codes(spine_keys: list, event_keys: list) -> tuple[Any, Any]:
+    """Integer codes of the (multi-column) keys, shared by spine and events; -1 where a key is null."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(spine_keys[0])
+    code = np.zeros(n + len(event_keys[0]), dtype=np.int64)
+    for s, e in zip(spine_keys, event_keys):
+        if s.type != e.type:
+            if pa.types.is_integer(s.type) and pa.types.is_integer(e.type):
+                s, e = pc.cast(s, pa.int64()), pc.cast(e, pa.int64())
+            else:
+                raise NotLocal(f"spine key type {s.type} differs from the table's {e.type}")
+        if pa.types.is_floating(s.type):
+            raise NotLocal("floating-point keys")
+        encoded = pa.chunked_array([*s.chunks, *e.chunks], type=s.type).dictionary_encode().combine_chunks()
+        part = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        width = len(encoded.dictionary) + 1
+        code = np.where((code < 0) | (part < 0), -1, code * width + part)
+        if code.max(initial=0) > 2**40:  # keep the products in int64: renumber
+            valid = code >= 0
+            code[valid] = np.unique(code[valid], return_inverse=True)[1]
+    return code[:n], code[n:]
+
+
+def as_of(spine: "pa.Table", events: "pa.Table", plan: GroupPlan, spine_t: Any) -> "pa.Table":
+    """The plan's outputs for every spine row, in spine order."""
+    import numpy as np
+    import pyarrow as pa
+
+    et = micros(events.column(plan.timestamp_column), f"column {plan.timestamp_column!r}")
+    ing = micros(events.column("_ingested_at"), "column '_ingested_at'")
+    sk, ek = _codes([spine.column(k) for k in plan.keys], [events.column(k) for k in plan.keys])
+    ok = (ek >= 0) & et.is_valid().to_numpy(zero_copy_only=False)
+    e_t = et.fill_null(0).to_numpy(zero_copy_only=False)
+    e_ing = ing.fill_null(np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)  # Spark sorts nulls first
+    index = np.flatnonzero(ok)
+    order = index[np.lexsort((e_ing[index], e_t[index], ek[index]))]
+    k, t, i = ek[order], e_t[order], e_ing[order]
+    same = (k[1:] == k[:-1]) & (t[1:] == t[:-1])
+    if np.any(same & (i[1:] == i[:-1])):
+        raise NotLocal(f"group {plan.group!r} holds rows of one key with equal time and ingest time")
+    last = np.append(~same, True)[:len(k)]  # the newest ingest of each (key, time)
+    order, k, t = order[last], k[last], t[last]
+
+    s_t = spine_t.fill_null(0).to_numpy(zero_copy_only=False)
+    valid = (sk >= 0) & spine_t.is_valid().to_numpy(zero_copy_only=False)
+    times = np.unique(np.concatenate([t, s_t[valid]]))
+    width = len(times) + 1
+    event_pos = k * width + np.searchsorted(times, t)
+    spine_pos = np.where(valid, sk, 0) * width + np.searchsorted(times, s_t)
+    at = np.searchsorted(event_pos, spine_pos, side="right") - 1
+    safe = np.maximum(at, 0)
+    hit = valid & (at >= 0) & (k[safe] == sk) if len(k) else np.zeros(len(sk), dtype=bool)
+    if plan.ttl_us is not None and len(k):
+        hit &= t[safe] >= s_t - plan.ttl_us
+    take = pa.array(order[safe] if len(k) else np.zeros(len(sk), dtype=np.int64), mask=~hit)
+    picked = events.select([c for c, _ in plan.features]).take(take)
+    return pa.table({out: picked.column(c) for c, out in plan.features})
+
+
+def point_in_time(spine: "pa.Table", events: dict[str, "pa.Table"], plans: Sequence[GroupPlan],
+                  timestamp_column: str) -> "pa.Table":
+    """The spine with every plan's outputs, in the Spark engine's column order (groups sharing a
+    key set together, in first-appearance order)."""
+    spine_t = micros(spine.column(timestamp_column), f"spine column {timestamp_column!r}")
+    passes: dict[tuple, list] = {}
+    for plan in plans:
+        passes.setdefault(tuple(plan.keys), []).append(plan)
+    out = spine
+    for members in passes.values():
+        for plan in members:
+            found = as_of(spine, events[plan.group], plan, spine_t)
+            for name in found.column_names:
+                out = out.append_column(name, found.column(name))
+    return out
+
+
+def write_copy(spine: "pa.Table", path: str, store: "FeatureStore") -> None:
+    """The spine copy as a new Delta table: one commit by delta-rs, at a path no one else writes
+    (so no lock is needed, on S3 either)."""
+    from deltalake import write_deltalake
+
+    from featurelake import lakeread
+
+    options = lakeread.storage_options(store.config)
+    if lakeread.uri(path).startswith("s3://"):
+        options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"  # version 0 of a path this set owns
+    write_deltalake(lakeread.uri(path), spine, mode="error", storage_options=options or None)
+
+
+def read_copy(path: str, store: "FeatureStore") -> "pa.Table":
+    from featurelake import lakeread
+
+    table = lakeread.open_table(path, store.config)
+    if table is None:
+        raise JobError(f"no Delta table at {path}")
+    return plain(table.to_pyarrow_table())
