@@ -3,7 +3,8 @@ the offline tables' history, versions and newest event time. A read verb (`catal
 `monitor freshness`) then costs a fraction of a second instead of a SparkSession's start.
 
 Writes stay on Spark and Delta: delta-rs only reads here, so the two never race as writers (on
-S3 mixing them would not be safe, as they lock differently). Rows come back as Spark's
+S3 mixing them would not be safe, as they lock differently). localset's spine copy, a new table
+no one else writes, is the one exception. Rows come back as Spark's
 collect() gives them (naive local datetimes, maps as dicts), so callers see the same values
 whichever reader ran. FEATURELAKE_READER=spark forces the Spark path; storage delta-rs cannot
 reach (not a local path or S3) falls back to it too."""

@@ -40,11 +40,12 @@ class NotLocal(Exception):
 
 
 def covers(plans: Sequence[GroupPlan], on_demand: dict) -> None:
-    """Raises NotLocal unless every plan is plain as-of features."""
+    """Raises NotLocal for what this engine leaves to Spark, as far as the plans say."""
     if on_demand:
         raise NotLocal("request-time features")
-    if any(p.aggregations for p in plans):
-        raise NotLocal("window aggregations")
+    for a in (a for p in plans for a in p.aggregations):
+        if a.function not in FUNCTIONS:
+            raise NotLocal(f"{a.function} windows")
 
 
 def open_tables(store: "FeatureStore", plans: Sequence[GroupPlan], versions: dict[str, int]) -> dict[str, Any]:
@@ -145,7 +146,8 @@ def read_group(table: Any, plan: GroupPlan, bounds: tuple) -> "pa.Table":
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    need = list(dict.fromkeys([*plan.keys, plan.timestamp_column, "_ingested_at", *[c for c, _ in plan.features]]))
+    need = list(dict.fromkeys([*plan.keys, plan.timestamp_column, "_ingested_at", *[c for c, _ in plan.features],
+                               *[a.column for a in plan.aggregations]]))
     partitions = None
     if "_event_date" in table.metadata().partition_columns and bounds[0] is not None:
         partitions = [("_event_date", "<=", str(_date(bounds[1])))]
@@ -200,40 +202,170 @@ def _codes(spine_keys: list, event_keys: list) -> tuple[Any, Any]:
     return code[:n], code[n:]
 
 
+class History:
+    """A group's rows sorted by (key, time, ingest time), as the Spark engine orders them, and where
+    each spine row's key and times fall in them."""
+
+    def __init__(self, spine: "pa.Table", events: "pa.Table", plan: GroupPlan, spine_t: Any):
+        import numpy as np
+
+        et = micros(events.column(plan.timestamp_column), f"column {plan.timestamp_column!r}")
+        ing = micros(events.column("_ingested_at"), "column '_ingested_at'")
+        sk, ek = _codes([spine.column(k) for k in plan.keys], [events.column(k) for k in plan.keys])
+        ok = (ek >= 0) & et.is_valid().to_numpy(zero_copy_only=False)
+        e_t = et.fill_null(0).to_numpy(zero_copy_only=False)
+        e_ing = ing.fill_null(np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)  # Spark sorts nulls first
+        index = np.flatnonzero(ok)
+        self.order = index[np.lexsort((e_ing[index], e_t[index], ek[index]))]
+        k, t, i = ek[self.order], e_t[self.order], e_ing[self.order]
+        if np.any((k[1:] == k[:-1]) & (t[1:] == t[:-1]) & (i[1:] == i[:-1])):
+            raise NotLocal(f"group {plan.group!r} holds rows of one key with equal time and ingest time")
+        self.events, self.k, self.t = events, k, t
+        self.s_t = spine_t.fill_null(0).to_numpy(zero_copy_only=False)
+        self.valid = (sk >= 0) & spine_t.is_valid().to_numpy(zero_copy_only=False)
+        self.times = np.unique(np.concatenate([t, self.s_t[self.valid]]))
+        self.width = len(self.times) + 1
+        self.pos = k * self.width + np.searchsorted(self.times, t)
+        self.base = np.where(self.valid, sk, 0) * self.width
+        self.start = np.searchsorted(self.pos, self.base)  # the spine row's key's first row
+        self.blocks = np.flatnonzero(np.diff(k)) + 1
+
+    def upto(self, at: Any) -> Any:
+        """Per spine row, the index after its key's last row at or before `at` (µs)."""
+        import numpy as np
+
+        return np.searchsorted(self.pos, self.base + np.searchsorted(self.times, at, side="right"))
+
+    def values(self, column: str) -> tuple[Any, Any]:
+        """The column in sorted order (Arrow) and where it is set (numpy)."""
+        col = self.events.column(column).take(self.order)
+        return col, col.is_valid().to_numpy(zero_copy_only=False)
+
+    def running(self, x: Any) -> Any:
+        """Running sums of x within each key, added one by one in order as Spark adds them."""
+        import numpy as np
+
+        out = np.empty_like(x)
+        for a, b in zip([0, *self.blocks], [*self.blocks, len(x)]):
+            np.cumsum(x[a:b], out=out[a:b])
+        return out
+
+    def at(self, series: Any, end: Any, empty: Any) -> Any:
+        """series[end - 1] where the spine row's key has a row before `end`, else `empty`."""
+        import numpy as np
+
+        return np.where(end > self.start, series[np.maximum(end - 1, 0)] if len(series) else empty, empty)
+
+
+FUNCTIONS = ("count", "sum", "avg", "stddev", "min", "max", "last")
+
+
 def as_of(spine: "pa.Table", events: "pa.Table", plan: GroupPlan, spine_t: Any) -> "pa.Table":
     """The plan's outputs for every spine row, in spine order."""
     import numpy as np
     import pyarrow as pa
 
-    et = micros(events.column(plan.timestamp_column), f"column {plan.timestamp_column!r}")
-    ing = micros(events.column("_ingested_at"), "column '_ingested_at'")
-    sk, ek = _codes([spine.column(k) for k in plan.keys], [events.column(k) for k in plan.keys])
-    ok = (ek >= 0) & et.is_valid().to_numpy(zero_copy_only=False)
-    e_t = et.fill_null(0).to_numpy(zero_copy_only=False)
-    e_ing = ing.fill_null(np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)  # Spark sorts nulls first
-    index = np.flatnonzero(ok)
-    order = index[np.lexsort((e_ing[index], e_t[index], ek[index]))]
-    k, t, i = ek[order], e_t[order], e_ing[order]
-    same = (k[1:] == k[:-1]) & (t[1:] == t[:-1])
-    if np.any(same & (i[1:] == i[:-1])):
-        raise NotLocal(f"group {plan.group!r} holds rows of one key with equal time and ingest time")
-    last = np.append(~same, True)[:len(k)]  # the newest ingest of each (key, time)
-    order, k, t = order[last], k[last], t[last]
+    h = History(spine, events, plan, spine_t)
+    out = {}
+    if plan.features:
+        newest = h.upto(h.s_t) - 1  # the later ingest of a (key, time) sorts last
+        hit = h.valid & (newest >= h.start)
+        if plan.ttl_us is not None and len(h.t):
+            hit &= h.t[np.maximum(newest, 0)] >= h.s_t - plan.ttl_us
+        take = pa.array(h.order[np.maximum(newest, 0)] if len(h.t) else np.zeros(len(hit), dtype=np.int64), mask=~hit)
+        picked = events.select([c for c, _ in plan.features]).take(take)
+        out.update({name: picked.column(c) for c, name in plan.features})
+    for a in plan.aggregations:
+        out[a.output] = _window(h, a)
+    return pa.table(out)
 
-    s_t = spine_t.fill_null(0).to_numpy(zero_copy_only=False)
-    valid = (sk >= 0) & spine_t.is_valid().to_numpy(zero_copy_only=False)
-    times = np.unique(np.concatenate([t, s_t[valid]]))
-    width = len(times) + 1
-    event_pos = k * width + np.searchsorted(times, t)
-    spine_pos = np.where(valid, sk, 0) * width + np.searchsorted(times, s_t)
-    at = np.searchsorted(event_pos, spine_pos, side="right") - 1
-    safe = np.maximum(at, 0)
-    hit = valid & (at >= 0) & (k[safe] == sk) if len(k) else np.zeros(len(sk), dtype=bool)
-    if plan.ttl_us is not None and len(k):
-        hit &= t[safe] >= s_t - plan.ttl_us
-    take = pa.array(order[safe] if len(k) else np.zeros(len(sk), dtype=np.int64), mask=~hit)
-    picked = events.select([c for c, _ in plan.features]).take(take)
-    return pa.table({out: picked.column(c) for c, out in plan.features})
+
+def _window(h: History, a: Any) -> "pa.Array":
+    """One aggregation over (t - w, t] per spine row (pointintime's definitions and float sums)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if a.function not in FUNCTIONS:
+        raise NotLocal(f"{a.function} windows")
+    column, present = h.values(a.column)
+    hi, lo = h.upto(h.s_t), h.upto(h.s_t - a.window_us)
+    counts = np.concatenate([[0], np.cumsum(present)])
+    n = counts[hi] - counts[lo]
+    if a.function == "count":
+        return pa.array(n, mask=~h.valid)
+    if a.function == "last":
+        newest = np.maximum.accumulate(np.where(present, np.arange(len(present)), -1)) if len(present) else present
+        j = h.at(newest, hi, -1)
+        hit = h.valid & (j >= h.start) & (h.t[np.maximum(j, 0)] > h.s_t - a.window_us if len(h.t) else False)
+        return column.take(pa.array(np.maximum(j, 0), mask=~hit)) if len(h.t) else pa.nulls(len(hit), column.type)
+    if a.function in ("min", "max"):
+        return _extreme(h, column, present, lo, hi, n, a.function)
+    x = _doubles(column, present)
+    if a.function == "stddev":
+        first = np.full(len(x), np.nan)
+        for s, e in zip([0, *h.blocks], [*h.blocks, len(x)]):
+            found = np.flatnonzero(present[s:e])
+            first[s:e] = x[s + found[0]] if len(found) else 0.0
+        x = np.where(present, x - first, 0.0)
+    s1 = h.running(x)
+    total = h.at(s1, hi, 0.0) - h.at(s1, lo, 0.0)
+    if a.function == "sum":
+        return pa.array(total, mask=~(h.valid & (n > 0)))
+    if a.function == "avg":
+        return pa.array(total / np.maximum(n, 1), mask=~(h.valid & (n > 0)))
+    s2 = h.running(x * x)
+    squares = h.at(s2, hi, 0.0) - h.at(s2, lo, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = (squares - total * total / n) / (n - 1)
+    return pa.array(np.sqrt(np.maximum(var, 0.0)), mask=~(h.valid & (n >= 2)))
+
+
+def _doubles(column: "pa.ChunkedArray", present: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise NotLocal(f"windows over {column.type}")
+    return np.where(present, column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False), 0.0)
+
+
+def _extreme(h: History, column: "pa.ChunkedArray", present: Any, lo: Any, hi: Any, n: Any, fn: str) -> "pa.Array":
+    """min or max over rows [lo, hi) by a sparse table (O(1) a spine row): Spark's order, where NaN is
+    above every number (a max with one is NaN, a min skips it unless nothing else is there)."""
+    import numpy as np
+    import pyarrow as pa
+
+    kind = column.type
+    op: Any
+    if pa.types.is_integer(kind):
+        info = np.iinfo(np.int64)
+        x = np.where(present, column.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False),
+                     info.min if fn == "max" else info.max)
+        op = np.maximum if fn == "max" else np.minimum
+    elif pa.types.is_floating(kind):
+        x = np.where(present, column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False),
+                     -np.inf if fn == "max" else np.inf)
+        op = np.maximum if fn == "max" else np.fmin
+    else:
+        raise NotLocal(f"{fn} windows over {kind}")
+    table, span = [x], 1
+    while span * 2 <= len(x):
+        prev = table[-1]
+        table.append(op(prev[:len(prev) - span], prev[span:]))
+        span *= 2
+    best = np.zeros(len(lo), dtype=x.dtype)
+    width = hi - lo
+    has = h.valid & (n > 0)
+    level = np.zeros(len(lo), dtype=np.int64)
+    level[has] = np.floor(np.log2(width[has])).astype(np.int64)
+    for j in np.unique(level[has]):
+        rows = has & (level == j)
+        best[rows] = op(table[j][lo[rows]], table[j][hi[rows] - (1 << int(j))])
+    if fn == "min" and pa.types.is_floating(kind):  # a window of NaN alone
+        numbers = present & ~np.isnan(x)
+        seen = np.concatenate([[0], np.cumsum(numbers)])
+        best = np.where(seen[hi] - seen[lo] == 0, np.nan, best)
+    return pa.array(best, mask=~has).cast(kind)
 
 
 def point_in_time(spine: "pa.Table", events: dict[str, "pa.Table"], plans: Sequence[GroupPlan],

@@ -3,9 +3,10 @@ manifest in the catalogue that rebuilds the same rows later by Delta time travel
 
 Building one: the spine is copied as Delta under <root>/training_sets/<id>/spine with a row id,
 fingerprinted in Spark, and joined with each group's offline table read at its current Delta
-version (pointintime.py does the join). The manifest records the spine copy, its fingerprint,
-the versions read and the resolved plan, so a replay needs neither today's tables nor today's
-definitions. Nothing is computed on the driver; rows are computed when first used.
+version (pointintime.py does the join; its rows are computed when first used). A small set is
+built on the driver instead, with the same rows and no Spark job (localset.py). The manifest
+records the spine copy, its fingerprint, the versions read, the resolved plan and the engine, so a
+replay needs neither today's tables nor today's definitions.
 """
 from __future__ import annotations
 

@@ -225,15 +225,18 @@ def arrow(rows: list[dict], schema: str):
 @example(**TRICKY)
 @given(cust=cust_rows, profile=profile_rows, pair=pair_rows, spine=spine_rows)
 def test_driver_engine_matches_brute_force(lake, cust, profile, pair, spine):
-    """The driver engine (localset) on the same data: every as-of feature, ttl and tie as the oracle
-    says; a spine key of another integer width (int against bigint) joins all the same."""
+    """The driver engine (localset) on the same data: every as-of feature, ttl, tie and window it
+    computes as the oracle says; a spine key of another integer width (int against bigint) joins
+    all the same."""
     tables = {"cust": table_rows("cust", cust), "profile": table_rows("profile", profile),
               "pair_stats": table_rows("pair_stats", pair)}
     spine_dicts = [{"customer_id": c, "merchant_id": m, "event_ts": at(step, off), "label": y, ROW: i}
                    for i, (c, m, step, off, y) in enumerate(spine)]
     spine_table = arrow(spine_dicts, f"customer_id int, merchant_id bigint, event_ts timestamp, label int, "
                                      f"{ROW} bigint")
-    plans = [pointintime.GroupPlan(p.group, p.keys, p.timestamp_column, p.ttl_us, p.features)
+    plans = [pointintime.GroupPlan(p.group, p.keys, p.timestamp_column, p.ttl_us, p.features,
+                                   [a for a in p.aggregations if a.function in localset.FUNCTIONS
+                                    and (a.column, a.function) not in (("tag", "min"), ("tag", "max"))])
              for p in resolve(lake, REFS, spine_columns=spine_table.column_names)]
     events = {g: arrow(rows, SCHEMAS[g][0] + BOOKKEEPING) for g, rows in tables.items()}
     got = localset.point_in_time(spine_table, events, plans, "event_ts").to_pylist()
@@ -327,11 +330,13 @@ def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path, monkey
 
 
 PLAIN = ["cust:amount", "cust:tag", "profile:*", "pair_stats:amount", "pair_stats:score"]
+WINDOWED = [f"cust:amount_{fn}_{w}" for fn in localset.FUNCTIONS for w in ("1h", "3h")] + [
+    "cust:tag_last_2h", "pair_stats:score_sum_1h", "pair_stats:score_max_1h"]
 
 
 def test_a_small_set_is_built_on_the_driver_with_the_spark_engines_rows(make_store, tmp_path, monkeypatch):
-    """Plain features over small tables: the driver engine builds the set (recorded in its manifest),
-    with the Spark engine's rows, statistics and written values; Spark reads its spine copy; a replay
+    """Features and windows over small tables: the driver engine builds the set (recorded in its
+    manifest), with the Spark engine's rows to the last bit, its statistics and written values; Spark reads its spine copy; a replay
     after later merges gives the same rows; a changed copy is refused."""
     from featurelake.monitoring import read_statistics
 
@@ -349,7 +354,12 @@ def test_a_small_set_is_built_on_the_driver_with_the_spark_engines_rows(make_sto
     monkeypatch.setattr(store.config.training, "driver_max_rows", 0)
     with pytest.warns(NullKeysWarning):
         spark_built = store.training_set(spine, PLAIN)
+        spark_windows = store.training_set(spine, WINDOWED).to_pandas()
     monkeypatch.undo()
+    with pytest.warns(NullKeysWarning):
+        windows = store.training_set(spine, WINDOWED)
+    assert windows.manifest["options"]["engine"] == localset.ENGINE
+    pd.testing.assert_frame_equal(windows.to_pandas(), spark_windows, check_exact=True)  # the same float sums
     assert local.manifest["options"]["engine"] == localset.ENGINE
     assert spark_built.manifest["options"]["engine"] == training.ENGINE
     rows = local.to_pandas()
