@@ -3,17 +3,19 @@
 Why: a Spark job costs a few tenths of a second whatever its size, and the Spark engine runs
 several (the spine's copy and statistics, the shuffle and sort of the join, the write). When the
 spine and the groups' tables together hold at most `training.driver_max_rows` rows, the set is
-built here instead: each table is read at its Delta version through delta-rs (Arrow), each spine
-row gets its group's newest row at or before its time by a binary search over (key, time), and
-the spine copy is written by delta-rs (a new table of one commit, which no other writer touches).
-The catalogue's commits stay on Spark.
+built here instead: each table is read at its Delta version (Arrow), the rows are sorted by
+(key, time, ingest time) as the Spark engine sorts them, and each spine row finds its key's rows
+at or before t and t - w by binary search. The spine copy is written by delta-rs (a new table of
+one commit, which no other writer touches); the catalogue's commits stay on Spark.
 
-The rule is the Spark engine's (pointintime.py): the newest row at or before t, the later
-ingested on a tie, null when older than t - ttl or when the spine row's key or time is null.
-What this engine does not cover falls back to Spark, which gives the same rows: window
-aggregations, request-time features, text times, keys of different kinds, storage delta-rs cannot
-reach, and two rows of one key with the same time and ingest time (the Spark engine breaks that
-tie by a hash of the row). A set records its engine; a replay uses the same one.
+The rules are the Spark engine's (pointintime.py): the newest row at or before t, the later
+ingested on a tie, null when older than t - ttl or when the spine row's key or time is null;
+windows over (t - w, t] from running sums added in the same order, so that floats come out the
+same to the bit. What this engine does not cover falls back to Spark: request-time features,
+approx_count_distinct, sums over non-numbers and min/max over non-numbers, times given as text,
+keys of different kinds, storage delta-rs cannot reach, and two rows of one key with the same
+time and ingest time (the Spark engine breaks that tie by a hash of the row). A set records its
+engine; a replay uses the same one.
 """
 from __future__ import annotations
 
@@ -61,7 +63,9 @@ def open_tables(store: "FeatureStore", plans: Sequence[GroupPlan], versions: dic
             table = lakeread.open_table(path, store.config, versions[plan.group])
         except JobError as exc:
             raise NotLocal(str(exc)) from None
-        if table is None or table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        if table is None:
+            raise NotLocal(f"no Delta table at {path}")
+        if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
             raise NotLocal(f"{path} uses column mapping")
         tables[plan.group] = table
     return tables
