@@ -82,11 +82,11 @@ def table_rows(tables: dict[str, Any]) -> int:
 
 def collect_spine(df: "DataFrame", most: int) -> "pa.Table":
     """The spine as Arrow (at UTC), or NotLocal when it holds more than `most` rows; Spark's
-    size estimate turns a large one away before any job reads it."""
+    size estimate turns a large one away before any job reads it (rows made in Python have none)."""
     from featurelake.spark import in_utc
 
     estimate = int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
-    if estimate > most * BYTES_PER_ROW:
+    if most * BYTES_PER_ROW < estimate < 2**63 - 1:
         raise NotLocal(f"the spine is about {estimate:,} bytes")
     with in_utc(df.sparkSession):
         table = df.limit(most + 1).toArrow()

@@ -166,9 +166,10 @@ def test_read_verbs_on_s3_run_without_pyspark(spark, s3_endpoint, dynamodb_endpo
 def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_lists(spark, s3_endpoint,
                                                                                     dynamodb_endpoint, tmp_path,
                                                                                     monkeypatch):
-    """The copy just written is read as the parquet files of its one commit (no Delta state to
-    build); a replay reads it as Delta, and so does a build where delta-rs cannot list the files.
-    All give the spine's rows the same features."""
+    """The Spark engine reads the copy just written as the parquet files of its one commit (no
+    Delta state to build); a replay reads it as Delta, and so does a build where delta-rs cannot
+    list the files. The driver engine writes its copy to S3 with delta-rs, reads the table there,
+    and Spark reads that copy. All give the spine's rows the same features."""
     from featurelake import lakeread
     from featurelake.errors import JobError
     from featurelake.store import FeatureStore
@@ -178,6 +179,10 @@ def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_l
     store = FeatureStore.from_config(options[1], repo=options[3], spark=spark)
     spine = spark.createDataFrame([(0, NOW), (1, NOW), (4, NOW - timedelta(hours=20))],
                                   "customer_id bigint, event_ts timestamp")
+    local = store.training_set(spine, ["payments:amount"])
+    assert local.manifest["options"]["engine"] == "driver/1"
+    assert spark.read.format("delta").load(local.manifest["spine_path"]).count() == 3
+    monkeypatch.setattr(store.config.training, "driver_max_rows", 0)
     ts = store.training_set(spine, ["payments:amount"])
     copied = [f for f in ts.to_spark().inputFiles() if "/training_sets/" in f]
     assert copied and all(f.startswith(f"s3a://{bucket}/lake/training_sets/{ts.id}/spine/part-") for f in copied)
@@ -185,6 +190,7 @@ def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_l
     assert got["amount"].isna().tolist() == [False, False, True] and got["amount"][:2].tolist() == [0.0, 1.0]
     again = load_training_set(store, ts.id).to_pandas()
     assert again.equals(got)
+    assert local.to_pandas().equals(got) and load_training_set(store, local.id).to_pandas().equals(got)
 
     def refused(*args, **kwargs):
         raise JobError("delta-rs cannot read this storage (test)")

@@ -336,8 +336,9 @@ WINDOWED = [f"cust:amount_{fn}_{w}" for fn in localset.FUNCTIONS for w in ("1h",
 
 def test_a_small_set_is_built_on_the_driver_with_the_spark_engines_rows(make_store, tmp_path, monkeypatch):
     """Features and windows over small tables: the driver engine builds the set (recorded in its
-    manifest), with the Spark engine's rows to the last bit, its statistics and written values; Spark reads its spine copy; a replay
-    after later merges gives the same rows; a changed copy is refused."""
+    manifest), with the Spark engine's rows to the last bit, its statistics and written values;
+    Spark reads its spine copy; a replay after later merges gives the same rows; a changed copy is
+    refused."""
     from featurelake.monitoring import read_statistics
 
     store = make_store({"groups.py": GROUPS}, monitoring="monitoring:\n  statistics: true")
