@@ -342,6 +342,8 @@ def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan],
                  timestamp_column: str, ts_id: str, used: Any) -> Optional[tuple]:
     """A small set's rows computed on the driver (localset), its spine copy written: (service,
     group and table versions, spine stats, the rows with ROW); None when the Spark engine takes it."""
+    import pyarrow as pa
+
     from featurelake.spark import TIME_ZONE
 
     most = store.config.training.driver_max_rows
@@ -357,8 +359,6 @@ def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan],
         if held >= most:
             raise localset.NotLocal(f"the tables hold {held:,} rows")
         spine = localset.plain(localset.collect_spine(df, most - held))
-        import pyarrow as pa
-
         spine = spine.append_column(ROW, pa.array(range(spine.num_rows), type=pa.int64()))
         stats = localset.spine_stats(spine, plans, timestamp_column)
         bounds = (stats["t_min"], stats["t_max"])
@@ -366,6 +366,9 @@ def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan],
         rows = localset.point_in_time(spine, events, plans, timestamp_column)
     except localset.NotLocal as why:
         log.info("training set %s: the Spark engine builds it (%s)", ts_id, why)
+        return None
+    except pa.ArrowException as exc:  # a type the driver engine does not handle: Spark's rows are the same
+        log.warning("training set %s: the Spark engine builds it, the driver's failed: %s", ts_id, exc)
         return None
     localset.write_copy(spine, store.config.lake("training_sets", ts_id, "spine"), store)
     return (*versions, stats, rows)

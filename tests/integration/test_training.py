@@ -244,6 +244,28 @@ def test_driver_engine_matches_brute_force(lake, cust, profile, pair, spine):
     assert_rows_match(got, oracle(spine_dicts, tables, plans), spine_dicts)
 
 
+def test_the_driver_engine_leaves_to_spark_what_it_cannot_match():
+    """Rows of one key tied on time and ingest time (Spark breaks the tie by a row hash), keys of
+    different kinds, text times and approx_count_distinct: NotLocal, so the Spark engine builds
+    the set."""
+    plan = pointintime.GroupPlan("cust", ["customer_id"], "ts", None, [("amount", "amount")])
+    spine = arrow([{"customer_id": 1, "event_ts": at(3), ROW: 0}],
+                  f"customer_id bigint, event_ts timestamp, {ROW} bigint")
+    tied = arrow([{"customer_id": 1, "ts": at(1), "amount": a, "tag": None, "_ingested_at": at(0), "_run_id": "r",
+                   "_event_date": at(1).date()} for a in (1.0, 2.0)], SCHEMAS["cust"][0] + BOOKKEEPING)
+    with pytest.raises(localset.NotLocal, match="equal time and ingest time"):
+        localset.point_in_time(spine, {"cust": tied}, [plan], "event_ts")
+    text_keys = spine.set_column(0, "customer_id", spine.column("customer_id").cast("string"))
+    with pytest.raises(localset.NotLocal, match="spine key type string differs"):
+        localset.point_in_time(text_keys, {"cust": tied.slice(0, 1)}, [plan], "event_ts")
+    text_times = spine.set_column(1, "event_ts", spine.column("event_ts").cast("string"))
+    with pytest.raises(localset.NotLocal, match="spine column 'event_ts' is string"):
+        localset.point_in_time(text_times, {"cust": tied.slice(0, 1)}, [plan], "event_ts")
+    distinct = pointintime.WindowAgg("n", "approx_count_distinct", "tag", "1h", 3_600_000_000)
+    with pytest.raises(localset.NotLocal, match="approx_count_distinct"):
+        localset.covers([pointintime.GroupPlan("cust", ["customer_id"], "ts", None, [], [distinct])], {})
+
+
 def test_min_and_max_slide_unless_a_key_holds_many_rows_in_a_window(lake):
     """The estimate: 100 keys of 50 rows over a year -> sliding frames, even over 30 days; one key
     with 10k rows in a day -> the blocks, for a 1-day window (10k x 10k rows held), not for 1 minute."""
