@@ -233,6 +233,12 @@ class History:
         self.base = np.where(self.valid, sk, 0) * self.width
         self.start = np.searchsorted(self.pos, self.base)  # the spine row's key's first row
         self.blocks = np.flatnonzero(np.diff(k)) + 1
+        self.memo: dict = {}  # what several windows over one column share
+
+    def once(self, key: tuple, make: Any) -> Any:
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     def upto(self, at: Any) -> Any:
         """Per spine row, the index after its key's last row at or before `at` (µs)."""
@@ -242,8 +248,10 @@ class History:
 
     def values(self, column: str) -> tuple[Any, Any]:
         """The column in sorted order (Arrow) and where it is set (numpy)."""
-        col = self.events.column(column).take(self.order)
-        return col, col.is_valid().to_numpy(zero_copy_only=False)
+        def make() -> tuple[Any, Any]:
+            col = self.events.column(column).take(self.order)
+            return col, col.is_valid().to_numpy(zero_copy_only=False)
+        return self.once(("values", column), make)
 
     def running(self, x: Any) -> Any:
         """Running sums of x within each key, added one by one in order as Spark adds them."""
@@ -292,8 +300,8 @@ def _window(h: History, a: Any) -> "pa.Array":
     if a.function not in FUNCTIONS:
         raise NotLocal(f"{a.function} windows")
     column, present = h.values(a.column)
-    hi, lo = h.upto(h.s_t), h.upto(h.s_t - a.window_us)
-    counts = np.concatenate([[0], np.cumsum(present)])
+    hi, lo = h.once(("hi",), lambda: h.upto(h.s_t)), h.upto(h.s_t - a.window_us)
+    counts = h.once(("counts", a.column), lambda: np.concatenate([[0], np.cumsum(present)]))
     n = counts[hi] - counts[lo]
     if a.function == "count":
         return pa.array(n, mask=~h.valid)
@@ -303,21 +311,26 @@ def _window(h: History, a: Any) -> "pa.Array":
         hit = h.valid & (j >= h.start) & (h.t[np.maximum(j, 0)] > h.s_t - a.window_us if len(h.t) else False)
         return column.take(pa.array(np.maximum(j, 0), mask=~hit)) if len(h.t) else pa.nulls(len(hit), column.type)
     if a.function in ("min", "max"):
-        return _extreme(h, column, present, lo, hi, n, a.function)
-    x = _doubles(column, present)
-    if a.function == "stddev":
-        first = np.full(len(x), np.nan)
-        for s, e in zip([0, *h.blocks], [*h.blocks, len(x)]):
-            found = np.flatnonzero(present[s:e])
-            first[s:e] = x[s + found[0]] if len(found) else 0.0
-        x = np.where(present, x - first, 0.0)
-    s1 = h.running(x)
+        return _extreme(h, a.column, lo, hi, n, a.function)
+    shifted = a.function == "stddev"
+
+    def values() -> Any:
+        x = _doubles(column, present)
+        if shifted:  # by the key's first value, as the Spark engine does
+            first = np.full(len(x), np.nan)
+            for s, e in zip([0, *h.blocks], [*h.blocks, len(x)]):
+                found = np.flatnonzero(present[s:e])
+                first[s:e] = x[s + found[0]] if len(found) else 0.0
+            x = np.where(present, x - first, 0.0)
+        return x
+    x = h.once(("doubles", a.column, shifted), values)
+    s1 = h.once(("sums", a.column, shifted), lambda: h.running(x))
     total = h.at(s1, hi, 0.0) - h.at(s1, lo, 0.0)
     if a.function == "sum":
         return pa.array(total, mask=~(h.valid & (n > 0)))
     if a.function == "avg":
         return pa.array(total / np.maximum(n, 1), mask=~(h.valid & (n > 0)))
-    s2 = h.running(x * x)
+    s2 = h.once(("squares", a.column), lambda: h.running(x * x))
     squares = h.at(s2, hi, 0.0) - h.at(s2, lo, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         var = (squares - total * total / n) / (n - 1)
@@ -333,12 +346,13 @@ def _doubles(column: "pa.ChunkedArray", present: Any) -> Any:
     return np.where(present, column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False), 0.0)
 
 
-def _extreme(h: History, column: "pa.ChunkedArray", present: Any, lo: Any, hi: Any, n: Any, fn: str) -> "pa.Array":
+def _extreme(h: History, name: str, lo: Any, hi: Any, n: Any, fn: str) -> "pa.Array":
     """min or max over rows [lo, hi) by a sparse table (O(1) a spine row): Spark's order, where NaN is
     above every number (a max with one is NaN, a min skips it unless nothing else is there)."""
     import numpy as np
     import pyarrow as pa
 
+    column, present = h.values(name)
     kind = column.type
     op: Any
     if pa.types.is_integer(kind):
@@ -352,11 +366,15 @@ def _extreme(h: History, column: "pa.ChunkedArray", present: Any, lo: Any, hi: A
         op = np.maximum if fn == "max" else np.fmin
     else:
         raise NotLocal(f"{fn} windows over {kind}")
-    table, span = [x], 1
-    while span * 2 <= len(x):
-        prev = table[-1]
-        table.append(op(prev[:len(prev) - span], prev[span:]))
-        span *= 2
+
+    def levels() -> list:
+        table, span = [x], 1
+        while span * 2 <= len(x):
+            prev = table[-1]
+            table.append(op(prev[:len(prev) - span], prev[span:]))
+            span *= 2
+        return table
+    table = h.once(("extremes", name, fn), levels)
     best = np.zeros(len(lo), dtype=x.dtype)
     width = hi - lo
     has = h.valid & (n > 0)
