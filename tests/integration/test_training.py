@@ -182,7 +182,7 @@ TRICKY = dict(
            (None, 1, 5, 0, 0), (3, 2, 0, -1, 1), (2, 2, 12, 0, 0), (1, 2, 6, -1, 1)])
 
 
-@settings(max_examples=5, deadline=None, derandomize=True, database=None,
+@settings(max_examples=3, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @example(**TRICKY, sliding=True)
 @example(**TRICKY, sliding=False)
