@@ -290,15 +290,20 @@ def merge(store, group: str, rows: list[tuple], run_id: str) -> None:
     store.offline(group).merge(store.spark.createDataFrame(rows, SCHEMAS[group][0]), run_id)
 
 
-def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path, monkeypatch):
-    store = lake
+def first_rows(store):
+    """A few rows in each group (run r1), and a spine over them with a null key: the spine."""
     merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")],
           "r1")
     merge(store, "profile", [(1, at(0), 1), (2, at(3), 2)], "r1")
     merge(store, "pair_stats", [(1, 1, at(1), 3.0, 5), (1, 2, at(2), 4.0, 7)], "r1")
-    spine = pd.DataFrame({"customer_id": pd.array([1, 1, 2, None, 3, 1], dtype="Int64"),
-                          "merchant_id": pd.array([1, 2, 1, 1, 1, 1], dtype="Int64"),
-                          "event_ts": [at(s) for s in (1, 4, 5, 2, 3, 4)], "label": [0, 1, 0, 1, 0, 1]})
+    return pd.DataFrame({"customer_id": pd.array([1, 1, 2, None, 3, 1], dtype="Int64"),
+                         "merchant_id": pd.array([1, 2, 1, 1, 1, 1], dtype="Int64"),
+                         "event_ts": [at(s) for s in (1, 4, 5, 2, 3, 4)], "label": [0, 1, 0, 1, 0, 1]})
+
+
+def test_replay_after_later_merges_returns_identical_rows(lake, tmp_path, monkeypatch):
+    store = lake
+    spine = first_rows(store)
     spine["event_ts"] = spine["event_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
     with pytest.warns(NullKeysWarning, match="1 for cust"):
         ts = store.training_set(spine, REFS)
@@ -365,13 +370,7 @@ def test_a_small_set_is_built_on_the_driver_with_the_spark_engines_rows(make_sto
 
     store = make_store({"groups.py": GROUPS}, monitoring="monitoring:\n  statistics: true")
     store.apply()
-    merge(store, "cust", [(1, at(0), 1.0, "a"), (1, at(2), 2.5, "b"), (2, at(1), 10.0, "c"), (1, at(4), None, "a")],
-          "r1")
-    merge(store, "profile", [(1, at(0), 1), (2, at(3), 2)], "r1")
-    merge(store, "pair_stats", [(1, 1, at(1), 3.0, 5), (1, 2, at(2), 4.0, 7)], "r1")
-    spine = pd.DataFrame({"customer_id": pd.array([1, 1, 2, None, 3, 1], dtype="Int64"),
-                          "merchant_id": pd.array([1, 2, 1, 1, 1, 1], dtype="Int64"),
-                          "event_ts": [at(s) for s in (1, 4, 5, 2, 3, 4)], "label": [0, 1, 0, 1, 0, 1]})
+    spine = first_rows(store)
     with pytest.warns(NullKeysWarning, match="1 for cust"):
         local = store.training_set(spine, PLAIN)
     monkeypatch.setattr(store.config.training, "driver_max_rows", 0)
