@@ -427,11 +427,12 @@ def test_a_small_set_is_built_on_the_driver_with_the_spark_engines_rows(make_sto
 
 
 def test_a_hot_key_with_half_the_rows(make_store, tmp_path):
-    """One customer holds half of 200k rows (events and spine): no memory error with the test
-    session's ordinary settings, and its values are right (checked on a sample)."""
+    """One customer holds half of 200k rows (events and spine): no memory error in the Spark
+    engine with the test session's ordinary settings, and its values are right (checked on a
+    sample). The driver engine would take a set this small: driver_max_rows 0 keeps it on Spark."""
     from pyspark.sql import functions as F
 
-    store = make_store({"groups.py": GROUPS})
+    store = make_store({"groups.py": GROUPS}, training="training:\n  driver_max_rows: 0")
     store.apply()
     spark = store.spark
     key = F.when(F.rand(1) < 0.5, F.lit(7)).otherwise((F.rand(2) * 5000).cast("bigint") + 100)
@@ -446,6 +447,7 @@ def test_a_hot_key_with_half_the_rows(make_store, tmp_path):
                                        F.col("id").alias("n"))
     refs = ["cust:amount", "cust:amount_sum_3h", "cust:amount_count_3h", "cust:amount_max_3h", "cust:amount_last_1h"]
     ts = store.training_set(spine, refs)
+    assert ts.manifest["options"]["engine"] == training.ENGINE
     ts.write(tmp_path / "hot")
     out = spark.read.parquet(str(tmp_path / "hot"))
     assert out.count() == 50_000
