@@ -104,7 +104,8 @@ def micros(column: "pa.ChunkedArray", what: str) -> "pa.ChunkedArray":
     if pa.types.is_timestamp(kind):
         return pc.cast(pc.cast(column, pa.timestamp("us", kind.tz)), pa.int64())
     if pa.types.is_date(kind):
-        return pc.multiply(pc.cast(pc.cast(column, pa.date32()), pa.int64()), 86_400_000_000)
+        days = pc.cast(pc.cast(column, pa.date32()), pa.int32())  # Arrow casts a date to int32 only
+        return pc.multiply(pc.cast(days, pa.int64()), 86_400_000_000)
     raise NotLocal(f"{what} is {kind}")
 
 

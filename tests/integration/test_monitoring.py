@@ -209,9 +209,10 @@ def test_a_written_set_records_the_statistics_of_its_own_rows_even_when_appended
 
 
 def test_the_driver_describes_a_small_batch_as_spark_does(lake, monkeypatch):
-    """The same batch both ways: equal values, except that the driver's distinct counts and
-    quantiles are exact (Spark's sketches agree with them below 10,000 values and few distinct
-    ones) and its floating sums may round differently."""
+    """The same batch both ways (and from its Arrow rows, as a training set built on the driver is
+    described): equal values, except that the driver's distinct counts and quantiles are exact
+    (Spark's sketches agree with them below 10,000 values and few distinct ones) and its floating
+    sums may round differently."""
     from featurelake.monitoring import stats as engine
 
     rows = [(i % 7 if i % 11 else None, NOW - timedelta(minutes=13 * i), float(i * i % 97) / 8, f"c{i % 5}",
@@ -219,6 +220,7 @@ def test_the_driver_describes_a_small_batch_as_spark_does(lake, monkeypatch):
         [(None, None, float("nan"), None, None, None, None)]
     df = lake.spark.createDataFrame(rows, "k int, t timestamp, x double, c string, b boolean, d date, a array<int>")
     on_driver = monitoring.batch_statistics(df)
+    assert engine.table_statistics(df.toArrow(), list(on_driver)) == on_driver  # a set built on the driver
     monkeypatch.setattr(engine, "DRIVER_VALUES", 0)
     in_spark = monitoring.batch_statistics(df)
     assert set(on_driver) == set(in_spark) == {"k", "t", "x", "c", "b", "d", "a"}

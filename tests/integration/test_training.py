@@ -266,6 +266,18 @@ def test_the_driver_engine_leaves_to_spark_what_it_cannot_match():
         localset.covers([pointintime.GroupPlan("cust", ["customer_id"], "ts", None, [], [distinct])], {})
 
 
+def test_the_driver_engine_reads_a_date_as_its_midnight_utc():
+    """A spine time of type date is the instant its day starts (UTC), as Spark casts it."""
+    from datetime import date
+
+    plan = pointintime.GroupPlan("cust", ["customer_id"], "ts", None, [("amount", "amount")])
+    rows = arrow([{"customer_id": 1, "ts": at(s), "amount": float(s), "tag": None, "_ingested_at": at(0),
+                   "_run_id": "r", "_event_date": at(s).date()} for s in (0, 47, 48)], SCHEMAS["cust"][0] + BOOKKEEPING)
+    spine = arrow([{"customer_id": 1, "event_ts": date(2024, 3, 2), ROW: 0}],
+                  f"customer_id bigint, event_ts date, {ROW} bigint")
+    assert localset.point_in_time(spine, {"cust": rows}, [plan], "event_ts").column("amount").to_pylist() == [48.0]
+
+
 def test_min_and_max_slide_unless_a_key_holds_many_rows_in_a_window(lake):
     """The estimate: 100 keys of 50 rows over a year -> sliding frames, even over 30 days; one key
     with 10k rows in a day -> the blocks, for a 1-day window (10k x 10k rows held), not for 1 minute."""
