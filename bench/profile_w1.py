@@ -53,7 +53,7 @@ def main() -> None:
     args = p.parse_args()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "testing")
-    from featurelake import catalog, localset, training
+    from featurelake import catalog, localset, training, trainingset
     from featurelake.monitoring import stats
 
     scale, group = SCALES[args.scale], args.group
@@ -72,7 +72,7 @@ def main() -> None:
                         (catalog.Catalog, "version_of"), (training, "_versions"), (localset, "collect_spine"),
                         (localset, "read_group"), (localset, "point_in_time"), (localset, "write_copy"),
                         (localset, "spine_stats"), (localset, "open_tables"), (stats, "table_statistics"),
-                        (training.TrainingSet, "_write_local")):
+                        (trainingset.TrainingSet, "_write_local")):
         timed(owner, name, spent)
     spine, noop = data.path("spine"), lambda df: df.write.format("noop").mode("overwrite").save()
     for run in range(1, args.runs + 1):

@@ -12,7 +12,8 @@ from featurelake import FeatureService
 from featurelake.errors import DefinitionError, NotFoundError, UsageError
 from featurelake.repo import load_repository
 from featurelake.services import expand
-from featurelake.training import arrow_to_pandas, naive_columns
+from featurelake.training import naive_columns
+from featurelake.trainingset import arrow_to_pandas
 
 GROUPS = '''
 from featurelake import DeltaSource, Entity, Feature, FeatureGroup
