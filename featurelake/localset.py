@@ -11,11 +11,11 @@ one commit, which no other writer touches); the catalogue's commits stay on Spar
 The rules are the Spark engine's (pointintime.py): the newest row at or before t, the later
 ingested on a tie, null when older than t - ttl or when the spine row's key or time is null;
 windows over (t - w, t] from running sums added in the same order, so that floats come out the
-same to the bit. What this engine does not cover falls back to Spark: request-time features,
-approx_count_distinct, sums over non-numbers and min/max over non-numbers, times given as text,
-keys of different kinds, storage delta-rs cannot reach, and two rows of one key with the same
-time and ingest time (the Spark engine breaks that tie by a hash of the row). A set records its
-engine; a replay uses the same one.
+same to the bit. Request-time features run the same pandas function, over all the rows at once.
+What this engine does not cover falls back to Spark: approx_count_distinct, sums and min/max
+over non-numbers, times given as text, keys of different kinds, storage delta-rs cannot reach,
+and two rows of one key with the same time and ingest time (the Spark engine breaks that tie by a
+hash of the row). A set records its engine; a replay uses the same one.
 """
 from __future__ import annotations
 
@@ -41,10 +41,8 @@ class NotLocal(Exception):
     """This set takes the Spark engine; the message says why (logged)."""
 
 
-def covers(plans: Sequence[GroupPlan], on_demand: dict) -> None:
+def covers(plans: Sequence[GroupPlan]) -> None:
     """Raises NotLocal for what this engine leaves to Spark, as far as the plans say."""
-    if on_demand:
-        raise NotLocal("request-time features")
     for a in (a for p in plans for a in p.aggregations):
         if a.function not in FUNCTIONS:
             raise NotLocal(f"{a.function} windows")

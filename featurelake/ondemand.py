@@ -524,32 +524,48 @@ def apply_offline(frame: Any, features: Mapping[str, OnDemandFeature], spec: Map
     keep = [f for f in frame.schema.fields if not f.name.startswith(HIDDEN)]
     extra = [StructField(column, _parse_datatype_string(dtype), True)
              for s in spec.values() for _, column, dtype in s["outputs"]]
-    schema = StructType(keep + extra)
     kept = [f.name for f in keep]
-    labels = [c for c in label_columns if c in kept]
-    plan = [(features[name], s) for name, s in spec.items()]
-    where = f"offline, training set {training_set_id}"
 
     def run(batches: Any) -> Any:
         import pyarrow as pa
 
         for batch in batches:
             table = pa.Table.from_batches([batch])
-            arrays, names = [table.column(c) for c in kept], list(kept)
-            for feature, s in plan:
-                given = pa.table([table.column(col) for _, col in s["columns"]], names=[c for c, _ in s["columns"]])
+            yield from with_outputs(table, kept, features, spec, label_columns, training_set_id).to_batches()
 
-                def describe(i: int, table: Any = table) -> str:
-                    return "spine row " + ", ".join(f"{c}={_plain(table.column(c)[i].as_py())}" for c in labels)
+    return frame.mapInArrow(run, StructType(keep + extra))
 
-                if table.num_rows:
-                    out = feature.compute_arrow(given, where=where, describe_row=describe)
-                for o, column, dtype in s["outputs"]:
-                    arrays.append(out.column(o) if table.num_rows else pa.nulls(0, arrow_type(dtype)))
-                    names.append(column)
-            yield from pa.table(arrays, names=names).to_batches()
 
-    return frame.mapInArrow(run, schema)
+def apply_local(rows: Any, features: Mapping[str, OnDemandFeature], spec: Mapping[str, dict],
+                label_columns: Sequence[str], training_set_id: str) -> Any:
+    """apply_offline for a set built on the driver: the same function over the Arrow rows at once."""
+    if not spec:
+        return rows
+    kept = [c for c in rows.column_names if not c.startswith(HIDDEN)]
+    return with_outputs(rows, kept, features, spec, label_columns, training_set_id)
+
+
+def with_outputs(table: Any, kept: Sequence[str], features: Mapping[str, OnDemandFeature], spec: Mapping[str, dict],
+                 label_columns: Sequence[str], training_set_id: str) -> Any:
+    """The `kept` columns of a table of training rows, then each on-demand feature's outputs."""
+    import pyarrow as pa
+
+    labels = [c for c in label_columns if c in kept]
+    where = f"offline, training set {training_set_id}"
+
+    def describe(i: int) -> str:
+        return "spine row " + ", ".join(f"{c}={_plain(table.column(c)[i].as_py())}" for c in labels)
+
+    arrays, names = [table.column(c) for c in kept], list(kept)
+    for name, s in spec.items():
+        out = None
+        if table.num_rows:
+            given = pa.table([table.column(col) for _, col in s["columns"]], names=[c for c, _ in s["columns"]])
+            out = features[name].compute_arrow(given, where=where, describe_row=describe)
+        for o, column, dtype in s["outputs"]:
+            arrays.append(out.column(o) if out is not None else pa.nulls(0, arrow_type(dtype)))
+            names.append(column)
+    return pa.table(arrays, names=names)
 
 
 def _ship_by_value(features: Any) -> None:

@@ -330,7 +330,7 @@ def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan],
     if most <= 0:
         return None
     try:
-        localset.covers(plans, on_demand)
+        localset.covers(plans)
         if store.spark.conf.get(TIME_ZONE) != "UTC":  # zone-less times would read differently
             raise localset.NotLocal("the session's time zone is not UTC")
         versions = _versions(store, plans, used)
@@ -350,6 +350,7 @@ def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan],
     except pa.ArrowException as exc:  # a type the driver engine does not handle: Spark's rows are the same
         log.warning("training set %s: the Spark engine builds it, the driver's failed: %s", ts_id, exc)
         return None
+    rows = _on_demand_local(store, rows, plans, on_demand, timestamp_column, ts_id)
     localset.write_copy(spine, store.config.lake("training_sets", ts_id, "spine"), store)
     return (*versions, stats, rows)
 
@@ -434,12 +435,26 @@ def _compute_local(store: "FeatureStore", copy: Any, plans: list[GroupPlan], man
         tables = localset.open_tables(store, plans, manifest["table_versions"])
         bounds = tuple(manifest["options"]["time_bounds"])
         events = {p.group: localset.read_group(tables[p.group], p, bounds) for p in plans}
-        return localset.point_in_time(copy, events, plans, manifest["timestamp_column"])
+        rows = localset.point_in_time(copy, events, plans, manifest["timestamp_column"])
     except (localset.NotLocal, OSError) as exc:
         raise JobError(f"training set {manifest['id']}: the tables it read ({manifest['table_versions']}) cannot be "
                        f"read again on the driver ({str(exc).splitlines()[0][:200]}): a version was probably vacuumed "
                        f"or its log expired; keep delta.logRetentionDuration and delta.deletedFileRetentionDuration "
                        f"longer than the time you need replays for") from None
+    return _on_demand_local(store, rows, plans, manifest["options"].get("on_demand") or {},
+                            manifest["timestamp_column"], manifest["id"])
+
+
+def _on_demand_local(store: "FeatureStore", rows: Any, plans: list[GroupPlan], spec: dict, timestamp_column: str,
+                     ts_id: str) -> Any:
+    """A driver-built set's rows with its request-time features (as _compute's, without Spark)."""
+    if not spec:
+        return rows
+    from featurelake import ondemand
+
+    features = ondemand.check_replayable(store.repo, spec, ts_id)
+    labels = [timestamp_column, *dict.fromkeys(k for p in plans for k in p.keys)]
+    return ondemand.apply_local(rows, features, spec, labels, ts_id)
 
 
 def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:

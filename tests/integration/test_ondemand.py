@@ -105,11 +105,12 @@ def test_apply_registers_the_feature_and_the_catalogue_shows_it(lake):
     assert lake.apply() == []  # nothing changed: no new version
 
 
-def test_training_set_computes_it_from_the_spine_and_point_in_time_inputs(lake):
+def test_training_set_computes_it_from_the_spine_and_point_in_time_inputs(lake, monkeypatch):
     at = NOW - timedelta(hours=1)
-    ts = lake.training_set(spine([(1, NOW - timedelta(days=1, hours=12), 50.0, at, "web"),
-                                  (1, NOW, 2000.0, at, "app"), (2, NOW, 5.0, at, "web"), (3, NOW, None, at, "web")]),
-                           features=["acct:tier", "ctx:*"])
+    rows = spine([(1, NOW - timedelta(days=1, hours=12), 50.0, at, "web"),
+                  (1, NOW, 2000.0, at, "app"), (2, NOW, 5.0, at, "web"), (3, NOW, None, at, "web")])
+    ts = lake.training_set(rows, features=["acct:tier", "ctx:*"])
+    assert ts.local_rows() is not None  # a set this small: the driver engine runs the function
     got = ts.to_pandas()
     assert list(got.columns) == ["customer_id", "event_ts", "amount", "at", "channel", "tier",
                                  "amount_over_balance", "minutes_open", "next_visit", "channel_vip", "is_big"]
@@ -123,6 +124,11 @@ def test_training_set_computes_it_from_the_spine_and_point_in_time_inputs(lake):
     assert spec["version"] == 1 and spec["outputs"][-1] == ["is_big", "is_big", "boolean"]
     replay = lake.load_training_set(ts.id).to_pandas()
     pd.testing.assert_frame_equal(replay, got)
+    monkeypatch.setattr(lake.config.training, "driver_max_rows", 0)  # the Spark engine: mapInArrow
+    on_spark = lake.training_set(rows, features=["acct:tier", "ctx:*"])
+    assert on_spark.local_rows() is None
+    pd.testing.assert_frame_equal(on_spark.to_pandas(), got, check_exact=True)
+    monkeypatch.undo()
     # its statistics (recorded by write() when monitoring.statistics is on, off in this lake) cover
     # the request-time outputs as name:output, and none of the inputs read only for them
     monitoring.record_training_set_statistics(lake, ts)
@@ -157,9 +163,16 @@ def test_a_changed_function_is_refused_at_replay_and_a_failing_one_names_the_row
     with pytest.raises(UsageError, match="run `featurelake apply` first"):
         changed.training_set(spine([(1, NOW, 10.0, NOW, "web")]), features=["ctx:*"])
     assert "on-demand ctx: version 2 (code changed)" in changed.apply()
-    built = changed.training_set(spine([(1, NOW, 10.0, NOW, "web"), (2, NOW, None, NOW, "app")]), features=["ctx:*"])
-    with pytest.raises(OnDemandError, match=r"on-demand feature 'ctx' \(offline, training set .*\): the function "
-                                            r"raised at row \d .*customer_id=2.*IntCastingNaNError"):
+    failing = spine([(1, NOW, 10.0, NOW, "web"), (2, NOW, None, NOW, "app")])
+    raised = r"on-demand feature 'ctx' \(offline, training set .*\): the function raised at row \d .*customer_id=2.*" \
+             r"IntCastingNaNError"
+    sets = len(lake.catalog.rows("training_sets"))
+    with pytest.raises(OnDemandError, match=raised):  # the driver engine: when the set is built, nothing registered
+        changed.training_set(failing, features=["ctx:*"])
+    assert len(lake.catalog.rows("training_sets")) == sets
+    changed.config.training.driver_max_rows = 0  # the Spark engine: when the rows are computed
+    built = changed.training_set(failing, features=["ctx:*"])
+    with pytest.raises(OnDemandError, match=raised):
         built.to_pandas()
     bad = OnlineClient.from_config(lake.conf_path, repo=str(repo))
     with pytest.raises(OnDemandError, match=r"on-demand feature 'ctx' \(online\): the function raised at row 0 "
