@@ -263,7 +263,7 @@ def test_the_driver_engine_leaves_to_spark_what_it_cannot_match():
         localset.point_in_time(text_times, {"cust": tied.slice(0, 1)}, [plan], "event_ts")
     distinct = pointintime.WindowAgg("n", "approx_count_distinct", "tag", "1h", 3_600_000_000)
     with pytest.raises(localset.NotLocal, match="approx_count_distinct"):
-        localset.covers([pointintime.GroupPlan("cust", ["customer_id"], "ts", None, [], [distinct])], {})
+        localset.covers([pointintime.GroupPlan("cust", ["customer_id"], "ts", None, [], [distinct])])
 
 
 def test_the_driver_engine_reads_a_date_as_its_midnight_utc():
