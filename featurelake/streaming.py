@@ -23,9 +23,12 @@ Exactly once, through crashes (`kill -9` at any moment, then a restart on the sa
   ingestion time), than the key's item (featurelake.online.writer, compare mode), under the
   group's export lease so that no other writer interleaves: an older event never replaces a
   newer item, and a batch that died between the MERGE and DynamoDB writes, when replayed, what
-  it had not. Every batch ends with each key's item equal to the offline table's newest row, so
-  after the next batch the newer of the item and the batch's row is again the offline table's
-  newest: DynamoDB follows the offline table without reading it back.
+  it had not. Without windows the DynamoDB write runs beside the MERGE (it needs only the batch's
+  rows): a batch that dies after it, before the MERGE, leaves the items one batch ahead of the
+  table until its replay merges the same rows. Every batch ends with each key's item equal to
+  the offline table's newest row, so after the next batch the newer of the item and the batch's
+  row is again the offline table's newest: DynamoDB follows the offline table without reading it
+  back.
 
 Progress is a `runs` row (kind "stream") at most every `record_every` seconds and at the end,
 summing the micro-batches since the last one (the records: featurelake.streamrun); a crash loses
@@ -43,6 +46,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional
@@ -151,21 +155,29 @@ class _Stream:
             version = None
             if gated is not None:
                 writable, times = gated
+                rows = writable.drop(MESSAGE)
                 newer = self.table_max_us is not None and times.first_us > self.table_max_us
-                version = self.table.merge(writable.drop(MESSAGE), r.run_id, definition_version=self.version,
-                                           dates=times.dates, span=(times.first_us, times.max_us), txn=txn,
-                                           newer=newer)
-                self.table_max_us = max(self.table_max_us or 0, times.max_us)
-                if version is not None:
-                    r.delta_version = self.result.delta_version = version
-                mark("merge")
-                merged_at = now()
-                late = self._late(writable, times)
-                self.period.late_rows += late
-                self.result.late_rows += late
-                mark("late")
-                if g.online:
-                    self._online(writable.drop(MESSAGE), merged_at, times.first_us, n)
+                with ThreadPoolExecutor(1) as pool:
+                    # Without windows a key's item needs only the batch's rows: written beside the MERGE
+                    # (once the table exists: the online table's spec reads its schema)
+                    beside = pool.submit(self._online, rows, now(), times.first_us, n) \
+                        if g.online and not g.aggregations and self.table_max_us else None
+                    version = self.table.merge(rows, r.run_id, definition_version=self.version, dates=times.dates,
+                                               span=(times.first_us, times.max_us), txn=txn, newer=newer, rows=n)
+                    self.table_max_us = max(self.table_max_us or 0, times.max_us)
+                    if version is not None:
+                        r.delta_version = self.result.delta_version = version
+                    mark("merge")
+                    merged_at = now()
+                    late = self._late(writable, times)
+                    self.period.late_rows += late
+                    self.result.late_rows += late
+                    mark("late")
+                if beside is not None:
+                    beside.result()
+                    mark("online")
+                elif g.online:
+                    self._online(rows, merged_at, times.first_us, n)
                     mark("online")
             log.info("%s: micro-batch %d: %d messages, %d rejected, %s (%.1fs: %s)", g.name, batch_id, n, bad,
                      f"Delta version {version}" if version is not None else "nothing new offline",

@@ -171,6 +171,51 @@ def test_a_topic_lands_offline_and_online_once_bad_messages_set_aside_with_their
         == version + 1
 
 
+def test_a_merge_that_dies_after_the_online_write_beside_it_is_replayed_once(stream_store, kafka_broker,
+                                                                             monkeypatch):
+    """Without windows a micro-batch writes DynamoDB beside its MERGE. A MERGE that fails once
+    DynamoDB holds the batch's rows fails the stream; the restart replays the batch: each event is
+    once offline and each item the newest offline row."""
+    import time
+
+    from featurelake.errors import JobError
+    from featurelake.offline import OfflineTable
+
+    store, servers = stream_store, kafka_broker.bootstrap_servers
+    first = [{"customer_id": k, "amount": float(k), "created_at": pd.Timestamp(T0 + timedelta(minutes=k)),
+              "channel": "web"} for k in range(20)]
+    second = [{**e, "amount": e["amount"] + 0.5, "created_at": e["created_at"] + pd.Timedelta(days=1)} for e in first]
+
+    def send(rows: list[dict]) -> None:
+        produce(servers, store.topic, [event(r["customer_id"], r["amount"], r["created_at"].to_pydatetime(),
+                                             r["channel"]) for r in rows])
+
+    send(first)
+    assert store.stream("customer_pay", available_now=True).ok
+    send(second)
+    merge = OfflineTable.merge
+
+    def dies_once_dynamodb_has_the_batch(self, *args, **kwargs):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(item["amount"] == e["amount"] for e, item in
+                   zip(second, online_rows(store, [e["customer_id"] for e in second]).values())):
+                raise OSError("the disk went away")
+            time.sleep(0.2)
+        raise AssertionError("the online write beside the MERGE never landed")
+
+    monkeypatch.setattr(OfflineTable, "merge", dies_once_dynamodb_has_the_batch)
+    with pytest.raises(JobError, match="the disk went away"):
+        store.stream("customer_pay", available_now=True)
+    assert len(offline_rows(store)) == len(first)  # online ran ahead of the table until the restart
+    monkeypatch.setattr(OfflineTable, "merge", merge)
+    again = store.stream("customer_pay", available_now=True)
+    assert again.ok and again.rows_read == len(second), again.summary()
+    got = offline_rows(store)
+    assert len(got) == len(first + second) and not got.duplicated(["customer_id", "created_at"]).any()
+    assert_online_is_newest(store, first + second)
+
+
 def test_a_missing_topic_or_a_broker_that_does_not_answer_is_a_clear_error(stream_store, kafka_broker):
     import services
 
