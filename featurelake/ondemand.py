@@ -539,8 +539,6 @@ def apply_offline(frame: Any, features: Mapping[str, OnDemandFeature], spec: Map
 def apply_local(rows: Any, features: Mapping[str, OnDemandFeature], spec: Mapping[str, dict],
                 label_columns: Sequence[str], training_set_id: str) -> Any:
     """apply_offline for a set built on the driver: the same function over the Arrow rows at once."""
-    if not spec:
-        return rows
     kept = [c for c in rows.column_names if not c.startswith(HIDDEN)]
     return with_outputs(rows, kept, features, spec, label_columns, training_set_id)
 

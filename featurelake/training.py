@@ -350,7 +350,7 @@ def _build_local(store: "FeatureStore", df: "DataFrame", plans: list[GroupPlan],
     except pa.ArrowException as exc:  # a type the driver engine does not handle: Spark's rows are the same
         log.warning("training set %s: the Spark engine builds it, the driver's failed: %s", ts_id, exc)
         return None
-    rows = _on_demand_local(store, rows, plans, on_demand, timestamp_column, ts_id)
+    rows = _with_on_demand(store, rows, plans, on_demand, timestamp_column, ts_id)
     localset.write_copy(spine, store.config.lake("training_sets", ts_id, "spine"), store)
     return (*versions, stats, rows)
 
@@ -441,20 +441,23 @@ def _compute_local(store: "FeatureStore", copy: Any, plans: list[GroupPlan], man
                        f"read again on the driver ({str(exc).splitlines()[0][:200]}): a version was probably vacuumed "
                        f"or its log expired; keep delta.logRetentionDuration and delta.deletedFileRetentionDuration "
                        f"longer than the time you need replays for") from None
-    return _on_demand_local(store, rows, plans, manifest["options"].get("on_demand") or {},
+    return _with_on_demand(store, rows, plans, manifest["options"].get("on_demand") or {},
                             manifest["timestamp_column"], manifest["id"])
 
 
-def _on_demand_local(store: "FeatureStore", rows: Any, plans: list[GroupPlan], spec: dict, timestamp_column: str,
-                     ts_id: str) -> Any:
-    """A driver-built set's rows with its request-time features (as _compute's, without Spark)."""
+def _with_on_demand(store: "FeatureStore", rows: Any, plans: list[GroupPlan], spec: dict, timestamp_column: str,
+                    ts_id: str) -> Any:
+    """The set's rows (a Spark frame, or Arrow rows on the driver) with its request-time features."""
     if not spec:
         return rows
+    from pyspark.sql import DataFrame
+
     from featurelake import ondemand
 
     features = ondemand.check_replayable(store.repo, spec, ts_id)
     labels = [timestamp_column, *dict.fromkeys(k for p in plans for k in p.keys)]
-    return ondemand.apply_local(rows, features, spec, labels, ts_id)
+    apply = ondemand.apply_offline if isinstance(rows, DataFrame) else ondemand.apply_local
+    return apply(rows, features, spec, labels, ts_id)
 
 
 def read_manifest(store: "FeatureStore", training_set_id: str) -> dict:
@@ -499,14 +502,8 @@ def _compute(store: "FeatureStore", copy: "DataFrame", plans: list[GroupPlan], m
     bounds = tuple(options.get("time_bounds") or (None, None))
     frame = point_in_time(copy, tables, plans, timestamp_column=manifest["timestamp_column"],
                           partitions=int(options["partitions"]), time_bounds=bounds)
-    spec = options.get("on_demand") or {}
-    if not spec:
-        return frame
-    from featurelake import ondemand
-
-    features = ondemand.check_replayable(store.repo, spec, manifest["id"])
-    labels = [manifest["timestamp_column"], *dict.fromkeys(k for p in plans for k in p.keys)]
-    return ondemand.apply_offline(frame, features, spec, labels, manifest["id"])
+    return _with_on_demand(store, frame, plans, options.get("on_demand") or {}, manifest["timestamp_column"],
+                           manifest["id"])
 
 
 def _audit(store: "FeatureStore", manifest: dict, action: str) -> None:
