@@ -158,7 +158,9 @@ def read_group(table: Any, plan: GroupPlan, bounds: tuple) -> "pa.Table":
             partitions.append(("_event_date", ">=", str(_date(bounds[0] - plan.horizon_us))))
     on_disk = table.table_uri.startswith("file:") or "://" not in table.table_uri
     if not on_disk or table.protocol().min_reader_version > 1:
-        return plain(table.to_pyarrow_table(columns=need, partitions=partitions))
+        from featurelake.lakeread import arrow_rows
+
+        return plain(arrow_rows(table, need, partitions or ()))
     schema = pa.schema(table.schema().to_arrow())
     # Spark writes instants as INT96 by default; a file older than a column lacks it (null)
     scan = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(coerce_int96_timestamp_unit="us"))
@@ -425,4 +427,4 @@ def read_copy(path: str, store: "FeatureStore") -> "pa.Table":
     table = lakeread.open_table(path, store.config)
     if table is None:
         raise JobError(f"no Delta table at {path}")
-    return plain(table.to_pyarrow_table())
+    return plain(lakeread.arrow_rows(table)).sort_by(ROW)

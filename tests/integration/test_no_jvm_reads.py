@@ -199,6 +199,34 @@ def test_a_training_set_on_s3_reads_its_new_spine_copy_from_the_files_delta_rs_l
     assert store.training_set(spine, ["payments:amount"]).to_pandas().equals(got)
 
 
+READ_GROUP = """
+import sys
+from featurelake import lakeread, localset
+from featurelake.config import load_config
+from featurelake.pointintime import GroupPlan
+config = load_config(sys.argv[1])
+table = lakeread.open_table(config.lake("offline", "payments"), config)
+plan = GroupPlan("payments", ["customer_id"], "ts", None, [("amount", "amount")])
+print(localset.read_group(table, plan, (None, None)).num_rows)
+"""
+
+
+def test_the_driver_engine_reads_a_table_on_s3_and_its_process_exits_0(spark, s3_endpoint, dynamodb_endpoint,
+                                                                         tmp_path):
+    """delta-rs' to_pyarrow_table leaves scan threads that abort a process at exit now and then
+    (code 134, "terminate called without an active exception"): a set built or replayed on the
+    driver, correct, then failed its job. Tables delta-rs reads (S3 here) go through its query
+    engine instead: eight fresh processes read the rows and exit 0."""
+    from featurelake.config import load_config
+
+    options, _ = build_s3_lake(spark, s3_endpoint, dynamodb_endpoint, tmp_path)
+    want = spark.read.format("delta").load(load_config(options[1]).lake("offline", "payments")).count()
+    for _ in range(8):
+        done = subprocess.run([sys.executable, "-c", READ_GROUP, options[1]], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert (done.returncode, done.stdout.strip()) == (0, str(want)), done.stderr[-2000:]
+
+
 def test_unreachable_storage_is_a_clear_error_without_pyspark(tmp_path):
     """A lake on an S3 endpoint nobody serves: exit 1 with the path and what to check, no traceback."""
     conf = write_config(tmp_path, storage="storage:\n  root: s3a://nobucket/lake",
